@@ -1,0 +1,1 @@
+"""Per-sample exposure scores (SPEC.md): gradient norm, LAVP, I²F."""
