@@ -14,7 +14,7 @@ from leakaudit.defenses.base import Defense
 
 def prune_smallest(g: Tensor, ratio: float) -> Tensor:
     """Zero the ``ratio`` fraction of smallest-|g| entries of each row of ``g`` ([B, P])."""
-    n_prune = int(round(ratio * g.shape[1]))
+    n_prune = round(ratio * g.shape[1])
     if n_prune <= 0:
         return g.clone()
     if n_prune >= g.shape[1]:

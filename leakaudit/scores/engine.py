@@ -1,18 +1,123 @@
-"""The scoring engine: per-sample scores, batched over chunks, streamed over data."""
+"""The scoring engine: per-sample scores, batched over chunks, streamed over data.
+
+This is the Python API the CLI calls (through :mod:`leakaudit.api`). Memory stays flat
+as the dataset grows: one chunk is scored at a time and only per-sample scalars are
+kept.
+"""
 
 from __future__ import annotations
 
+import itertools
+import time
+import warnings
 from collections.abc import Callable, Iterable
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from leakaudit.errors import InputError
+from leakaudit.linalg.autograd_ops import AutogradOperators, module_forward
+from leakaudit.linalg.func_ops import FuncOperators, make_flat_grad
+from leakaudit.linalg.operators import SampleOperators
+from leakaudit.scores.chunk import score_chunk
+from leakaudit.scores.data import chunks, iter_samples
+from leakaudit.scores.memory import choose_chunk_size, count_activations
 from leakaudit.scores.options import ScoreOptions, ScoreResult
+from leakaudit.scores.plan import Plan
 
 #: What the engine accepts as data: a tuple ``(inputs [N, ...], labels [N])``, a
 #: map-style Dataset yielding ``(x, y)``, or an iterable of ``(x [B, ...], y [B])``
 #: batches such as a DataLoader.
 Data = tuple[Tensor, Tensor] | Dataset | Iterable[tuple[Tensor, Tensor]]
+
+
+class FallbackWarning(UserWarning):
+    """torch.func could not transform the model; the autograd path was used."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without CUDA is an InputError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("CUDA was requested (--device cuda) but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"unknown device {name!r}: use auto, cpu or cuda") from exc
+
+
+class _Model:
+    """The model prepared once: parameters/buffers on the device and in the dtype."""
+
+    def __init__(self, model: nn.Module, options: ScoreOptions, device: torch.device) -> None:
+        self.scripted = isinstance(model, torch.jit.ScriptModule)
+        if options.model_mode == "train":
+            import copy
+
+            model = copy.deepcopy(model)
+            torch.func.replace_all_batch_norm_modules_(model)
+            model.train()
+            for mod in model.modules():
+                if isinstance(mod, nn.modules.dropout._DropoutNd):
+                    mod.eval()
+        else:
+            self._was_training = model.training
+            model.eval()
+        if self.scripted:
+            model.to(device=device, dtype=options.dtype)
+        self.model = model
+        dt = options.dtype
+        self.params = {k: v.detach().to(device, dt) for k, v in model.named_parameters()}
+        self.buffers = {
+            k: v.detach().to(device, dt if v.is_floating_point() else v.dtype)
+            for k, v in model.named_buffers()
+        }
+        self.loss_fn = options.loss or _cross_entropy
+        self.device, self.dtype = device, dt
+        self.flat_grad = make_flat_grad(model, self.params, self.buffers, self.loss_fn)
+
+    def func_ops(self, X: Tensor, Y: Tensor) -> SampleOperators:
+        return FuncOperators(self.flat_grad, X, Y)
+
+    def autograd_ops(self, X: Tensor, Y: Tensor) -> SampleOperators:
+        if self.scripted:
+            params: list[Tensor] = list(self.model.parameters())
+            for p in params:
+                p.requires_grad_(True)
+            forward = module_forward(self.model, {}, {})
+        else:
+            trainable = {k: v.clone().requires_grad_(True) for k, v in self.params.items()}
+            params = list(trainable.values())
+            forward = module_forward(self.model, trainable, self.buffers)
+        return AutogradOperators(forward, params, X, Y, self.loss_fn)
+
+    def check_forward(self, X: Tensor, Y: Tensor) -> int:
+        """One plain forward pass; returns d·(activations) and names a rejected input."""
+        forward = module_forward(self.model, self.params, self.buffers)
+        try:
+            with torch.no_grad():
+                out = forward(X[:1])
+        except Exception as exc:  # the model's own error, reworded for the user
+            raise InputError(
+                f"the model rejects inputs of shape {tuple(X.shape[1:])}: {_first_line(exc)}"
+            ) from exc
+        if not Y.is_floating_point() and out.ndim == 2 and int(Y.max()) >= out.shape[1]:
+            raise InputError(
+                f"label {int(Y.max())} is out of range for a model with {out.shape[1]} outputs"
+            )
+        return count_activations(self.model, forward, X[:1])
+
+
+def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(logits, y)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def score_samples(
@@ -24,5 +129,143 @@ def score_samples(
     on_chunk: Callable[[ScoreResult], None] | None = None,
     skip: int = 0,
 ) -> ScoreResult:
-    """Score every sample of ``data`` (contract; implementation in progress)."""
-    raise NotImplementedError
+    """Score every sample of ``data`` (SPEC.md names).
+
+    Args:
+        model: a classifier ``[B, *input_shape] -> [B, C]``; evaluated in eval mode by
+            default. Its parameters are not modified.
+        data: ``(inputs, labels)``, a Dataset of ``(x, y)`` or an iterable of batches.
+        options: what to compute and how; defaults to every score.
+        progress: called with the number of samples finished after each chunk.
+        on_chunk: called with each chunk's :class:`ScoreResult` (for checkpointing).
+        skip: skip the first ``skip`` samples (to resume an interrupted scan).
+
+    Returns:
+        Scores and diagnostics for every sample, in data order.
+
+    Raises:
+        InputError: the model rejects the data, or the device is unavailable.
+    """
+    options = options or ScoreOptions()
+    device = resolve_device(options.device)
+    plan = Plan.of(options)
+    start = time.perf_counter()
+    samples = iter_samples(data, skip)
+    first = next(samples, None)
+    if first is None:
+        return _empty(options, device)
+    samples = itertools.chain([first], samples)
+    prepared = _Model(model, options, device)
+    try:
+        X1 = first[1][None].to(device, options.dtype)
+        Y1 = first[2].reshape(1).to(device)
+        activations = prepared.check_forward(X1, Y1)
+        size = options.chunk_size or choose_chunk_size(
+            options,
+            plan,
+            d=X1[0].numel(),
+            n_params=sum(p.numel() for p in prepared.params.values()),
+            activations=activations,
+        )
+        backend: str = "autograd" if prepared.scripted else options.backend
+        parts: list[ScoreResult] = []
+        for idx, X, Y in chunks(samples, size):
+            X = X.to(device, options.dtype)
+            Y = Y.to(device)
+            scores, diag, backend = _score_with_fallback(
+                prepared, X, Y, idx, options, plan, backend
+            )
+            part = _to_result(idx, Y, scores, diag, backend, device)
+            parts.append(part)
+            if on_chunk is not None:
+                on_chunk(part)
+            if progress is not None:
+                progress(len(idx))
+    finally:
+        if options.model_mode == "eval" and getattr(prepared, "_was_training", False):
+            model.train()
+    result = concat_results(parts)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _score_with_fallback(
+    prepared: _Model,
+    X: Tensor,
+    Y: Tensor,
+    idx: Tensor,
+    options: ScoreOptions,
+    plan: Plan,
+    backend: str,
+) -> tuple[dict[str, Tensor], dict[str, Tensor], str]:
+    if backend == "autograd":
+        return (*score_chunk(prepared.autograd_ops(X, Y), idx, options, plan), "autograd")
+    try:
+        return (*score_chunk(prepared.func_ops(X, Y), idx, options, plan), "func")
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        if backend == "func" or "out of memory" in str(exc):
+            raise
+        warnings.warn(
+            f"torch.func cannot transform this model ({_first_line(exc)}); "
+            "using per-sample double backward instead (slower, same numbers)",
+            FallbackWarning,
+            stacklevel=3,
+        )
+        return (*score_chunk(prepared.autograd_ops(X, Y), idx, options, plan), "autograd")
+
+
+def _to_result(
+    idx: Tensor,
+    Y: Tensor,
+    scores: dict[str, Tensor],
+    diag: dict[str, Tensor],
+    backend: str,
+    device: torch.device,
+) -> ScoreResult:
+    return ScoreResult(
+        indices=idx,
+        labels=Y.detach().cpu(),
+        scores={k: v.detach().to("cpu", torch.float64) for k, v in scores.items()},
+        diagnostics={
+            k: v.detach().cpu().to(torch.float64 if v.is_floating_point() else v.dtype)
+            for k, v in diag.items()
+        },
+        backend=backend,
+        device=str(device),
+    )
+
+
+def concat_results(parts: list[ScoreResult]) -> ScoreResult:
+    """Join chunk results (in order) into one; diagnostics missing in a chunk become NaN."""
+    if not parts:
+        raise ValueError("no results to join")
+    keys = list(dict.fromkeys(k for p in parts for k in p.diagnostics))
+    n = [len(p.indices) for p in parts]
+
+    def col(p: ScoreResult, k: str, size: int) -> Tensor:
+        if k in p.diagnostics:
+            return p.diagnostics[k]
+        return torch.full((size,), float("nan"), dtype=torch.float64)
+
+    backends = {p.backend for p in parts}
+    return ScoreResult(
+        indices=torch.cat([p.indices for p in parts]),
+        labels=torch.cat([p.labels for p in parts]),
+        scores={k: torch.cat([p.scores[k] for p in parts]) for k in parts[0].scores},
+        diagnostics={k: torch.cat([col(p, k, s) for p, s in zip(parts, n)]) for k in keys},
+        backend=backends.pop() if len(backends) == 1 else "mixed",
+        device=parts[0].device,
+        seconds=sum(p.seconds for p in parts),
+    )
+
+
+def _empty(options: ScoreOptions, device: torch.device) -> ScoreResult:
+    empty = torch.zeros(0, dtype=torch.float64)
+    return ScoreResult(
+        indices=torch.zeros(0, dtype=torch.int64),
+        labels=torch.zeros(0, dtype=torch.int64),
+        scores={k: empty.clone() for k in options.scores},
+        diagnostics={"converged": torch.zeros(0, dtype=torch.bool)},
+        backend="none",
+        device=str(device),
+    )

@@ -63,9 +63,7 @@ def validate_score_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Return ``names`` in report order, or raise ``ValueError`` naming the unknown one."""
     unknown = [n for n in names if n not in SCORES]
     if unknown:
-        raise ValueError(
-            f"unknown score {unknown[0]!r}; choose from: {', '.join(ALL_SCORES)}"
-        )
+        raise ValueError(f"unknown score {unknown[0]!r}; choose from: {', '.join(ALL_SCORES)}")
     if not names:
         raise ValueError("select at least one score")
     return tuple(n for n in ALL_SCORES if n in names)

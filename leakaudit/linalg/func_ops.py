@@ -1,0 +1,93 @@
+"""Vectorised per-sample Jacobian products with torch.func.
+
+J v is forward-over-reverse (``jvp`` of ``grad``), Jᵀ u is reverse-over-reverse
+(``vjp`` of ``grad``). The inner ``vmap`` runs over the m vectors of one sample so the
+sample's primal forward/backward pass is computed once per product; the outer ``vmap``
+runs over the samples of a chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+FlatGrad = Callable[[Tensor, Tensor], Tensor]
+
+
+def make_flat_grad(
+    model: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor], loss_fn: LossFn
+) -> FlatGrad:
+    """Return ``g(x, y)``: the flat parameter gradient of one sample's loss, ``[P]``.
+
+    Args:
+        model: the network; called through ``functional_call`` with ``params``.
+        params: parameters to differentiate, name → tensor.
+        buffers: buffers (BatchNorm statistics), name → tensor.
+        loss_fn: ``loss(logits [1, C], y [1]) -> scalar``.
+    """
+    names = tuple(params)
+
+    def flat_grad(x: Tensor, y: Tensor) -> Tensor:
+        def loss_of(p: dict[str, Tensor]) -> Tensor:
+            out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
+            return loss_fn(out, y.unsqueeze(0))
+
+        g = grad(loss_of)(params)
+        return torch.cat([g[n].reshape(-1) for n in names])
+
+    return flat_grad
+
+
+class FuncOperators:
+    """:class:`~leakaudit.linalg.operators.SampleOperators` via torch.func.
+
+    Args:
+        flat_grad: from :func:`make_flat_grad`.
+        X: inputs ``[B, *input_shape]``.
+        Y: labels ``[B]``.
+    """
+
+    def __init__(self, flat_grad: FlatGrad, X: Tensor, Y: Tensor) -> None:
+        self._g = flat_grad
+        self._X = X
+        self._Y = Y
+        self._shape = X.shape[1:]
+        self.dim = int(X[0].numel())
+        self.grads: Tensor = vmap(flat_grad)(X, Y)
+
+    def _jv_one(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        shape = self._shape
+
+        def g_of_x(xx: Tensor) -> Tensor:
+            return self._g(xx, y)
+
+        def jv(v: Tensor) -> Tensor:
+            return jvp(g_of_x, (x,), (v.reshape(shape),))[1]
+
+        return vmap(jv)(V)
+
+    def gram(self, V: Tensor) -> Tensor:
+        def one(x: Tensor, y: Tensor, Vs: Tensor) -> Tensor:
+            JV = self._jv_one(x, y, Vs)
+            pullback = vjp(lambda xx: self._g(xx, y), x)[1]
+            out = vmap(lambda u: pullback(u)[0])(JV)
+            return out.reshape(Vs.shape)
+
+        return vmap(one)(self._X, self._Y, V)
+
+    def jt(self, U: Tensor) -> Tensor:
+        def one(x: Tensor, y: Tensor, u: Tensor) -> Tensor:
+            pullback = vjp(lambda xx: self._g(xx, y), x)[1]
+            return pullback(u)[0].reshape(-1)
+
+        return vmap(one)(self._X, self._Y, U)
+
+    def jnorm2(self, V: Tensor) -> Tensor:
+        def one(x: Tensor, y: Tensor, Vs: Tensor) -> Tensor:
+            return self._jv_one(x, y, Vs).pow(2).sum(-1)
+
+        return vmap(one)(self._X, self._Y, V)

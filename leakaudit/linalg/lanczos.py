@@ -1,0 +1,144 @@
+"""Batched Lanczos with full reorthogonalisation (Golub & Van Loan, §10.1).
+
+Runs many independent Krylov sequences in lockstep — ``[B, m, d]``: B samples, m
+sequences per sample, each sequence with its own symmetric operator or start vector —
+so one batched matrix-vector product serves every sequence of a step. The tridiagonal
+matrices give both ends of each spectrum (Ritz values) and, with the start vector as
+probe, Gauss quadrature for stochastic Lanczos quadrature (Ubaru et al. 2017).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+MatVec = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class Ritz:
+    """Ritz decomposition of the Lanczos tridiagonals.
+
+    Attributes:
+        values: ``[B, m, n]`` Ritz values, ascending.
+        first: ``[B, m, n]`` first components of T's eigenvectors (quadrature weights are
+            their squares).
+        vectors: ``[B, m, n, n]`` eigenvectors of T (columns).
+        residual_bound: ``[B, m, n]`` β_n·|last component|: the Lanczos estimate of
+            ‖A y − θ y‖ for each Ritz pair.
+    """
+
+    values: Tensor
+    first: Tensor
+    vectors: Tensor
+    residual_bound: Tensor
+
+
+@dataclass
+class LanczosRun:
+    """The result of :func:`lanczos`.
+
+    Attributes:
+        alpha: ``[B, m, n]`` diagonal of T (n = steps taken).
+        beta: ``[B, m, n]`` β_1..β_n; β_j couples steps j and j+1, β_n is the last norm.
+        basis: ``[B, m, n, d]`` orthonormal Lanczos vectors.
+        steps: n.
+    """
+
+    alpha: Tensor
+    beta: Tensor
+    basis: Tensor
+    steps: int
+
+    def ritz(self) -> Ritz:
+        """Eigen-decompose every tridiagonal (small: n × n)."""
+        n = self.steps
+        T = torch.diag_embed(self.alpha)
+        if n > 1:
+            off = self.beta[..., : n - 1]
+            T = T + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
+        values, vectors = torch.linalg.eigh(T.double())
+        values = values.to(self.alpha.dtype)
+        vectors = vectors.to(self.alpha.dtype)
+        bound = self.beta[..., n - 1 : n].abs() * vectors[..., n - 1, :].abs()
+        return Ritz(values, vectors[..., 0, :], vectors, bound)
+
+    def ritz_vectors(self, ritz: Ritz, which: Tensor) -> Tensor:
+        """Ritz vectors y = Q s for the column ``which`` ``[B, m]`` of each sequence."""
+        s = torch.gather(
+            ritz.vectors, 3, which[..., None, None].expand(*which.shape, self.steps, 1)
+        ).squeeze(-1)
+        return torch.einsum("bmnd,bmn->bmd", self.basis, s)
+
+
+def lanczos(
+    matvec: MatVec,
+    start: Tensor,
+    max_iter: int,
+    *,
+    converged: Callable[[LanczosRun], bool] | None = None,
+    check_every: int = 8,
+) -> LanczosRun:
+    """Run batched Lanczos from ``start``.
+
+    Args:
+        matvec: ``[B, m, d] -> [B, m, d]``, a symmetric operator per sequence.
+        start: ``[B, m, d]`` start vectors (normalised here; must be nonzero).
+        max_iter: steps at most (capped at d, where the Krylov space is full).
+        converged: called every ``check_every`` steps with the run so far; returning
+            True stops early.
+        check_every: steps between calls of ``converged``.
+
+    A sequence whose Krylov space becomes invariant (β ≈ 0) stops growing: its later
+    Lanczos vectors are zero and its tridiagonal is padded with α_1 on the diagonal and
+    zero coupling, which leaves its extreme Ritz values and quadrature unchanged.
+    """
+    B, m, d = start.shape
+    k = min(max_iter, d)
+    dtype = start.dtype
+    Q = start.new_zeros(B, m, k, d)
+    alpha = start.new_zeros(B, m, k)
+    beta = start.new_zeros(B, m, k)
+    q = start / torch.linalg.vector_norm(start, dim=-1, keepdim=True)
+    alive = torch.ones(B, m, dtype=torch.bool, device=start.device)
+    scale = start.new_zeros(B, m)
+    breakdown_tol = 100 * torch.finfo(dtype).eps
+    steps = 0
+    for j in range(k):
+        Q[:, :, j] = q
+        w = matvec(q)
+        a = torch.where(alive, (w * q).sum(-1), torch.zeros_like(scale))
+        w = w - a[..., None] * q
+        if j > 0:
+            w = w - beta[..., j - 1, None] * Q[:, :, j - 1]
+        basis = Q[:, :, : j + 1]
+        for _ in range(2):  # "twice is enough" (Parlett)
+            w = w - torch.einsum("bmkd,bmk->bmd", basis, torch.einsum("bmkd,bmd->bmk", basis, w))
+        b = torch.linalg.vector_norm(w, dim=-1)
+        scale = torch.maximum(scale, a.abs() + b)
+        alive = alive & (b > breakdown_tol * scale.clamp_min(torch.finfo(dtype).tiny))
+        alpha[..., j] = a
+        beta[..., j] = torch.where(alive, b, torch.zeros_like(b))
+        q = torch.where(alive[..., None], w / b.clamp_min(torch.finfo(dtype).tiny)[..., None], 0)
+        steps = j + 1
+        if not bool(alive.any()):
+            break
+        if converged is not None and steps % check_every == 0 and steps < k:
+            run = _finish(alpha, beta, Q, steps)
+            if converged(run):
+                break
+    return _finish(alpha, beta, Q, steps)
+
+
+def _finish(alpha: Tensor, beta: Tensor, Q: Tensor, steps: int) -> LanczosRun:
+    a = alpha[..., :steps].clone()
+    b = beta[..., :steps].clone()
+    # Pad the steps after a breakdown: diagonal α_1, zero coupling (see lanczos()).
+    dead = torch.zeros_like(a, dtype=torch.bool)
+    if steps > 1:
+        dead[..., 1:] = torch.cumsum((b[..., :-1] == 0).to(torch.int64), dim=-1) > 0
+    a = torch.where(dead, a[..., :1].expand_as(a), a)
+    return LanczosRun(a, b, Q[:, :, :steps], steps)

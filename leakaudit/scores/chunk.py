@@ -1,0 +1,261 @@
+"""Score one chunk of samples from its :class:`SampleOperators` (pure maths, no I/O)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from leakaudit.linalg.cg import conjugate_gradient
+from leakaudit.linalg.lanczos import LanczosRun, Ritz, lanczos
+from leakaudit.linalg.operators import SampleOperators
+from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
+from leakaudit.scores import names as N
+from leakaudit.scores.i2f import damped_gram_filter, i2f_from_moments
+from leakaudit.scores.lavp import cosine_from_gram, estimated_residual, extreme, ritz_vector
+from leakaudit.scores.options import ScoreOptions
+from leakaudit.scores.plan import Plan
+
+# Purposes that seed independent random streams per sample.
+_START_L2, _START_COS, _PROBES = 1, 2, 3
+
+Scores = dict[str, Tensor]
+
+
+def score_chunk(
+    ops: SampleOperators, indices: Tensor, options: ScoreOptions, plan: Plan
+) -> tuple[Scores, Scores]:
+    """Selected scores and diagnostics for one chunk.
+
+    Args:
+        ops: the chunk's Jacobian products; vectors in input space have length d.
+        indices: ``[B]`` dataset positions (they seed each sample's random vectors).
+        options: scoring options.
+        plan: the work the selected scores need.
+
+    Returns:
+        ``(scores, diagnostics)``, name → ``[B]`` tensors on the chunk's device.
+    """
+    g = ops.grads
+    B = g.shape[0]
+    dtype, device = g.dtype, g.device
+    gnorm = torch.linalg.vector_norm(g, dim=1)
+    scores: Scores = {N.GRAD_NORM: gnorm}
+    diag: Scores = {"converged": torch.ones(B, dtype=torch.bool, device=device)}
+    if not plan.lanczos:
+        return _select(scores, options), diag
+
+    d = ops.dim
+    slq_exact = plan.slq and options.n_probes >= d
+    starts, n_l2 = _starts(indices, d, options, plan, dtype)
+    starts = starts.to(device)
+    l2, cos = slice(0, n_l2), slice(n_l2, starts.shape[1])
+
+    w = ops.jt(g / gnorm.clamp_min(torch.finfo(dtype).tiny)[:, None]) if plan.cos else None
+
+    def matvec(V: Tensor) -> Tensor:
+        AV = ops.gram(V)
+        if w is None:
+            return AV
+        return torch.cat([AV[:, l2], cosine_from_gram(AV[:, cos], V[:, cos], w, gnorm)], dim=1)
+
+    tracker = _Convergence(options, plan, l2, cos, d)
+    run = lanczos(
+        matvec, starts, options.max_iter, converged=tracker, check_every=options.check_every
+    )
+    ritz = run.ritz()
+    diag["lanczos_steps"] = torch.full((B,), run.steps, dtype=torch.int64, device=device)
+
+    ends = _extremes(ritz, plan, l2, cos)
+    residuals = _true_residuals(run, ritz, ends, matvec, n_l2)
+    lam_max = ends["l2_max"][0] if plan.l2 else None
+    for key, (value, _, _) in ends.items():
+        op, end = key.split("_")
+        top = ends[f"{op}_max"][0].abs().clamp_min(torch.finfo(dtype).tiny)
+        diag[f"residual_{key}"] = residuals[key] / top
+        ok = diag[f"residual_{key}"] <= 10 * options.tol
+        if end == "min":  # PSD operator: 0 ≤ λ_min ≤ θ_min certifies the error bound
+            ok = (diag[f"residual_{key}"] <= options.tol_min) | (value <= options.tol_min * top)
+        diag["converged"] &= ok
+        scale = 2.0 if op == "l2" else 1.0
+        scores[f"lavp_{op}_{end}"] = scale * value
+    if plan.cos:
+        bad = gnorm <= torch.finfo(dtype).tiny
+        for end in ("max", "min"):
+            if f"lavp_cos_{end}" in scores:
+                scores[f"lavp_cos_{end}"] = scores[f"lavp_cos_{end}"].masked_fill(bad, float("nan"))
+        diag["converged"] &= ~bad
+    if N.LAVP_GM in options.scores:
+        e = options.gm_end
+        scores[N.LAVP_GM] = (scores[f"lavp_l2_{e}"] * scores[f"lavp_cos_{e}"]).clamp_min(0).sqrt()
+
+    if lam_max is not None and (plan.trace or plan.slq):
+        _i2f(ops, run, ritz, indices, options, plan, lam_max, d, slq_exact, l2, scores, diag)
+    return _select(scores, options), diag
+
+
+def _starts(
+    indices: Tensor, d: int, options: ScoreOptions, plan: Plan, dtype: torch.dtype
+) -> tuple[Tensor, int]:
+    """Start vectors ``[B, m, d]``: L2 sequences first (the I²F probes when SLQ is needed),
+    then one cosine sequence."""
+    parts = []
+    if plan.l2:
+        if plan.slq:
+            parts.append(
+                probe_vectors(
+                    indices, d, options.n_probes, seed=options.seed, purpose=_PROBES, dtype=dtype
+                )
+            )
+        else:
+            parts.append(
+                probe_vectors(indices, d, 1, seed=options.seed, purpose=_START_L2, dtype=dtype)
+                if d > 1
+                else torch.ones(len(indices), 1, d)
+            )
+    n_l2 = parts[0].shape[1] if parts else 0
+    if plan.cos:
+        parts.append(
+            probe_vectors(indices, d, 1, seed=options.seed, purpose=_START_COS, dtype=dtype)
+            if d > 1
+            else torch.ones(len(indices), 1, d)
+        )
+    return torch.cat(parts, dim=1).to(dtype), n_l2
+
+
+class _Convergence:
+    """Early stop when every requested extreme (and the SLQ estimate) has settled."""
+
+    def __init__(self, options: ScoreOptions, plan: Plan, l2: slice, cos: slice, d: int) -> None:
+        self.o, self.p, self.l2, self.cos, self.d = options, plan, l2, cos, d
+        self.previous_quadrature: Tensor | None = None
+
+    def __call__(self, run: LanczosRun) -> bool:
+        ritz = run.ritz()
+        ok = True
+        for op, want_min, seqs in (
+            ("l2", self.p.l2_min, self.l2),
+            ("cos", self.p.cos_min, self.cos),
+        ):
+            if not (self.p.l2 if op == "l2" else self.p.cos):
+                continue
+            top, s, c = extreme(ritz, seqs, "max")
+            top = top.abs().clamp_min(torch.finfo(top.dtype).tiny)
+            ok &= bool((estimated_residual(ritz, s, c) <= self.o.tol * top).all())
+            if want_min:
+                low, s, c = extreme(ritz, seqs, "min")
+                res = estimated_residual(ritz, s, c)
+                ok &= bool(
+                    (
+                        (res <= 0.5 * self.o.tol_min * top) | (low <= 0.5 * self.o.tol_min * top)
+                    ).all()
+                )
+        if self.p.slq:
+            lam = extreme(ritz, self.l2, "max")[0]
+            f = damped_gram_filter(self.o.damping * lam.clamp_min(torch.finfo(lam.dtype).tiny))
+            q = quadrature(ritz.values[:, self.l2], ritz.first[:, self.l2], self.d, f).mean(-1)
+            prev, self.previous_quadrature = self.previous_quadrature, q
+            if prev is None:
+                return False
+            ok &= bool(((q - prev).abs() <= self.o.tol * 10 * q.abs()).all())
+        return ok
+
+
+def _extremes(
+    ritz: Ritz, plan: Plan, l2: slice, cos: slice
+) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+    ends = {}
+    if plan.l2:
+        ends["l2_max"] = extreme(ritz, l2, "max")
+        if plan.l2_min:
+            ends["l2_min"] = extreme(ritz, l2, "min")
+    if plan.cos:
+        ends["cos_max"] = extreme(ritz, cos, "max")
+        if plan.cos_min:
+            ends["cos_min"] = extreme(ritz, cos, "min")
+    return ends
+
+
+def _true_residuals(
+    run: LanczosRun, ritz: Ritz, ends: dict[str, tuple[Tensor, Tensor, Tensor]], matvec, n_l2: int
+) -> dict[str, Tensor]:
+    """‖H y − θ y‖ for the chosen Ritz pairs, with one extra batched product.
+
+    Each Ritz vector is put back into a slot of its own operator (L2 slot 0, cosine
+    slot n_l2) so the same ``matvec`` applies the right operator.
+    """
+    B, m, _, d = run.basis.shape
+    V = run.basis.new_zeros(B, m, d)
+    out = {}
+    for key, (value, seq, col) in ends.items():
+        slot = 0 if key.startswith("l2") else n_l2
+        V.zero_()
+        y = ritz_vector(run, ritz, seq, col)
+        V[:, slot] = y
+        Hy = matvec(V)[:, slot]
+        out[key] = torch.linalg.vector_norm(Hy - value[:, None] * y, dim=1)
+    return out
+
+
+def _i2f(
+    ops: SampleOperators,
+    run: LanczosRun,
+    ritz: Ritz,
+    indices: Tensor,
+    options: ScoreOptions,
+    plan: Plan,
+    lam_max: Tensor,
+    d: int,
+    slq_exact: bool,
+    l2: slice,
+    scores: Scores,
+    diag: Scores,
+) -> None:
+    g = ops.grads
+    tiny = torch.finfo(g.dtype).tiny
+    lam = lam_max.clamp_min(tiny)
+    eps = options.damping * lam
+    defense = options.defense
+    noise_var = defense.noise_variance(g)
+    bias = defense.bias(g)
+    jt_bias = ops.jt(bias) if bias is not None else None
+    zero = torch.zeros_like(lam)
+
+    if plan.slq:
+        # The L2 sequences started at the probes: α₁·d = zᵀAz (Hutchinson) for free.
+        tr_samples = d * run.alpha[:, l2, 0]
+        tr, tr_se = mean_and_se(tr_samples, slq_exact)
+    else:
+        Z = probe_vectors(
+            indices, d, options.n_probes, seed=options.seed, purpose=_PROBES, dtype=g.dtype
+        ).to(g.device)
+        tr, tr_se = mean_and_se(ops.jnorm2(Z), options.n_probes >= d)
+    diag["trace_jtj"], diag["trace_jtj_se"] = tr, tr_se
+
+    if plan.trace:
+        c = jt_bias.pow(2).sum(1) if jt_bias is not None else zero
+        num, num_se = i2f_from_moments(c, noise_var, tr, tr_se)
+        scores[N.I2F_LB] = num / lam
+        diag["i2f_lb_se"] = num_se / lam
+
+    if plan.slq:
+        f = damped_gram_filter(eps)
+        q_samples = quadrature(ritz.values[:, l2], ritz.first[:, l2], d, f)
+        q, q_se = mean_and_se(q_samples, slq_exact)
+        c = zero
+        if jt_bias is not None:
+            sol = conjugate_gradient(
+                lambda v: ops.gram(v[:, None])[:, 0] + eps[:, None] * v,
+                jt_bias,
+                tol=options.tol * 10,
+                max_iter=20 * options.max_iter,
+            )
+            c = sol.solution.pow(2).sum(1)
+            diag["cg_residual"] = sol.relative_residual
+            diag["converged"] &= sol.converged
+        value, se = i2f_from_moments(c, noise_var, q, q_se)
+        scores[N.I2F], diag["i2f_se"] = value, se
+        diag["i2f_unit_sigma"] = q.clamp_min(0).sqrt()
+
+
+def _select(scores: Scores, options: ScoreOptions) -> Scores:
+    return {k: scores[k] for k in options.scores if k in scores}

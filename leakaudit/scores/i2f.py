@@ -1,0 +1,46 @@
+"""Inversion influence functions (Mo et al. 2023, "Understanding Deep Gradient Leakage via
+Inversion Influence Functions").
+
+For a defence δ = b + ξ (bias b, zero-mean noise ξ of per-coordinate variance s²) and
+A = JᵀJ:
+
+* ``i2f_lb`` = √E‖Jᵀδ‖² / λ_max(A)            = √(‖Jᵀb‖² + s² tr A) / λ_max(A)
+* ``i2f``    = √E‖(A + εI)⁻¹ Jᵀδ‖²            = √(‖(A + εI)⁻¹ Jᵀb‖² + s² tr((A + εI)⁻² A))
+
+with ε = damping · λ_max(A). Standard errors follow by the delta method from the
+trace estimators' standard errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def damped_gram_filter(eps: Tensor) -> Callable[[Tensor], Tensor]:
+    """f(λ) = λ / (λ + ε)² per sample; ``eps`` ``[B]`` broadcasts over ``[B, m, n]``."""
+
+    def f(lam: Tensor) -> Tensor:
+        e = eps[:, None, None]
+        lam = lam.clamp_min(0)
+        return lam / (lam + e).pow(2)
+
+    return f
+
+
+def i2f_from_moments(
+    bias_term: Tensor, noise_var: Tensor, trace: Tensor, trace_se: Tensor
+) -> tuple[Tensor, Tensor]:
+    """√(c + s²·t) and its standard error, all ``[B]``.
+
+    Args:
+        bias_term: c, the squared norm of the (solved) bias image.
+        noise_var: s².
+        trace: t, the estimated trace.
+        trace_se: standard error of t.
+    """
+    value = (bias_term + noise_var * trace).clamp_min(0).sqrt()
+    se = noise_var * trace_se / (2 * value.clamp_min(torch.finfo(value.dtype).tiny))
+    return value, torch.where(noise_var > 0, se, torch.zeros_like(se))

@@ -1,0 +1,65 @@
+"""Chunk size from a memory budget.
+
+The working set of one sample is dominated by the Lanczos basis (m sequences × k
+steps × d), the per-sample parameter-space tangents of the Jacobian products
+(a few × m × P) and the forward/backward activations (a few × m × activations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from leakaudit.scores.options import ScoreOptions
+from leakaudit.scores.plan import Plan
+
+#: Never score more than this many samples at once (batching gains flatten out).
+MAX_CHUNK = 128
+
+
+def count_activations(model: nn.Module, forward: Callable[[Tensor], Tensor], x: Tensor) -> int:
+    """Elements of every leaf module output of ``model`` for one ``forward(x)`` (one sample)."""
+    total = 0
+    hooks = []
+    modules = list(model.modules())
+
+    def hook(_m: nn.Module, _i: object, out: object) -> None:
+        nonlocal total
+        if isinstance(out, Tensor):
+            total += out.numel()
+
+    for mod in modules:
+        if not list(mod.children()):
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            out = forward(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(total, int(out.numel()), int(x.numel()))
+
+
+def sequences_per_sample(options: ScoreOptions, plan: Plan, d: int) -> int:
+    """Lanczos sequences run per sample under ``plan``."""
+    m = 0
+    if plan.l2:
+        m += min(options.n_probes, d) if plan.slq else 1
+    if plan.cos:
+        m += 1
+    return max(m, 1)
+
+
+def choose_chunk_size(
+    options: ScoreOptions, plan: Plan, *, d: int, n_params: int, activations: int
+) -> int:
+    """Largest chunk whose estimated working set fits ``options.memory_budget``."""
+    m = sequences_per_sample(options, plan, d)
+    k = min(options.max_iter, d)
+    itemsize = torch.finfo(options.dtype).bits // 8
+    per_sample = itemsize * (
+        m * (k + 6) * d + 4 * m * n_params + 8 * m * activations + 2 * n_params
+    )
+    return int(max(1, min(MAX_CHUNK, options.memory_budget // max(per_sample, 1))))
