@@ -1,0 +1,221 @@
+"""Raw sample sources: each gives labels, ids and a reader of image ``i`` as ``[C, H, W]``
+float32 in [0, 1], before any transform."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from leakaudit.errors import InputError
+
+#: Image file extensions ImageFolder reads (as torchvision's ImageFolder).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+INPUT_KEYS = ("x", "inputs", "data", "images")
+LABEL_KEYS = ("y", "labels", "targets")
+
+
+@dataclass
+class Source:
+    """A dataset before selection and transforms.
+
+    Attributes:
+        read: ``read(i)`` → image ``i`` as ``[C, H, W]`` float32, in [0, 1] for 8-bit data.
+        labels: ``[N]`` int64.
+        ids: ``N`` sample ids.
+        num_classes: Number of classes.
+        classes: Class names where the format has them.
+    """
+
+    read: Callable[[int], Tensor]
+    labels: Tensor
+    ids: list[str]
+    num_classes: int
+    classes: list[str] | None = None
+
+
+def to_unit_float(images: Tensor, source: str) -> Tensor:
+    """uint8 → float32 / 255; bool and floating → float32 unchanged."""
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    if images.dtype.is_floating_point or images.dtype == torch.bool:
+        return images.float()
+    raise InputError(
+        f"{source}: inputs have dtype {images.dtype}; store images as uint8 (0-255) or float"
+    )
+
+
+def in_memory(images: Tensor, labels: Tensor, ids: list[str], num_classes: int) -> Source:
+    """A source over images ``[N, C, H, W]`` (uint8 or float) held in memory."""
+
+    def read(i: int) -> Tensor:
+        image = images[i]
+        return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+
+    return Source(read, labels, ids, num_classes)
+
+
+def digits_source() -> Source:
+    """scikit-learn's 8×8 digits: 1797 images ``[1, 8, 8]``, values 0–16 scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    return in_memory(images, labels, [f"index:{i}" for i in range(len(labels))], 10)
+
+
+# --- tensor files -----------------------------------------------------------------------
+
+
+def _pick(mapping: Mapping[str, Any], keys: tuple[str, ...], what: str, source: str) -> Any:
+    for key in keys:
+        if key in mapping:
+            return mapping[key]
+    found = ", ".join(sorted(map(str, mapping))) or "none"
+    raise InputError(f"{source}: no {what} found (looked for keys {', '.join(keys)}; has {found})")
+
+
+def _as_tensor(value: Any, what: str, source: str) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, list | tuple):
+        try:
+            return torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{source}: {what} are not numeric: {exc}") from exc
+    raise InputError(f"{source}: {what} are a {type(value).__name__}, not a tensor or array")
+
+
+def _to_nchw(x: Tensor, source: str) -> Tensor:
+    if x.ndim == 3:
+        return x.unsqueeze(1)
+    if x.ndim == 4:
+        if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+            return x.permute(0, 3, 1, 2)
+        return x
+    raise InputError(
+        f"{source}: inputs have shape {list(x.shape)}; expected images [N, C, H, W], "
+        "[N, H, W, C] or [N, H, W]"
+    )
+
+
+def _labels(y: Tensor, n: int, source: str) -> Tensor:
+    if y.ndim == 2 and y.shape[1] > 1 and y.dtype.is_floating_point:
+        y = y.argmax(1)  # one-hot
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1 or len(y) != n:
+        raise InputError(f"{source}: {n} inputs but labels of shape {list(y.shape)}")
+    if y.dtype.is_floating_point and not torch.equal(y, y.round()):
+        raise InputError(f"{source}: labels are not whole numbers")
+    return y.to(torch.int64)
+
+
+def _load_tensor_file(path: Path) -> Mapping[str, Any] | Sequence[Any]:
+    source = str(path)
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        except ValueError as exc:  # object arrays need pickle: refused
+            raise InputError(f"{source}: cannot read .npz safely ({exc})") from exc
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{source}: not a readable .npz file ({exc})") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{source}: cannot load tensors safely (weights_only=True): {first}"
+        ) from exc
+    if isinstance(obj, Mapping | tuple | list):
+        return obj
+    raise InputError(f"{source}: holds a {type(obj).__name__}; expected a dict or (x, y)")
+
+
+def tensors_source(path: Path) -> Source:
+    """Inputs and labels from a ``.pt`` (dict or ``(x, y)``) or ``.npz`` (``x``, ``y``) file."""
+    source = str(path)
+    if not path.is_file():
+        raise InputError(
+            f"tensor file {source!r} " + ("is a directory" if path.is_dir() else "does not exist")
+        )
+    obj = _load_tensor_file(path)
+    num_classes: int | None = None
+    if isinstance(obj, Mapping):
+        x_raw = _pick(obj, INPUT_KEYS, "inputs", source)
+        y_raw = _pick(obj, LABEL_KEYS, "labels", source)
+        if "num_classes" in obj:
+            num_classes = int(obj["num_classes"])
+        elif isinstance(obj.get("classes"), list | tuple):
+            num_classes = len(obj["classes"])
+    elif len(obj) == 2:
+        x_raw, y_raw = obj
+    else:
+        raise InputError(f"{source}: holds a sequence of {len(obj)} items; expected (x, y)")
+    x = _to_nchw(_as_tensor(x_raw, "inputs", source), source)
+    to_unit_float(x[:0], source)  # dtype check
+    y = _labels(_as_tensor(y_raw, "labels", source), len(x), source)
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if len(y) else 0
+    return in_memory(x, y, [f"index:{i}" for i in range(len(y))], num_classes)
+
+
+# --- ImageFolder ------------------------------------------------------------------------
+
+
+def _read_image(path: Path, channels: int | None, display: str) -> Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"image {display!r} cannot be read ({exc})") from exc
+    tensor = torch.from_numpy(array.copy())
+    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    return tensor.float() / 255.0
+
+
+def imagefolder_source(root: Path, channels: int | None) -> Source:
+    """``root/<class>/**/<image>``; classes are the sorted subdirectory names.
+
+    Images are read as RGB, or as 8-bit grey when ``channels`` is 1.
+    """
+    layout = "root/<class_name>/<image>.png (one subdirectory per class)"
+    if not root.is_dir():
+        where = "is a file" if root.exists() else "does not exist"
+        raise InputError(f"ImageFolder root {str(root)!r} {where}; expected {layout}")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise InputError(
+            f"ImageFolder root {str(root)!r} has no class subdirectories; expected {layout}"
+        )
+    files: list[Path] = []
+    labels: list[int] = []
+    for index, name in enumerate(classes):
+        for dirpath, dirnames, filenames in sorted(os.walk(root / name, followlinks=True)):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                if filename.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(Path(dirpath) / filename)
+                    labels.append(index)
+    if not files:
+        raise InputError(
+            f"ImageFolder root {str(root)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+            f"expected {layout}"
+        )
+    ids = [f.relative_to(root).as_posix() for f in files]
+
+    def read(i: int) -> Tensor:
+        return _read_image(files[i], channels, ids[i])
+
+    return Source(read, torch.tensor(labels, dtype=torch.int64), ids, len(classes), classes)
