@@ -1,0 +1,58 @@
+"""What every attack takes and returns, and the budget presets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+Budget = Literal["fast", "standard", "paper"]
+BUDGETS: tuple[str, ...] = ("fast", "standard", "paper")
+
+#: progress(done, total), in optimiser iterations.
+Progress = Callable[[int, int], None]
+
+
+def check_budget(budget: str) -> Budget:
+    """Return ``budget`` or raise ``ValueError`` listing the choices."""
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose from: {', '.join(BUDGETS)}")
+    return budget  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Reconstructions of a batch of samples, each attacked as an independent problem.
+
+    Attributes:
+        attack: the attack's name (``"dlg"``, ``"idlg"``, ``"ig"``).
+        reconstruction: ``[B, ...]`` candidate inputs in the model's input space.
+        labels: ``[B]`` int64, the label each reconstruction was matched with (jointly
+            optimised for DLG, inferred for iDLG, given or inferred for IG).
+        matching_loss: ``[B]`` the attack's own gradient-matching distance at the end
+            (L2 for DLG/iDLG, 1 − cos for IG, without the TV prior).
+        iterations: optimiser iterations run (per restart for IG).
+        config: the hyperparameters used.
+    """
+
+    attack: str
+    reconstruction: Tensor
+    labels: Tensor
+    matching_loss: Tensor
+    iterations: int
+    config: dict[str, Any]
+
+
+def config_dict(config: object) -> dict[str, Any]:
+    """A dataclass config as a JSON-friendly dict."""
+    out = asdict(config)  # type: ignore[call-overload]
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def random_start(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> Tensor:
+    """Standard-normal starting point drawn on the CPU generator (device-independent)."""
+    start = torch.randn(shape, generator=generator, dtype=torch.float32)
+    return start.to(device=like.device, dtype=like.dtype)
