@@ -142,7 +142,8 @@ def test_tensors_pt_tuple_float(tmp_path: Path) -> None:
     images, labels = digit_images(6)
     x_src = torch.tensor(images / 16.0, dtype=torch.float32).unsqueeze(1)
     path = tmp_path / "pair.pt"
-    torch.save((x_src, torch.from_numpy(labels)), path)
+    one_hot = F.one_hot(torch.from_numpy(labels), 10)  # labels may also come one-hot
+    torch.save((x_src, one_hot), path)
     loaded = load_dataset(DataSpec(kind="tensors", root=str(path)))
     x, y = _stack(loaded)
     torch.testing.assert_close(x, x_src, rtol=0, atol=0)

@@ -109,8 +109,10 @@ def _to_nchw(x: Tensor, source: str) -> Tensor:
 
 
 def _labels(y: Tensor, n: int, source: str) -> Tensor:
-    if y.ndim == 2 and y.shape[1] > 1 and y.dtype.is_floating_point:
-        y = y.argmax(1)  # one-hot
+    if y.ndim == 2 and y.shape[1] > 1:
+        if not bool(((y == 0) | (y == 1)).all() and (y.sum(1) == 1).all()):
+            raise InputError(f"{source}: labels of shape {list(y.shape)} are not one-hot")
+        y = y.argmax(1)
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
     if y.ndim != 1 or len(y) != n:
         raise InputError(f"{source}: {n} inputs but labels of shape {list(y.shape)}")
