@@ -294,3 +294,10 @@ def test_sha256_of_known_bytes(tmp_path: Path) -> None:
     path = tmp_path / "abc"
     path.write_bytes(b"abc")  # FIPS 180-2 test vector
     assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_torchscript_mismatching_model_suggests_leaving_it_unset(tmp_path: Path) -> None:
+    path = tmp_path / "scripted.pt"
+    _script(_lenet(0), path)
+    with pytest.raises(InputError, match=r"missing keys.*leave the model unset"):
+        load_checkpoint(path, _convnet(0))

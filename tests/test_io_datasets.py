@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -326,3 +327,17 @@ def test_unknown_kind_and_bad_normalisation() -> None:
         load_dataset(DataSpec(kind="cifar-10", root="."))
     with pytest.raises(ConfigError, match="mean has 3 values but the images have 1 channels"):
         load_dataset(DataSpec(kind="digits", mean=[0.5, 0.5, 0.5]))
+
+
+def test_cifar_batch_as_old_numpy_pickles_it(tmp_path: Path) -> None:
+    # The real CIFAR files name numpy.core.multiarray._reconstruct (numpy < 2 pickles).
+    patches = astronaut_patches(5)
+    write_cifar(tmp_path, patches, np.arange(5))
+    for path in (tmp_path / "cifar-10-batches-py").iterdir():
+        old = path.read_bytes().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+        assert b"numpy.core.multiarray" in old
+        path.write_bytes(old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        loaded = load_dataset(DataSpec(kind="cifar10", root=str(tmp_path)))
+    torch.testing.assert_close(_stack(loaded)[0], _as_chw(patches), rtol=0, atol=0)

@@ -180,7 +180,13 @@ def load_checkpoint(
         if model is None:
             loaded: nn.Module = scripted
         else:
-            loaded, stripped = load_into(model, scripted.state_dict(), str(path), strict)
+            try:
+                loaded, stripped = load_into(model, scripted.state_dict(), str(path), strict)
+            except InputError as exc:
+                raise InputError(
+                    f"{exc} (for a TorchScript archive, leave the model unset to use the "
+                    "scripted module as it is)"
+                ) from exc
         fmt = "torchscript"
     else:
         found: Any

@@ -47,6 +47,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _NUMPY_GLOBALS:
+            if module.startswith("numpy.core.") and hasattr(np, "_core"):
+                module = "numpy._core." + module[len("numpy.core.") :]  # numpy 2 location
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refused to unpickle global {module}.{name}")
 
