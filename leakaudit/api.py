@@ -1,0 +1,251 @@
+"""The Python API: ``scan(config) -> Report``. The CLI is a thin layer over it.
+
+Example:
+    >>> from leakaudit.api import scan
+    >>> from leakaudit.demo import demo_config
+    >>> report = scan(demo_config())
+    >>> report.ranked()[0].id  # the riskiest sample
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
+from leakaudit.defenses import make_defense
+from leakaudit.errors import ConfigError, InputError
+from leakaudit.report.build import build_report
+from leakaudit.report.document import Report
+from leakaudit.report.partial import PartialResults, fingerprint, load_partial
+from leakaudit.scores.engine import concat_results, resolve_device, score_samples
+from leakaudit.scores.options import ScoreOptions, ScoreResult
+
+#: ``progress(done, total)``: samples finished so far (resumed ones included), of all.
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclasses.dataclass
+class Inputs:
+    """A model with its weights and the data to scan, checked to fit each other."""
+
+    model: nn.Module
+    dataset: Any
+    ids: list[str]
+    model_info: dict[str, Any]
+    dataset_info: dict[str, Any]
+    checkpoint_sha256: str | None
+
+
+def score_options(config: ScanConfig) -> ScoreOptions:
+    """The engine's options for ``config``; a bad combination is a ConfigError."""
+    s = config.scores
+    try:
+        return ScoreOptions(
+            scores=tuple(s.select),
+            defense=make_defense(config.defense.kind, **config.defense.params),
+            max_iter=s.max_iter,
+            tol=s.tol,
+            n_probes=s.n_probes,
+            damping=s.damping,
+            gm_end=s.gm_end,
+            seed=s.seed,
+            device=s.device,
+            dtype=torch.float64 if s.dtype == "float64" else torch.float32,
+            chunk_size=s.chunk_size,
+            memory_budget=parse_bytes(s.memory_budget),
+            backend=s.backend,
+            model_mode=s.model_mode,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"scores/defense: {exc}") from None
+
+
+def check_compatible(model: nn.Module, dataset: Any, labels: list[int] | torch.Tensor) -> int:
+    """One forward pass on the first sample; returns the model's number of outputs K.
+
+    Raises:
+        InputError: the model rejects the input shape (both shapes named), its output is
+            not ``[1, K]`` logits, or a label is ``>= K``.
+    """
+    x, _ = dataset[0]
+    x = torch.as_tensor(x)
+    try:
+        with torch.no_grad():
+            was_training = model.training
+            model.eval()
+            out = model(x[None].float())
+            model.train(was_training)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(
+            f"the model rejects the data's input shape {tuple(x.shape)} "
+            f"(batch {tuple(x[None].shape)}): {first}"
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"the model must return logits of shape [batch, classes], got {shape}")
+    k = int(out.shape[1])
+    labels_t = torch.as_tensor(labels)
+    if labels_t.numel() and int(labels_t.max()) >= k:
+        pos = int(labels_t.argmax())
+        raise InputError(
+            f"label {int(labels_t.max())} (sample {pos}) is out of range for a model with "
+            f"{k} outputs (labels must be 0..{k - 1})"
+        )
+    return k
+
+
+def load_inputs(config: ScanConfig) -> Inputs:
+    """Build the model, load its weights and the data, and check that they fit."""
+    from leakaudit.io.checkpoints import load_checkpoint
+    from leakaudit.io.datasets import DataSpec, check_dataset, load_dataset
+    from leakaudit.models import build_model
+
+    d, m = config.data, config.model
+    spec_fields = {f.name for f in dataclasses.fields(DataSpec)}
+    spec_kwargs = {k: v for k, v in dataclasses.asdict(d).items() if k in spec_fields}
+    for key in ("mean", "std", "indices"):
+        if spec_kwargs.get(key) is not None:
+            spec_kwargs[key] = tuple(spec_kwargs[key])
+    loaded = load_dataset(DataSpec(**spec_kwargs))
+    if len(loaded.ids) == 0:
+        raise InputError(f"the dataset is empty ({loaded.description})")
+    shape = tuple(loaded.input_shape)
+    num_classes = m.num_classes or loaded.num_classes
+    in_channels = m.in_channels or (shape[0] if len(shape) == 3 else 1)
+    image_size = m.image_size or (shape[-1] if len(shape) == 3 else 32)
+    check_dataset(loaded, num_classes)
+    info = None
+    if m.name == "torchscript":
+        if not m.checkpoint:
+            raise ConfigError("model.checkpoint: required when model.name is torchscript")
+        model, info = load_checkpoint(m.checkpoint, None, trust=m.trust_checkpoint)
+    else:
+        model = build_model(
+            m.name,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            image_size=image_size,
+            kwargs=m.kwargs,
+        )
+        if m.checkpoint:
+            model, info = load_checkpoint(
+                m.checkpoint, model, trust=m.trust_checkpoint, strict=m.strict
+            )
+    outputs = check_compatible(model, loaded.dataset, loaded.labels)
+    checkpoint = dataclasses.asdict(info) if info is not None else None
+    for key, value in (checkpoint or {}).items():
+        if isinstance(value, Path):
+            checkpoint[key] = str(value)  # type: ignore[index]
+    model_info: dict[str, Any] = {
+        "name": m.name,
+        "class": type(model).__name__,
+        "num_classes": outputs,
+        "in_channels": in_channels,
+        "image_size": image_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "checkpoint": checkpoint,
+    }
+    dataset_info = {**loaded.description, "num_samples": len(loaded.ids)}
+    return Inputs(
+        model=model,
+        dataset=loaded.dataset,
+        ids=[str(i) for i in loaded.ids],
+        model_info=model_info,
+        dataset_info=dataset_info,
+        checkpoint_sha256=info.sha256 if info is not None else None,
+    )
+
+
+def scan(
+    config: ScanConfig | dict[str, Any] | str | Path,
+    *,
+    progress: ProgressFn | None = None,
+    resume_path: str | Path | None = None,
+    partial_path: str | Path | None = None,
+) -> Report:
+    """Score every sample of the configured data and return the ranked, gated report.
+
+    Args:
+        config: a :class:`ScanConfig`, a mapping in the YAML layout, or a YAML path.
+        progress: ``progress(done, total)`` after each chunk.
+        resume_path: partial results of an interrupted scan to continue from; a missing
+            file means there is nothing to resume and the scan starts afresh.
+        partial_path: where to checkpoint partial results after each chunk (default:
+            ``resume_path``). The caller removes it once the report is saved.
+
+    Returns:
+        The report; it never prints. ``report.gate.passed`` is the CI verdict.
+
+    Raises:
+        ConfigError, InputError: bad configuration or inputs (exit 2).
+    """
+    if isinstance(config, str | Path):
+        config = load_config(config)
+    elif isinstance(config, dict):
+        config = config_from_dict(config)
+    start = time.perf_counter()
+    options = score_options(config)
+    resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
+    inputs = load_inputs(config)
+    total = len(inputs.ids)
+    key = fingerprint(config, inputs.checkpoint_sha256)
+    done = load_partial(Path(resume_path), key, total) if resume_path is not None else None
+    sidecar = partial_path if partial_path is not None else resume_path
+    partial = PartialResults(Path(sidecar) if sidecar else None, key, total, done)
+    resumed = partial.count
+    if progress is not None:
+        progress(resumed, total)
+
+    def advance(n: int) -> None:
+        if progress is not None:
+            progress(partial.count, total)
+
+    if resumed < total:
+        fresh = score_samples(
+            inputs.model,
+            inputs.dataset,
+            options,
+            progress=advance,
+            on_chunk=partial.add,
+            skip=resumed,
+        )
+        backend, device = fresh.backend, fresh.device
+    else:
+        assert partial.result is not None
+        backend, device = partial.result.backend, partial.result.device
+    result: ScoreResult = partial.result if partial.result is not None else concat_results([])
+    result.backend, result.device = backend, device
+    return build_report(
+        result,
+        ids=inputs.ids,
+        config=config,
+        model_info=inputs.model_info,
+        dataset_info=inputs.dataset_info,
+        seconds=time.perf_counter() - start,
+        resumed=resumed,
+        warnings=(
+            ["model.trust_checkpoint is on: the checkpoint was unpickled without restrictions"]
+            if config.model.trust_checkpoint
+            else []
+        ),
+    )
+
+
+__all__ = [
+    "Inputs",
+    "ProgressFn",
+    "ScoreOptions",
+    "check_compatible",
+    "load_inputs",
+    "scan",
+    "score_options",
+    "score_samples",
+]

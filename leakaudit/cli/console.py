@@ -1,0 +1,59 @@
+"""Where the CLI writes, and how errors reach the user: one line on stderr."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from leakaudit.errors import EXIT_RUNTIME, LeakauditError
+
+
+def stderr_console() -> Console:
+    """A console on the current ``sys.stderr`` (progress, summary, errors)."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    """A console on the current ``sys.stdout`` (the report)."""
+    return Console(highlight=False, soft_wrap=True)
+
+
+def error_line(message: str) -> None:
+    """Print ``error: <message>`` as one line on stderr."""
+    stderr_console().print(f"error: {' '.join(message.split())}", markup=False, style="red")
+
+
+def warning_line(message: str) -> None:
+    """Print ``warning: <message>`` on stderr."""
+    stderr_console().print(f"warning: {message}", markup=False, style="yellow")
+
+
+@contextmanager
+def handle_errors(debug: bool) -> Iterator[None]:
+    """Turn errors into one stderr line and an exit code (traceback only with ``--debug``).
+
+    :class:`LeakauditError` exits with its own code (2 for input/config, 3 for runtime);
+    anything else is a bug and exits 3; Ctrl-C exits 130.
+    """
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except LeakauditError as exc:
+        if debug:
+            traceback.print_exc()
+        error_line(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (rerun with --debug for the traceback)"
+        error_line(f"internal error: {type(exc).__name__}: {exc}{hint}")
+        raise typer.Exit(EXIT_RUNTIME) from None

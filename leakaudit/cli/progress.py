@@ -1,0 +1,62 @@
+"""The scan's progress bar (samples/s, ETA) on stderr."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from leakaudit.api import ProgressFn
+from leakaudit.cli.console import stderr_console
+
+
+class RateColumn(ProgressColumn):
+    """Samples per second, from rich's moving estimate."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} samples/s")
+
+
+@contextmanager
+def scan_progress(enabled: bool) -> Iterator[ProgressFn | None]:
+    """A ``progress(done, total)`` callback that drives a bar, or ``None`` when disabled."""
+    if not enabled:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr_console(),
+        transient=False,
+    )
+    task = bar.add_task("scan", total=None)
+
+    started = False
+
+    def update(done: int, total: int) -> None:
+        nonlocal started
+        if not started:  # resumed samples are not part of the rate
+            bar.reset(task, completed=done, total=total)
+            started = True
+        else:
+            bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update

@@ -1,0 +1,287 @@
+"""``leakaudit scan``: parse flags, build the config, call :func:`leakaudit.api.scan`,
+write the report, exit with the gate's code."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from leakaudit import api
+from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
+from leakaudit.cli.progress import scan_progress
+from leakaudit.config import ScanConfig, load_config, with_overrides
+from leakaudit.errors import EXIT_GATE_FAILED, ConfigError
+from leakaudit.gate import parse_rule
+from leakaudit.report.document import Report
+from leakaudit.report.files import check_writable, write_atomic
+from leakaudit.report.json_out import render_json
+from leakaudit.report.markdown import render_markdown
+from leakaudit.report.terminal import render_terminal
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Format(str, Enum):
+    table = "table"
+    md = "md"
+    json = "json"
+
+
+def parse_defense(text: str) -> dict[str, Any]:
+    """``"gaussian:sigma=0.01"``, ``"dp:clip=1,sigma=0.5"``, ``"none"`` → config section."""
+    kind, _, rest = text.partition(":")
+    params: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"--defense: bad parameter {item!r}; expected KIND:NAME=NUMBER,... "
+                "(e.g. gaussian:sigma=0.01)"
+            ) from None
+        if not sep:
+            raise ConfigError(f"--defense: parameter {item!r} needs =VALUE")
+    return {"kind": kind.strip(), "params": params}
+
+
+def parse_allow(text: str) -> dict[str, str]:
+    """``"ID=reason"`` → an allowlist entry (the reason is required)."""
+    sample, sep, reason = text.partition("=")
+    if not sep or not reason.strip():
+        raise ConfigError(f"--allow {text!r}: expected SAMPLE_ID=REASON")
+    return {"id": sample, "reason": reason}
+
+
+def _base_config(config: Path | None, demo: bool) -> ScanConfig:
+    if demo and config is not None:
+        raise ConfigError("--demo and --config exclude each other")
+    if demo:
+        from leakaudit.demo import demo_config
+
+        return demo_config()
+    return load_config(config) if config is not None else ScanConfig()
+
+
+def _emit(text: str, path: str | None, to_stderr: bool) -> None:
+    if path and path != "-":
+        write_atomic(path, text)
+    elif to_stderr:
+        stderr_console().out(text, end="", highlight=False)
+    else:
+        stdout_console().out(text, end="", highlight=False)
+
+
+def write_outputs(report: Report, cfg: ScanConfig) -> None:
+    """JSON to ``output.json``; the ``output.format`` rendering to ``output.output`` or
+    stdout (stderr when stdout carries the JSON)."""
+    out = cfg.output
+    stdout_taken = out.json == "-"
+    if out.json:
+        _emit(render_json(report), out.json, to_stderr=False)
+    if out.format == "json":
+        if out.json != "-" or out.output:
+            _emit(render_json(report), out.output, to_stderr=False)
+    elif out.format == "md":
+        _emit(render_markdown(report, out.top_k), out.output, to_stderr=stdout_taken)
+    elif out.output and out.output != "-":
+        console = stdout_console()
+        with console.capture() as cap:
+            console.print(render_terminal(report, out.top_k))
+        write_atomic(out.output, cap.get())
+    else:
+        console = stderr_console() if stdout_taken else stdout_console()
+        console.print(render_terminal(report, out.top_k))
+
+
+def scan_command(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML config (`leakaudit init` writes one)."),
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Scan the shipped demo: LeNet on scikit-learn digits.")
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Architecture: lenet, convnet, resnet18, resnet20, torchvision:NAME, "
+            "file.py:function, package.module:function, torchscript."
+        ),
+    ] = None,
+    num_classes: Annotated[
+        int | None, typer.Option(help="Model outputs (default: the data's).")
+    ] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Weights: .pt/.pth, .safetensors, TorchScript.")
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool, typer.Option(help="Allow unpickling arbitrary objects from the checkpoint (unsafe).")
+    ] = False,
+    data: Annotated[str | None, typer.Option(help="Data root: folder or tensor file.")] = None,
+    data_kind: Annotated[
+        str | None,
+        typer.Option(help="imagefolder, cifar10, cifar100, mnist, fashionmnist, tensors, digits."),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Dataset split (e.g. train, test).")] = None,
+    first: Annotated[int | None, typer.Option(help="Scan only the first N samples.")] = None,
+    per_class: Annotated[int | None, typer.Option(help="At most N samples per class.")] = None,
+    scores: Annotated[str | None, typer.Option(help="Comma-separated scores to compute.")] = None,
+    risk_score: Annotated[str | None, typer.Option(help="Score that ranks the samples.")] = None,
+    defense: Annotated[
+        str | None,
+        typer.Option(
+            help="Defence: none, gaussian:sigma=S, laplace:scale=B, "
+            "pruning:ratio=R, dp:clip=C,sigma=S."
+        ),
+    ] = None,
+    target_error: Annotated[
+        float | None, typer.Option(help="τ of the σ what-if (I²F reconstruction error).")
+    ] = None,
+    device: Annotated[Device | None, typer.Option(help="Where to compute.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 or float64.")] = None,
+    max_iter: Annotated[int | None, typer.Option(help="Lanczos steps per operator.")] = None,
+    n_probes: Annotated[int | None, typer.Option(help="I²F trace-estimator probes.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Samples scored together.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of probes and start vectors.")] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(help="Gate rule SCORE<VALUE or SCORE>VALUE (repeatable), e.g. 'i2f<0.5'."),
+    ] = None,
+    max_fraction: Annotated[
+        float, typer.Option(help="Fraction of risky samples the --fail-on rules tolerate.")
+    ] = 0.0,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="Allowlist SAMPLE_ID=REASON (repeatable).")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option(help="Rows of the riskiest-samples table.")] = None,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the JSON report here ('-': stdout).")
+    ] = None,
+    fmt: Annotated[
+        Format | None, typer.Option("--format", "-f", help="Report format for stdout/--output.")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write the --format report here.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted scan from its partial results.")
+    ] = False,
+    partial: Annotated[
+        str | None, typer.Option(help="Partial-results file (default: <json>.partial.pt).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Score every sample, rank by risk, write the report, apply the CI gate.
+
+    Exit codes: 0 gate passed, 1 gate failed, 2 usage/config/input error, 3 runtime failure.
+    """
+    with handle_errors(debug):
+        if not (config or demo or data or data_kind):
+            raise ConfigError("nothing to scan: give --config FILE, --data PATH or --demo")
+        cfg = _base_config(config, demo)
+        overrides: dict[str, Any] = {
+            "model.name": model,
+            "model.num_classes": num_classes,
+            "model.checkpoint": checkpoint,
+            "model.trust_checkpoint": True if trust_checkpoint else None,
+            "data.root": data,
+            "data.kind": data_kind,
+            "data.split": split,
+            "data.first": first,
+            "data.per_class": per_class,
+            "scores.select": scores.split(",") if scores else None,
+            "scores.risk_score": risk_score,
+            "scores.device": device.value if device else None,
+            "scores.dtype": dtype,
+            "scores.max_iter": max_iter,
+            "scores.n_probes": n_probes,
+            "scores.chunk_size": chunk_size,
+            "scores.seed": seed,
+            "defense.target_error": target_error,
+            "output.top_k": top_k,
+            "output.json": json_path,
+            "output.format": fmt.value if fmt else None,
+            "output.output": output,
+        }
+        if defense:
+            overrides["defense"] = {
+                **parse_defense(defense),
+                "target_error": target_error or cfg.defense.target_error,
+            }
+        if fail_on:
+            flag_rules = [asdict(parse_rule_flag(r, max_fraction)) for r in fail_on]
+            overrides["gate.rules"] = [asdict(r) for r in cfg.gate.rules] + flag_rules
+        if allow:
+            entries = [asdict(e) for e in cfg.gate.allowlist]
+            overrides["gate.allowlist"] = entries + [parse_allow(a) for a in allow]
+        cfg = with_overrides(cfg, overrides)
+        run_scan(cfg, resume=resume, partial=partial, show_progress=progress)
+
+
+def parse_rule_flag(text: str, max_fraction: float) -> Any:
+    """A ``--fail-on`` rule; errors name the flag."""
+    try:
+        return parse_rule(text, max_fraction)
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"--fail-on {text!r}: {exc}") from None
+
+
+def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progress: bool) -> None:
+    """Check outputs, scan, write, exit with the gate's code."""
+    out = cfg.output
+    for path in (out.json, out.output):
+        if path and path != "-":
+            check_writable(path)
+    sidecar = partial or (f"{out.json}.partial.pt" if out.json and out.json != "-" else None)
+    if resume and sidecar is None:
+        raise ConfigError("--resume needs --json PATH or --partial PATH to find partial results")
+    if sidecar:
+        check_writable(sidecar)
+        if resume and not Path(sidecar).exists():
+            warning_line(f"no partial results at {sidecar}; starting from the beginning")
+    if cfg.model.trust_checkpoint:
+        warning_line("--trust-checkpoint: the checkpoint may run arbitrary code when loaded")
+    with scan_progress(show_progress) as callback:
+        report = api.scan(
+            cfg,
+            progress=callback,
+            resume_path=sidecar if resume else None,
+            partial_path=sidecar,
+        )
+    write_outputs(report, cfg)
+    if sidecar:
+        Path(sidecar).unlink(missing_ok=True)
+    err = stderr_console()
+    for line in report.summary["non_converged"][:1]:
+        warning_line(
+            f"{len(report.summary['non_converged'])} samples did not converge (first: {line}); "
+            "raise --max-iter"
+        )
+    for name in report.gate.unused_allowlist:
+        warning_line(f"allowlisted sample {name!r} is not in this scan")
+    failed = [r for r in report.gate.rules if not r.passed]
+    if failed:
+        err.print(
+            f"gate failed: {len(report.gate.offending)} risky samples "
+            f"({'; '.join(f'{r.describe()}: {r.risky}/{r.considered}' for r in failed)})",
+            markup=False,
+            style="bold red",
+        )
+        raise typer.Exit(EXIT_GATE_FAILED)
+    n_rules = len(report.gate.rules)
+    err.print(
+        f"gate passed ({n_rules} rule{'s' if n_rules != 1 else ''}); "
+        f"{report.summary['num_samples']} samples in {report.summary['seconds']:.1f} s",
+        markup=False,
+        style="green",
+    )

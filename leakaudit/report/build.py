@@ -1,0 +1,135 @@
+"""Assemble a :class:`Report` from the engine's :class:`ScoreResult` and the scan's
+context: ranks, percentiles, distributions, the σ what-if and the gate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+import leakaudit
+from leakaudit.config import ScanConfig, config_to_dict
+from leakaudit.gate import evaluate_gate
+from leakaudit.report.document import Report, SampleRecord
+from leakaudit.report.ranking import distribution, risk_percentiles, risk_ranks
+from leakaudit.scores.names import I2F, SCORES
+from leakaudit.scores.options import ScoreResult
+
+
+def sigma_needed(i2f_unit_sigma: np.ndarray, target_error: float) -> np.ndarray:
+    """``[N]`` Gaussian σ for which I²F reaches ``target_error`` (I²F is linear in σ:
+    σ = τ / I²F(σ=1), SPEC "I²F"); NaN where I²F(σ=1) is not positive and finite."""
+    unit = np.asarray(i2f_unit_sigma, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = target_error / unit
+    return np.where(np.isfinite(unit) & (unit > 0), out, np.nan)
+
+
+def _item(t: torch.Tensor) -> Any:
+    v = t.item()
+    return bool(v) if t.dtype == torch.bool else v
+
+
+def _whatif(result: ScoreResult, cfg: ScanConfig, n: int) -> tuple[dict[str, Any], np.ndarray]:
+    tau = cfg.defense.target_error
+    unit = result.diagnostics.get("i2f_unit_sigma")
+    if unit is None:
+        return {"target_error": tau, "available": False}, np.full(n, np.nan)
+    sig = sigma_needed(unit.double().numpy(), tau)
+    finite = sig[np.isfinite(sig)]
+    below = None
+    if I2F in result.scores:
+        i2f = result.scores[I2F].double().numpy()
+        below = int(np.sum(i2f < tau))
+    whatif = {
+        "target_error": tau,
+        "available": True,
+        "sigma_dataset": float(finite.max()) if finite.size else None,
+        "sigma_median": float(np.median(finite)) if finite.size else None,
+        "below_target_under_defense": below,
+    }
+    return whatif, sig
+
+
+def build_report(
+    result: ScoreResult,
+    *,
+    ids: Sequence[str],
+    config: ScanConfig,
+    model_info: dict[str, Any],
+    dataset_info: dict[str, Any],
+    seconds: float,
+    resumed: int = 0,
+    warnings: Sequence[str] = (),
+) -> Report:
+    """Rank and summarise ``result`` (rows in dataset order) into a :class:`Report`.
+
+    Args:
+        result: per-sample scores and diagnostics for all ``N`` samples, sorted by index.
+        ids: ``[N]`` sample ids, aligned with ``result.indices``.
+        config: the scan's configuration (copied into the report).
+        model_info: model description (name, parameters, checkpoint with SHA-256).
+        dataset_info: dataset description (kind, size, classes, input shape).
+        seconds: wall time of the scan.
+        resumed: samples taken from earlier partial results.
+        warnings: lines to carry into the report.
+    """
+    n = int(result.indices.numel())
+    risk_name = config.scores.risk_score
+    direction = config.scores.direction(risk_name)
+    risk_values = result.scores[risk_name].double().numpy()
+    ranks = risk_ranks(risk_values, direction)
+    pct = risk_percentiles(risk_values, direction)
+    whatif, sig = _whatif(result, config, n)
+    score_np = {k: v.double().numpy() for k, v in result.scores.items()}
+    converged = result.diagnostics.get("converged", torch.ones(n, dtype=torch.bool))
+    samples = []
+    for k in range(n):
+        samples.append(
+            SampleRecord(
+                index=int(result.indices[k]),
+                id=str(ids[k]),
+                label=int(result.labels[k]),
+                rank=int(ranks[k]),
+                percentile=float(pct[k]),
+                scores={name: float(v[k]) for name, v in score_np.items()},
+                diagnostics={name: _item(t[k]) for name, t in result.diagnostics.items()},
+                sigma_needed=float(sig[k]),
+            )
+        )
+    directions = {name: config.scores.direction(name) for name in SCORES}
+    gate = evaluate_gate(
+        [str(i) for i in ids], score_np, config.gate.rules, config.gate.allowlist, directions
+    )
+    summary = {
+        "num_samples": n,
+        "scores": {name: distribution(v) for name, v in score_np.items()},
+        "device": result.device,
+        "backend": result.backend,
+        "dtype": config.scores.dtype,
+        "seconds": seconds,
+        "samples_per_second": (n - resumed) / seconds if seconds > 0 else None,
+        "resumed_samples": resumed,
+        "non_converged": [str(ids[int(k)]) for k in np.flatnonzero(~converged.numpy())],
+    }
+    return Report(
+        tool={"name": "leakaudit", "version": leakaudit.__version__},
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=config_to_dict(config),
+        model=model_info,
+        dataset=dataset_info,
+        risk={
+            "score": risk_name,
+            "direction": direction,
+            "direction_source": "config" if risk_name in config.scores.directions else "spec",
+        },
+        defense={"kind": config.defense.kind, **config.defense.params},
+        whatif=whatif,
+        samples=samples,
+        summary=summary,
+        gate=gate,
+        warnings=list(warnings),
+    )

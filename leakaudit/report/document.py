@@ -1,0 +1,97 @@
+"""The versioned scan report: what every output format renders.
+
+``Report.to_dict()`` is the JSON document described in ``docs/report-schema.md`` and
+checked against :data:`leakaudit.report.schema.REPORT_SCHEMA`. Non-finite floats
+become ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from leakaudit.gate import GateResult
+
+#: Bumped on any incompatible change of the JSON layout (major) or on additions (minor).
+SCHEMA_VERSION = "1.0"
+
+
+def clean(value: Any) -> Any:
+    """``value`` as strict JSON data: non-finite floats → ``None``, tuples → lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+@dataclass
+class SampleRecord:
+    """One sample's numbers.
+
+    Attributes:
+        index: position in the (subset) dataset that was scanned.
+        id: stable sample id (file path, or ``"<index>"`` for tensor data).
+        label: class label.
+        rank: 1 = riskiest under the report's risk score.
+        percentile: 100 = riskiest; ``None`` when the risk score is not finite.
+        scores: SPEC name → value.
+        diagnostics: engine diagnostics (``converged``, residuals, standard errors).
+        sigma_needed: Gaussian σ for which the I²F-predicted reconstruction error
+            reaches the target τ (``None`` without I²F).
+    """
+
+    index: int
+    id: str
+    label: int
+    rank: int
+    percentile: float | None
+    scores: dict[str, float | None]
+    diagnostics: dict[str, Any]
+    sigma_needed: float | None = None
+
+
+@dataclass
+class Report:
+    """A scan's result. Sections mirror the JSON keys (see docs/report-schema.md)."""
+
+    tool: dict[str, str]
+    created: str
+    config: dict[str, Any]
+    model: dict[str, Any]
+    dataset: dict[str, Any]
+    risk: dict[str, str]
+    defense: dict[str, Any]
+    whatif: dict[str, Any]
+    samples: list[SampleRecord]
+    summary: dict[str, Any]
+    gate: GateResult
+    schema_version: str = SCHEMA_VERSION
+    warnings: list[str] = field(default_factory=list)
+
+    def ranked(self) -> list[SampleRecord]:
+        """Samples riskiest first."""
+        return sorted(self.samples, key=lambda s: s.rank)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (strict JSON: no NaN)."""
+        return clean(
+            {
+                "schema_version": self.schema_version,
+                "tool": self.tool,
+                "created": self.created,
+                "config": self.config,
+                "model": self.model,
+                "dataset": self.dataset,
+                "risk": self.risk,
+                "defense": self.defense,
+                "whatif": self.whatif,
+                "samples": [vars(s) for s in self.samples],
+                "summary": self.summary,
+                "gate": self.gate.to_dict(),
+                "warnings": self.warnings,
+            }
+        )

@@ -1,0 +1,84 @@
+"""The markdown format: a summary for a CI job page (``$GITHUB_STEP_SUMMARY``)."""
+
+from __future__ import annotations
+
+from leakaudit.report.document import Report
+from leakaudit.report.ranking import QUANTILES
+
+
+def fmt(value: float | int | None) -> str:
+    """A number in 4 significant digits; ``–`` for missing values."""
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def render_markdown(report: Report, top_k: int = 10) -> str:
+    """The report as GitHub-flavoured markdown: verdict, top-k table, distributions,
+    the σ what-if, the gate's rules."""
+    names = list(report.summary["scores"])
+    verdict = "✅ gate passed" if report.gate.passed else "❌ gate failed"
+    ckpt = report.model.get("checkpoint") or {}
+    lines = [
+        f"## leakaudit scan: {verdict}",
+        "",
+        f"**Model** `{report.model.get('name')}` ({fmt(report.model.get('parameters'))} "
+        f"parameters)"
+        + (f", checkpoint sha256 `{ckpt['sha256'][:16]}…`" if ckpt else "")
+        + f" · **Data** {report.dataset.get('kind')} {report.dataset.get('root') or ''} "
+        f"({report.summary['num_samples']} samples) · **Risk score** `{report.risk['score']}` "
+        f"({report.risk['direction'].replace('_', ' ')})",
+        "",
+        f"### Top {min(top_k, len(report.samples))} riskiest samples",
+        "",
+        _row(["rank", "sample", "label", "percentile", *names]),
+        _row(["---:", "---", "---:", "---:", *["---:"] * len(names)]),
+    ]
+    for s in report.ranked()[:top_k]:
+        cells = [str(s.rank), f"`{s.id}`", str(s.label), fmt(s.percentile)]
+        lines.append(_row(cells + [fmt(s.scores[n]) for n in names]))
+    qs = [f"q{round(q * 100):02d}" for q in QUANTILES]
+    lines += ["", "### Score distributions", "", _row(["score", "min", *qs, "max"])]
+    lines.append(_row(["---", *["---:"] * (len(qs) + 2)]))
+    for name, st in report.summary["scores"].items():
+        lines.append(_row([f"`{name}`", *(fmt(st[k]) for k in ["min", *qs, "max"])]))
+    w = report.whatif
+    if w.get("available"):
+        lines += [
+            "",
+            "### Defence what-if",
+            "",
+            f"Gaussian σ for an I²F-predicted reconstruction error of τ = {fmt(w['target_error'])}"
+            f": median sample {fmt(w['sigma_median'])}, whole dataset "
+            f"**{fmt(w['sigma_dataset'])}**.",
+        ]
+    lines += ["", "### Gate", ""]
+    if not report.gate.rules:
+        lines.append("No rules configured.")
+    else:
+        lines += [_row(["rule", "risky", "fraction", "result"])]
+        lines += [_row(["---", "---:", "---:", "---"])]
+        for r in report.gate.rules:
+            verdict = "pass" if r.passed else "**fail**"
+            risky = f"{r.risky}/{r.considered}"
+            lines.append(_row([r.describe(), risky, f"{r.fraction:.1%}", verdict]))
+        if report.gate.offending:
+            shown = ", ".join(f"`{i}`" for i in report.gate.offending[:20])
+            more = len(report.gate.offending) - 20
+            lines += ["", f"Offending samples: {shown}" + (f" and {more} more" if more > 0 else "")]
+    summ = report.summary
+    lines += [
+        "",
+        f"{summ['num_samples']} samples in {summ['seconds']:.1f} s on {summ['device']} "
+        f"({summ['backend']})"
+        + (f"; {len(summ['non_converged'])} not converged" if summ["non_converged"] else "")
+        + f" · leakaudit {report.tool['version']}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The terminal format: a rich table of the riskiest samples, then a summary."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from leakaudit.report.document import Report
+from leakaudit.report.markdown import fmt
+
+
+def top_table(report: Report, top_k: int) -> Table:
+    """Rank, sample id, label, percentile and every score of the ``top_k`` riskiest."""
+    names = list(report.summary["scores"])
+    arrow = "↓" if report.risk["direction"] == "lower_is_riskier" else "↑"
+    table = Table(
+        title=f"Top {min(top_k, len(report.samples))} riskiest samples "
+        f"(risk score {report.risk['score']} {arrow} riskier)",
+        title_justify="left",
+    )
+    table.add_column("rank", justify="right")
+    table.add_column("sample")
+    table.add_column("label", justify="right")
+    table.add_column("pct", justify="right")
+    for n in names:
+        table.add_column(n, justify="right", style="bold" if n == report.risk["score"] else "")
+    for s in report.ranked()[:top_k]:
+        cells = [str(s.rank), s.id, str(s.label), fmt(s.percentile)]
+        table.add_row(*cells, *(fmt(s.scores[n]) for n in names))
+    return table
+
+
+def distribution_table(report: Report) -> Table:
+    """min / median / max and the 5%/95% quantiles of each score."""
+    table = Table(title="Score distributions", title_justify="left")
+    for col in ("score", "min", "q05", "median", "q95", "max"):
+        table.add_column(col, justify="left" if col == "score" else "right")
+    for name, st in report.summary["scores"].items():
+        table.add_row(name, *(fmt(st[k]) for k in ("min", "q05", "median", "q95", "max")))
+    return table
+
+
+def summary_text(report: Report) -> Text:
+    """Device, time, convergence, the σ what-if and the gate verdict, a line each."""
+    s, w, g = report.summary, report.whatif, report.gate
+    rate = s.get("samples_per_second")
+    lines = [
+        f"{s['num_samples']} samples · {s['seconds']:.1f} s"
+        + (f" ({rate:.1f} samples/s)" if rate else "")
+        + f" · {s['device']} · {s['backend']} · {s['dtype']}",
+    ]
+    if s["resumed_samples"]:
+        lines.append(f"resumed: {s['resumed_samples']} samples from partial results")
+    if s["non_converged"]:
+        bad = s["non_converged"]
+        lines.append(f"not converged: {len(bad)} ({', '.join(bad[:5])})")
+    if w.get("available"):
+        lines.append(
+            f"σ what-if (τ = {fmt(w['target_error'])}): median sample {fmt(w['sigma_median'])},"
+            f" whole dataset {fmt(w['sigma_dataset'])}"
+        )
+    for r in g.rules:
+        lines.append(
+            f"gate rule {r.describe()}: {r.risky}/{r.considered} risky → "
+            + ("pass" if r.passed else "FAIL")
+        )
+    text = Text("\n".join(lines))
+    text.append("\ngate: ")
+    text.append("passed" if g.passed else "failed", style="green" if g.passed else "bold red")
+    return text
+
+
+def render_terminal(report: Report, top_k: int = 10) -> RenderableType:
+    """Everything the terminal shows, as one rich renderable."""
+    return Group(top_table(report, top_k), distribution_table(report), summary_text(report))
