@@ -78,6 +78,7 @@ class _Model:
         self.loss_fn = options.loss or _cross_entropy
         self.device, self.dtype = device, dt
         self.flat_grad = make_flat_grad(model, self.params, self.buffers, self.loss_fn)
+        self.n_outputs: int | None = None
 
     def func_ops(self, X: Tensor, Y: Tensor) -> SampleOperators:
         return FuncOperators(self.flat_grad, X, Y)
@@ -104,11 +105,21 @@ class _Model:
             raise InputError(
                 f"the model rejects inputs of shape {tuple(X.shape[1:])}: {_first_line(exc)}"
             ) from exc
-        if not Y.is_floating_point() and out.ndim == 2 and int(Y.max()) >= out.shape[1]:
-            raise InputError(
-                f"label {int(Y.max())} is out of range for a model with {out.shape[1]} outputs"
-            )
+        self.n_outputs = int(out.shape[1]) if out.ndim == 2 else None
+        self.check_labels(torch.zeros(1, dtype=torch.int64), Y[:1])
         return count_activations(self.model, forward, X[:1])
+
+    def check_labels(self, idx: Tensor, Y: Tensor) -> None:
+        """InputError for a class label outside [0, outputs) (custom float targets pass)."""
+        if Y.is_floating_point() or self.n_outputs is None:
+            return
+        bad = (Y < 0) | (Y >= self.n_outputs)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise InputError(
+                f"sample {int(idx[i])}: label {int(Y[i])} is out of range for a model with "
+                f"{self.n_outputs} outputs"
+            )
 
 
 def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -170,6 +181,7 @@ def score_samples(
         backend: str = "autograd" if prepared.scripted else options.backend
         parts: list[ScoreResult] = []
         for idx, X, Y in chunks(samples, size):
+            prepared.check_labels(idx, Y)
             X = X.to(device, options.dtype)
             Y = Y.to(device)
             scores, diag, backend = _score_with_fallback(

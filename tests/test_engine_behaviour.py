@@ -1,0 +1,172 @@
+"""Engine behaviour: batching, streaming, fallback, determinism, score selection."""
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from leakaudit.defenses import GaussianNoise
+from leakaudit.errors import InputError
+from leakaudit.scores.engine import FallbackWarning, score_samples
+from leakaudit.scores.options import ScoreOptions
+from tests.ground_truth import dense, digits, make_case
+
+F64 = dict(dtype=torch.float64, max_iter=24, n_probes=4, defense=GaussianNoise(0.1))
+
+
+def _same(a, b, rtol=1e-9) -> None:
+    assert a.scores.keys() == b.scores.keys()
+    for k in a.scores:
+        assert torch.allclose(a.scores[k], b.scores[k], rtol=rtol, atol=0), k
+    assert torch.equal(a.indices, b.indices)
+
+
+def test_batched_equals_one_at_a_time() -> None:
+    case = make_case("lenet-1ch", n=5)
+    batched = score_samples(case.model, (case.X, case.Y), ScoreOptions(chunk_size=5, **F64))
+    single = score_samples(case.model, (case.X, case.Y), ScoreOptions(chunk_size=1, **F64))
+    _same(batched, single)
+    # ... and each sample alone, as its own dataset, with its own index seeding its probes.
+    for i in range(5):
+        alone = score_samples(
+            case.model, (case.X, case.Y), ScoreOptions(chunk_size=1, **F64), skip=i
+        )
+        assert alone.indices[0] == i
+        assert torch.allclose(alone.scores["i2f"][0], batched.scores["i2f"][i], rtol=1e-9)
+
+
+def test_dataloader_dataset_and_tensors_agree() -> None:
+    case = make_case("mlp-1ch", n=6)
+    opts = ScoreOptions(chunk_size=4, **F64)
+    a = score_samples(case.model, (case.X, case.Y), opts)
+    b = score_samples(case.model, TensorDataset(case.X, case.Y), opts)
+    c = score_samples(case.model, DataLoader(TensorDataset(case.X, case.Y), batch_size=3), opts)
+    _same(a, b)
+    _same(a, c)
+
+
+def test_progress_chunks_and_skip() -> None:
+    case = make_case("mlp-1ch", n=7)
+    seen, parts = [], []
+    opts = ScoreOptions(chunk_size=3, **F64)
+    full = score_samples(
+        case.model, (case.X, case.Y), opts, progress=seen.append, on_chunk=parts.append
+    )
+    assert seen == [3, 3, 1]
+    assert [p.indices.tolist() for p in parts] == [[0, 1, 2], [3, 4, 5], [6]]
+    rest = score_samples(case.model, (case.X, case.Y), opts, skip=3)
+    assert rest.indices.tolist() == [3, 4, 5, 6]
+    assert torch.allclose(rest.scores["lavp_gm"], full.scores["lavp_gm"][3:], rtol=1e-9)
+
+
+def test_same_seed_same_numbers_other_seed_other_probes() -> None:
+    case = make_case("lenet-1ch", n=2)
+    a = score_samples(case.model, (case.X, case.Y), ScoreOptions(seed=3, **F64))
+    b = score_samples(case.model, (case.X, case.Y), ScoreOptions(seed=3, **F64))
+    c = score_samples(case.model, (case.X, case.Y), ScoreOptions(seed=4, **F64))
+    for k in a.scores:
+        assert torch.equal(a.scores[k], b.scores[k]), k
+    # Four random probes: the trace estimate depends on them (but not λ_max).
+    assert not torch.allclose(a.scores["i2f_lb"], c.scores["i2f_lb"], rtol=1e-6)
+    assert torch.allclose(a.scores["lavp_l2_max"], c.scores["lavp_l2_max"], rtol=1e-6)
+
+
+def test_autograd_backend_equals_func_backend() -> None:
+    case = make_case("relubn-1ch", n=2)
+    f = score_samples(case.model, (case.X, case.Y), ScoreOptions(backend="func", **F64))
+    a = score_samples(case.model, (case.X, case.Y), ScoreOptions(backend="autograd", **F64))
+    assert (f.backend, a.backend) == ("func", "autograd")
+    _same(f, a, rtol=1e-8)
+
+
+class _OldStyleSigmoid(torch.autograd.Function):
+    """A custom autograd Function without vmap support (no setup_context)."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        y = torch.sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return grad_out * y * (1 - y)
+
+
+class _CustomNet(nn.Module):
+    def __init__(self, custom: bool = True) -> None:
+        super().__init__()
+        self.custom = custom
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 36, 10)
+
+    def forward(self, x):
+        act = _OldStyleSigmoid.apply if self.custom else torch.sigmoid
+        return self.fc(act(self.conv(x)).flatten(1))
+
+
+def test_custom_autograd_function_falls_back_with_one_warning() -> None:
+    torch.manual_seed(0)
+    model = _CustomNet().double()
+    twin = _CustomNet(custom=False).double()  # the same function through torch.sigmoid
+    twin.load_state_dict(model.state_dict())
+    X, Y = digits(3, 6)
+    opts = ScoreOptions(
+        dtype=torch.float64,
+        max_iter=36,
+        n_probes=3,
+        tol=1e-12,
+        tol_min=1e-12,
+        defense=GaussianNoise(0.1),
+        chunk_size=2,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = score_samples(model, (X, Y), opts)
+    falls = [w for w in caught if issubclass(w.category, FallbackWarning)]
+    assert len(falls) == 1 and "double backward" in str(falls[0].message)
+    assert res.backend == "autograd"
+    reference = score_samples(twin, (X, Y), opts)
+    assert reference.backend == "func"
+    _same(res, reference, rtol=1e-8)
+    for i in range(3):  # and exact against the dense spectrum
+        ev = torch.linalg.eigvalsh(dense(twin, X[i], Y[i]).A)
+        assert float(res.scores["lavp_l2_max"][i]) == pytest.approx(2 * float(ev[-1]), rel=1e-8)
+        assert float(res.scores["lavp_l2_min"][i]) == pytest.approx(2 * float(ev[0]), rel=1e-6)
+
+
+def test_only_selected_work_is_done(monkeypatch) -> None:
+    case = make_case("mlp-1ch", n=2)
+    calls = {"gram": 0}
+    from leakaudit.linalg import func_ops
+
+    original = func_ops.FuncOperators.gram
+
+    def counting(self, V):
+        calls["gram"] += 1
+        return original(self, V)
+
+    monkeypatch.setattr(func_ops.FuncOperators, "gram", counting)
+    res = score_samples(case.model, (case.X, case.Y), ScoreOptions(scores=("grad_norm",), **F64))
+    assert list(res.scores) == ["grad_norm"] and calls["gram"] == 0
+    assert "lanczos_steps" not in res.diagnostics
+    res = score_samples(case.model, (case.X, case.Y), ScoreOptions(scores=("lavp_cos_max",), **F64))
+    assert list(res.scores) == ["lavp_cos_max"] and calls["gram"] > 0
+    assert "trace_jtj" not in res.diagnostics and "residual_l2_max" not in res.diagnostics
+
+
+def test_rejected_input_and_bad_label_are_input_errors() -> None:
+    case = make_case("mlp-1ch", n=2)
+    X8, Y = digits(2, 8)
+    with pytest.raises(InputError, match="rejects inputs of shape"):
+        score_samples(case.model, (X8, Y), ScoreOptions(**F64))
+    with pytest.raises(InputError, match="out of range"):
+        score_samples(case.model, (case.X, torch.tensor([3, 12])), ScoreOptions(**F64))
+
+
+def test_unknown_score_name_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown score 'lavp'"):
+        ScoreOptions(scores=("lavp",))

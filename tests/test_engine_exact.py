@@ -1,0 +1,103 @@
+"""Every score against dense float64 ground truth on tiny models with real inputs."""
+
+import pytest
+import torch
+
+from leakaudit.defenses import DPClipNoise, GaussianNoise, LaplaceNoise, Pruning
+from leakaudit.scores.engine import score_samples
+from leakaudit.scores.options import ScoreOptions
+from tests.ground_truth import CASES, dense, make_case
+
+
+def exact_options(d: int, **kw) -> ScoreOptions:
+    """Float64, enough Lanczos steps and probes for the Krylov spaces to be exhausted."""
+    return ScoreOptions(dtype=torch.float64, max_iter=d, n_probes=d, tol=1e-12, tol_min=1e-12, **kw)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_all_scores_match_dense(name: str) -> None:
+    case = make_case(name, n=2)
+    d = case.X[0].numel()
+    sigma = 0.05
+    res = score_samples(
+        case.model, (case.X, case.Y), exact_options(d, defense=GaussianNoise(sigma))
+    )
+    assert res.backend == "func"
+    assert bool(res.diagnostics["converged"].all())
+    for i in range(len(case.X)):
+        D = dense(case.model, case.X[i], case.Y[i])
+        ev = torch.linalg.eigvalsh(D.A)
+        evc = torch.linalg.eigvalsh(D.H_cos)
+        s = {k: float(v[i]) for k, v in res.scores.items()}
+        assert s["grad_norm"] == pytest.approx(float(D.g.norm()), rel=1e-12)
+        # SPEC accuracy targets, and far tighter in float64.
+        assert s["lavp_l2_max"] == pytest.approx(2 * float(ev[-1]), rel=1e-8)
+        assert abs(s["lavp_l2_min"] - 2 * float(ev[0])) <= 1e-6 * 2 * float(ev[-1])
+        assert s["lavp_cos_max"] == pytest.approx(float(evc[-1]), rel=1e-8)
+        assert abs(s["lavp_cos_min"] - float(evc[0])) <= 1e-6 * float(evc[-1])
+        gm = (2 * float(ev[-1]) * float(evc[-1])) ** 0.5
+        assert s["lavp_gm"] == pytest.approx(gm, rel=1e-8)
+        # Exact probes (the standard basis): I²F equals the closed form.
+        assert s["i2f_lb"] == pytest.approx(D.i2f_lb(None, sigma**2), rel=1e-8)
+        assert s["i2f"] == pytest.approx(D.i2f(None, sigma**2), rel=1e-6)
+        assert float(res.diagnostics["i2f_se"][i]) == 0.0
+
+
+@pytest.mark.parametrize(
+    "defense",
+    [Pruning(ratio=0.7), DPClipNoise(clip=0.5, sigma=0.2), LaplaceNoise(scale=0.03)],
+    ids=["pruning", "dp", "laplace"],
+)
+def test_i2f_under_each_defence_matches_dense(defense) -> None:
+    case = make_case("lenet-1ch", n=2)
+    d = case.X[0].numel()
+    opts = exact_options(d, defense=defense, scores=("i2f_lb", "i2f"))
+    res = score_samples(case.model, (case.X, case.Y), opts)
+    for i in range(2):
+        D = dense(case.model, case.X[i], case.Y[i])
+        bias = defense.bias(D.g[None])
+        bias = None if bias is None else bias[0]
+        var = float(defense.noise_variance(D.g[None])[0])
+        assert float(res.scores["i2f_lb"][i]) == pytest.approx(D.i2f_lb(bias, var), rel=1e-8)
+        # The bias part goes through conjugate gradients (tolerance 10·tol).
+        assert float(res.scores["i2f"][i]) == pytest.approx(D.i2f(bias, var), rel=1e-6)
+
+
+def test_dp_second_moment_matches_monte_carlo() -> None:
+    """E‖Jᵀδ‖² = ‖Jᵀb‖² + s²‖J‖_F² checked against real draws of the DP mechanism."""
+    case = make_case("mlp-1ch", n=1)
+    defense = DPClipNoise(clip=0.3, sigma=0.5)
+    D = dense(case.model, case.X[0], case.Y[0])
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([defense.apply(D.g[None], gen)[0] - D.g for _ in range(4000)])
+    mc = (draws @ D.J).pow(2).sum(1)
+    lam = float(torch.linalg.eigvalsh(D.A)[-1])
+    res = score_samples(
+        case.model, (case.X, case.Y), exact_options(36, defense=defense, scores=("i2f_lb",))
+    )
+    predicted = (float(res.scores["i2f_lb"][0]) * lam) ** 2
+    assert predicted == pytest.approx(
+        float(mc.mean()), rel=4 * float(mc.std()) / 4000**0.5 / float(mc.mean())
+    )
+
+
+def test_float32_defaults_meet_spec_accuracy() -> None:
+    """Default options (float32, random probes, early stopping) on 3-channel inputs."""
+    case = make_case("lenet-3ch", n=3)
+    model = case.model.float()
+    res = score_samples(model, (case.X.float(), case.Y), ScoreOptions(defense=GaussianNoise(0.1)))
+    assert bool(res.diagnostics["converged"].all())
+    for i in range(3):
+        D = dense(case.model.double(), case.X[i], case.Y[i])
+        ev = torch.linalg.eigvalsh(D.A)
+        evc = torch.linalg.eigvalsh(D.H_cos)
+        s = {k: float(v[i]) for k, v in res.scores.items()}
+        assert s["lavp_l2_max"] == pytest.approx(2 * float(ev[-1]), rel=1e-3)
+        assert abs(s["lavp_l2_min"] - 2 * float(ev[0])) <= 1e-3 * 2 * float(ev[-1])
+        assert s["lavp_cos_max"] == pytest.approx(float(evc[-1]), rel=1e-3)
+        assert abs(s["lavp_cos_min"] - float(evc[0])) <= 1e-3 * float(evc[-1])
+        # Random probes: within 4 stated standard errors of the truth.
+        for name, truth in (("i2f_lb", D.i2f_lb(None, 0.01)), ("i2f", D.i2f(None, 0.01))):
+            se = float(res.diagnostics[f"{name}_se"][i])
+            assert se > 0
+            assert abs(s[name] - truth) <= 4 * se + 1e-4 * truth, (name, s[name], truth, se)
