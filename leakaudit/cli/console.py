@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,12 +15,22 @@ from leakaudit.errors import EXIT_RUNTIME, LeakauditError
 
 def stderr_console() -> Console:
     """A console on the current ``sys.stderr`` (progress, summary, errors)."""
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = PIPE_WIDTH
+    return console
+
+
+#: Width of tables written to a pipe or file (a terminal uses its own width).
+PIPE_WIDTH = 200
 
 
 def stdout_console() -> Console:
-    """A console on the current ``sys.stdout`` (the report)."""
-    return Console(highlight=False, soft_wrap=True)
+    """A console on the current ``sys.stdout`` (the report); wide when not a terminal."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = PIPE_WIDTH
+    return console
 
 
 def error_line(message: str) -> None:
@@ -40,7 +51,14 @@ def handle_errors(debug: bool) -> Iterator[None]:
     anything else is a bug and exits 3; Ctrl-C exits 130.
     """
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for w in caught:
+                    if debug or w.category.__module__.startswith("leakaudit"):
+                        warning_line(str(w.message))
     except typer.Exit:
         raise
     except LeakauditError as exc:
