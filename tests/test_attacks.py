@@ -36,7 +36,9 @@ SHAPE = (1, 16, 16)
 def lenet(seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The DLG LeNet (sigmoid, uniform(-0.5, 0.5) init) for 1×16×16 inputs."""
     torch.manual_seed(seed)
-    model = build_model("lenet", num_classes=10, in_channels=1, image_size=16, kwargs={"init": "dlg"})
+    model = build_model(
+        "lenet", num_classes=10, in_channels=1, image_size=16, kwargs={"init": "dlg"}
+    )
     return model.to(dtype).eval()
 
 
@@ -51,7 +53,13 @@ def digits16(per_class: int = 1, classes: range = range(10)) -> tuple[Tensor, Te
 
 def attack(name: str, model: nn.Module, g: Tensor, y: Tensor, budget: str = "standard") -> Tensor:
     res = run_attack(
-        name, model, g, input_shape=SHAPE, num_classes=10, space=InputSpace(), labels=y,
+        name,
+        model,
+        g,
+        input_shape=SHAPE,
+        num_classes=10,
+        space=InputSpace(),
+        labels=y,
         budget=budget,  # type: ignore[arg-type]
     )
     return res.reconstruction.clamp(0, 1)
@@ -131,7 +139,7 @@ def test_idlg_label_inference_is_exact_for_every_class() -> None:
 
 def test_idlg_label_inference_needs_a_final_linear_layer() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(256, 10), nn.Sigmoid())
-    with pytest.raises(ValueError, match="final nn.Linear"):
+    with pytest.raises(ValueError, match=r"final nn\.Linear"):
         infer_labels(model, torch.zeros(1, 2570), 9)
 
 
@@ -205,8 +213,14 @@ def test_attacks_are_deterministic_for_a_seed(case) -> None:
     ):
         a, b = (
             run_attack(
-                name, model, g[:2], input_shape=SHAPE, num_classes=10, space=InputSpace(),
-                labels=y[:2], config=cfg,
+                name,
+                model,
+                g[:2],
+                input_shape=SHAPE,
+                num_classes=10,
+                space=InputSpace(),
+                labels=y[:2],
+                config=cfg,
             ).reconstruction
             for _ in range(2)
         )
