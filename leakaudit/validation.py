@@ -309,22 +309,28 @@ def validate(
         notes.extend(n for n in qnotes if n not in notes)
 
     sel_scores = {s: scores[s].double().cpu()[idx] for s in order}
-    records = [
-        agreement(
-            sel_scores[s],
-            quality[a][m],
-            score_name=s,
-            attack=a,
-            metric=m,
-            score_direction=dirs[s],
-            metric_direction=METRIC_DIRECTIONS[m],
-            n_resamples=n_resamples,
-            seed=seed,
-        )
-        for a in names
-        for s in order
-        for m in quality[a]
-    ]
+    records = []
+    for a in names:
+        for s in order:
+            ok = torch.isfinite(sel_scores[s])  # a non-finite score leaves its sample out
+            if not bool(ok.all()):
+                note = f"{s}: {int((~ok).sum())} validated samples have no finite value"
+                if note not in notes:
+                    notes.append(note)
+            for m in quality[a]:
+                records.append(
+                    agreement(
+                        sel_scores[s][ok],
+                        quality[a][m][ok],
+                        score_name=s,
+                        attack=a,
+                        metric=m,
+                        score_direction=dirs[s],
+                        metric_direction=METRIC_DIRECTIONS[m],
+                        n_resamples=n_resamples,
+                        seed=seed,
+                    )
+                )
     config = {
         "attacks": list(names),
         "budget": budget,
@@ -353,3 +359,109 @@ def validate(
         notes=notes,
         seconds=seconds,
     )
+
+
+def scores_from_report(report: dict[str, Any]) -> dict[str, Any]:
+    """Per-sample scores of a scan report (``Report.to_dict()`` or its JSON).
+
+    Args:
+        report: the scan report; ``samples`` carry ``index``, ``id``, ``label`` and
+            ``scores`` (``None`` for a missing value), ``risk`` names the risk score.
+
+    Returns:
+        ``{"positions": [N] int64, "ids": list[str], "labels": [N] int64,
+        "scores": name → [N] float64 (NaN where missing), "risk_score": str | None,
+        "directions": name → direction}``.
+
+    Raises:
+        ValueError: the report has no samples or no scores.
+    """
+    samples = report.get("samples") or []
+    if not samples:
+        raise ValueError("the scan report has no samples")
+    names = [n for n in ALL_SCORES if any(n in (s.get("scores") or {}) for s in samples)]
+    if not names:
+        raise ValueError("the scan report's samples carry no scores")
+    values = {
+        n: torch.tensor(
+            [np.nan if s["scores"].get(n) is None else float(s["scores"][n]) for s in samples],
+            dtype=torch.float64,
+        )
+        for n in names
+    }
+    overrides = ((report.get("config") or {}).get("scores") or {}).get("directions") or {}
+    return {
+        "positions": torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
+        "ids": [str(s.get("id", s["index"])) for s in samples],
+        "labels": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
+        "scores": values,
+        "risk_score": (report.get("risk") or {}).get("score"),
+        "directions": {n: overrides.get(n, SCORES[n].direction) for n in names},
+    }
+
+
+def validate_report(
+    model: nn.Module,
+    dataset: Any,
+    report: dict[str, Any],
+    *,
+    n_samples: int = 32,
+    indices: Sequence[int] | None = None,
+    risk_score: str | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> ValidationResult:
+    """``validate`` with the scores of an existing scan report instead of rescoring.
+
+    Only the selected samples are read from ``dataset``.
+
+    Args:
+        model: the scanned model.
+        dataset: the scanned (map-style) dataset, yielding ``(x, y)``; the report's
+            ``index`` is a position in it.
+        report: the scan report (see :func:`scores_from_report`).
+        n_samples: samples to attack, stratified over the report's risk ranking.
+        indices: dataset positions to attack instead (must be in the report).
+        risk_score: orders the selection (default: the report's risk score).
+        seed: as in :func:`validate`.
+        **kwargs: passed to :func:`validate` (attacks, defense, budget, space, ...).
+
+    Returns:
+        The result; ``indices`` are positions in ``dataset``.
+    """
+    parsed = scores_from_report(report)
+    positions: Tensor = parsed["positions"]
+    risk_name = risk_score or parsed["risk_score"] or next(iter(parsed["scores"]))
+    if risk_name not in parsed["scores"]:
+        raise ValueError(f"the scan report has no score {risk_name!r}")
+    directions = parsed["directions"] | dict(kwargs.pop("directions", None) or {})
+    if indices is not None:
+        where = {int(p): k for k, p in enumerate(positions.tolist())}
+        missing = [i for i in indices if int(i) not in where]
+        if missing:
+            raise ValueError(f"sample {missing[0]} is not in the scan report")
+        rows = torch.tensor([where[int(i)] for i in indices], dtype=torch.long)
+    else:
+        sign = 1.0 if directions[risk_name] == "higher_is_riskier" else -1.0
+        rows = stratified_indices(sign * parsed["scores"][risk_name], n_samples, seed)
+    items = [dataset[int(positions[r])] for r in rows]
+    inputs = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x, _ in items])
+    labels = torch.tensor([int(y) for _, y in items], dtype=torch.long)
+    result = validate(
+        model,
+        inputs,
+        labels,
+        {n: v[rows] for n, v in parsed["scores"].items()},
+        selection=list(range(len(rows))),
+        risk_score=risk_name,
+        directions=directions,
+        ids=[parsed["ids"][int(r)] for r in rows],
+        seed=seed,
+        **kwargs,
+    )
+    result.indices = positions[rows][result.indices]
+    result.config["selection"] = (
+        {"method": "indices"} if indices is not None else {"method": "stratified", "by": risk_name}
+    )
+    result.config["scores_from"] = "scan report"
+    return result
