@@ -265,7 +265,7 @@ def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progres
     for line in report.summary["non_converged"][:1]:
         warning_line(
             f"{len(report.summary['non_converged'])} samples did not converge (first: {line}); "
-            "raise --max-iter"
+            "try a larger --max-iter or --dtype float64"
         )
     for name in report.gate.unused_allowlist:
         warning_line(f"allowlisted sample {name!r} is not in this scan")

@@ -44,10 +44,11 @@ def render_markdown(report: Report, top_k: int = 10) -> str:
         cells = [str(s.rank), f"`{s.id}`", str(s.label), fmt(s.percentile)]
         lines.append(_row(cells + [fmt(s.scores[n]) for n in names]))
     qs = [f"q{round(q * 100):02d}" for q in QUANTILES]
-    lines += ["", "### Score distributions", "", _row(["score", "min", *qs, "max"])]
-    lines.append(_row(["---", *["---:"] * (len(qs) + 2)]))
+    cols = ["min", *qs[:2], "median", *qs[2:], "max"]
+    lines += ["", "### Score distributions", "", _row(["score", *cols])]
+    lines.append(_row(["---", *["---:"] * len(cols)]))
     for name, st in report.summary["scores"].items():
-        lines.append(_row([f"`{name}`", *(fmt(st[k]) for k in ["min", *qs, "max"])]))
+        lines.append(_row([f"`{name}`", *(fmt(st[k]) for k in cols)]))
     w = report.whatif
     if w.get("available"):
         lines += [

@@ -8,7 +8,7 @@ from scipy.stats import rankdata
 from leakaudit.scores.names import Direction
 
 #: Quantiles reported for every score's distribution.
-QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.75, 0.95)
 
 
 def riskiness(values: np.ndarray, direction: Direction) -> np.ndarray:
