@@ -24,12 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._data import photo_patches  # noqa: E402
-from benchmarks.reference import reference_scores  # noqa: E402
-from leakaudit.defenses import GaussianNoise  # noqa: E402
-from leakaudit.models import build_model  # noqa: E402
-from leakaudit.scores.engine import resolve_device, score_samples  # noqa: E402
-from leakaudit.scores.options import ScoreOptions  # noqa: E402
+from benchmarks._data import photo_patches
+from benchmarks.reference import reference_scores
+from leakaudit.defenses import GaussianNoise
+from leakaudit.models import build_model
+from leakaudit.scores.engine import resolve_device, score_samples
+from leakaudit.scores.options import ScoreOptions
 
 SIGMA = 0.01
 N_PROBES = 8
