@@ -113,7 +113,7 @@ def test_overrides_are_validated_like_yaml() -> None:
     out = with_overrides(cfg, {"scores.device": "cpu", "output.top_k": 3, "data.first": None})
     assert (out.scores.device, out.output.top_k, out.data.first) == ("cpu", 3, None)
     assert cfg.scores.device == "auto"  # the original is untouched
-    with pytest.raises(ConfigError, match="scores.max_iter: expected int"):
+    with pytest.raises(ConfigError, match=r"scores\.max_iter: expected int"):
         with_overrides(cfg, {"scores.max_iter": "ten"})
 
 
