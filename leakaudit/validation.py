@@ -43,6 +43,12 @@ ProgressFn = Callable[[int, int], None]
 PRIMARY_METRIC = "psnr"
 
 
+def _finite(value: Tensor | float) -> float | None:
+    """A float for JSON, ``None`` when not finite."""
+    v = float(value)
+    return v if np.isfinite(v) else None
+
+
 def stratified_indices(risk: Tensor, n_samples: int, seed: int = 0) -> Tensor:
     """Pick ``n_samples`` positions spread evenly over the risk ranking.
 
@@ -117,12 +123,13 @@ class ValidationResult:
                     "index": int(self.indices[j]),
                     "id": self.ids[j],
                     "label": int(self.labels[j]),
-                    "scores": {k: float(v[j]) for k, v in self.scores.items()},
+                    "scores": {k: _finite(v[j]) for k, v in self.scores.items()},
                     "attacks": {
                         a: {
-                            **{m: float(q[m][j]) for m in q},
+                            **{m: _finite(q[m][j]) for m in q},
                             "label": int(self.attack_labels[a][j]),
-                            "matching_loss": float(self.matching_loss[a][j]),
+                            "label_correct": int(self.attack_labels[a][j]) == int(self.labels[j]),
+                            "matching_loss": _finite(self.matching_loss[a][j]),
                         }
                         for a, q in self.quality.items()
                     },
@@ -159,8 +166,9 @@ def _summarise(attack: str, records: list[Agreement], directions: dict[str, str]
         "inconclusive": "the sign of the effect is not established at 95%",
     }.get(best.direction, best.direction)
     sentence = (
-        f"{attack}: {best.score} predicts PSNR best (Spearman ρ = {rho.value:+.2f}, {ci}, "
-        f"n = {best.n}; {directions[best.score].replace('_', ' ')}); {verdict}."
+        f"{attack}: {best.score} has the strongest rank correlation with PSNR "
+        f"(Spearman ρ = {rho.value:+.2f}, {ci}, n = {best.n}; SPEC: "
+        f"{directions[best.score].replace('_', ' ')}); {verdict}."
     )
     return {
         "best_score": best.score,
@@ -465,3 +473,83 @@ def validate_report(
     )
     result.config["scores_from"] = "scan report"
     return result
+
+
+def validate_config(
+    config: Any,
+    *,
+    report: dict[str, Any] | None = None,
+    attacks: Sequence[str] = ("dlg", "ig"),
+    budget: str = "standard",
+    n_samples: int = 32,
+    indices: Sequence[int] | None = None,
+    risk_score: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    scan_progress: ProgressFn | None = None,
+) -> ValidationResult:
+    """Validate the model and data of a scan configuration.
+
+    The model and data are loaded as ``leakaudit scan`` loads them; the scores come from
+    ``report`` when given (no rescoring), else from a fresh scan. The attacker sees
+    the configured defence; pixels are un-normalised with the data's ``mean``/``std``.
+
+    Args:
+        config: a :class:`leakaudit.config.ScanConfig`.
+        report: a scan report of the same configuration, to reuse its scores.
+        attacks: attack names.
+        budget: ``fast``, ``standard`` or ``paper``.
+        n_samples: samples to attack (stratified over the risk ranking).
+        indices: dataset positions to attack instead.
+        risk_score: orders the selection (default: the scan's risk score).
+        seed: seeds selection, defence noise, attacks and bootstrap.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        progress: attack progress ``(done, total)``.
+        scan_progress: scan progress when scoring afresh.
+
+    Returns:
+        The :class:`ValidationResult`.
+
+    Raises:
+        ConfigError: a bad attack, budget, score or index (the message names it).
+    """
+    from leakaudit import api
+    from leakaudit.defenses import make_defense
+    from leakaudit.errors import ConfigError
+    from leakaudit.scores.engine import resolve_device
+
+    try:
+        check_attacks(list(attacks))
+        check_budget(budget)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    dev = resolve_device(device)
+    if report is None:
+        report = api.scan(config, progress=scan_progress).to_dict()
+    inputs = api.load_inputs(config)
+    data = config.data
+    space = (
+        InputSpace.from_normalization(data.mean, data.std or [1.0] * len(data.mean))
+        if data.mean is not None
+        else InputSpace()
+    )
+    try:
+        return validate_report(
+            inputs.model,
+            inputs.dataset,
+            report,
+            n_samples=n_samples,
+            indices=indices,
+            risk_score=risk_score,
+            seed=seed,
+            attacks=attacks,
+            budget=budget,
+            defense=make_defense(config.defense.kind, **config.defense.params),
+            space=space,
+            directions=dict(config.scores.directions),
+            device=dev,
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
