@@ -475,6 +475,31 @@ def validate_report(
     return result
 
 
+def _score_report(inputs: Any, options: Any, progress: ProgressFn | None) -> dict[str, Any]:
+    """Score ``inputs`` (an ``api.Inputs``) with the engine, as a minimal scan report."""
+    from leakaudit.scores.engine import score_samples
+
+    total, done = len(inputs.ids), 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    res = score_samples(inputs.model, inputs.dataset, options, progress=advance)
+    samples = [
+        {
+            "index": int(i),
+            "id": inputs.ids[int(i)],
+            "label": int(res.labels[k]),
+            "scores": {n: float(v[k]) for n, v in res.scores.items()},
+        }
+        for k, i in enumerate(res.indices.tolist())
+    ]
+    return {"samples": samples}
+
+
 def validate_config(
     config: Any,
     *,
@@ -525,9 +550,15 @@ def validate_config(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     dev = resolve_device(device)
-    if report is None:
-        report = api.scan(config, progress=scan_progress).to_dict()
+    if report is not None and config.model.checkpoint is None:
+        raise ConfigError(
+            "--report: the scanned model has no checkpoint, so its random weights cannot be "
+            "rebuilt; validate would attack a different model (omit --report to rescore)"
+        )
     inputs = api.load_inputs(config)
+    if report is None:
+        report = _score_report(inputs, api.score_options(config), scan_progress)
+        report["risk"] = {"score": config.scores.risk_score}
     data = config.data
     space = (
         InputSpace.from_normalization(data.mean, data.std or [1.0] * len(data.mean))

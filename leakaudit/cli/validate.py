@@ -73,23 +73,28 @@ def _read_report(path: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def attack_progress(enabled: bool) -> Iterator[ProgressFn | None]:
-    """A ``progress(done, total)`` bar over attack iterations on stderr, or ``None``."""
+def validate_progress(
+    enabled: bool, scoring: bool
+) -> Iterator[tuple[ProgressFn | None, ProgressFn | None]]:
+    """``(scoring, attacking)`` progress callbacks driving one rich display on stderr."""
     if not enabled:
-        yield None
+        yield None, None
         return
     bar = Progress(
-        TextColumn("attacking"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("iterations"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=stderr_console(),
     )
-    task = bar.add_task("attack", total=None)
+    score_task = bar.add_task("scoring samples", total=None, visible=scoring)
+    attack_task = bar.add_task("attack iterations", total=None)
     with bar:
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        yield (
+            lambda done, total: bar.update(score_task, completed=done, total=total),
+            lambda done, total: bar.update(attack_task, completed=done, total=total),
+        )
 
 
 def _fmt(value: float | None, spec: str = "+.2f") -> str:
@@ -213,10 +218,11 @@ def validate_command(
                 raise ConfigError(f"--figure: {PLOTS_MISSING}") from None
         if cfg.model.trust_checkpoint:
             warning_line("--trust-checkpoint: the checkpoint may run arbitrary code when loaded")
-        with attack_progress(progress) as callback:
+        with validate_progress(progress, scoring=raw is None) as (scoring, callback):
             result = validate_config(
                 cfg,
                 report=raw,
+                scan_progress=scoring,
                 attacks=[a.strip() for a in attacks.split(",") if a.strip()],
                 budget=budget.value,
                 n_samples=n_samples,
