@@ -47,16 +47,19 @@ def scan_progress(enabled: bool) -> Iterator[ProgressFn | None]:
         transient=False,
     )
     task = bar.add_task("scan", total=None)
-
     started = False
 
     def update(done: int, total: int) -> None:
         nonlocal started
-        if not started:  # resumed samples are not part of the rate
+        if not started:  # start on the first report, after loading; resumed samples
+            bar.start()  # do not count towards the rate
             bar.reset(task, completed=done, total=total)
             started = True
         else:
             bar.update(task, completed=done, total=total)
 
-    with bar:
+    try:
         yield update
+    finally:
+        if started:
+            bar.stop()
