@@ -55,7 +55,7 @@ def test_scan_equals_the_engine_on_independently_built_inputs() -> None:
 
 
 def test_scan_accepts_a_mapping_and_names_bad_keys() -> None:
-    with pytest.raises(ConfigError, match="data.per_clas"):
+    with pytest.raises(ConfigError, match=r"data\.per_clas"):
         scan({"data": {"kind": "digits", "per_clas": 3}})
 
 

@@ -76,7 +76,8 @@ def test_cli_resume_continues_and_cleans_up(tmp_path: Path) -> None:
     interrupted(cfg, sidecar)
     args = ["scan", "--demo", "--first", "1200", "--per-class", "1", "--risk-score", "i2f",
             "--scores", "grad_norm,lavp_l2_max,lavp_l2_min,i2f", "--max-iter", "12",
-            "--n-probes", "2", "--chunk-size", "4", "--json", str(out), "--no-progress"]  # fmt: skip
+            "--n-probes", "2", "--chunk-size", "4", "--json", str(out),
+            "--no-progress"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
