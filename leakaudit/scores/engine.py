@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -168,37 +168,54 @@ def score_samples(
     samples = itertools.chain([first], samples)
     prepared = _Model(model, options, device)
     try:
-        X1 = first[1][None].to(device, options.dtype)
-        Y1 = first[2].reshape(1).to(device)
-        activations = prepared.check_forward(X1, Y1)
-        size = options.chunk_size or choose_chunk_size(
-            options,
-            plan,
-            d=X1[0].numel(),
-            n_params=sum(p.numel() for p in prepared.params.values()),
-            activations=activations,
-        )
-        backend: str = "autograd" if prepared.scripted else options.backend
-        parts: list[ScoreResult] = []
-        for idx, X, Y in chunks(samples, size):
-            prepared.check_labels(idx, Y)
-            X = X.to(device, options.dtype)
-            Y = Y.to(device)
-            scores, diag, backend = _score_with_fallback(
-                prepared, X, Y, idx, options, plan, backend
+        with warnings.catch_warnings():
+            # torch's forward-mode decompositions still call torch.jit.script internally.
+            warnings.filterwarnings(
+                "ignore", message=".*torch.jit.script.*", category=FutureWarning
             )
-            part = _to_result(idx, Y, scores, diag, backend, device)
-            parts.append(part)
-            if on_chunk is not None:
-                on_chunk(part)
-            if progress is not None:
-                progress(len(idx))
+            parts = _score_all(prepared, first, samples, options, plan, device, progress, on_chunk)
     finally:
         if options.model_mode == "eval" and getattr(prepared, "_was_training", False):
             model.train()
     result = concat_results(parts)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _score_all(
+    prepared: _Model,
+    first: tuple[int, Tensor, Tensor],
+    samples: Iterator[tuple[int, Tensor, Tensor]],
+    options: ScoreOptions,
+    plan: Plan,
+    device: torch.device,
+    progress: Callable[[int], None] | None,
+    on_chunk: Callable[[ScoreResult], None] | None,
+) -> list[ScoreResult]:
+    X1 = first[1][None].to(device, options.dtype)
+    Y1 = first[2].reshape(1).to(device)
+    activations = prepared.check_forward(X1, Y1)
+    size = options.chunk_size or choose_chunk_size(
+        options,
+        plan,
+        d=X1[0].numel(),
+        n_params=sum(p.numel() for p in prepared.params.values()),
+        activations=activations,
+    )
+    backend: str = "autograd" if prepared.scripted else options.backend
+    parts: list[ScoreResult] = []
+    for idx, X, Y in chunks(samples, size):
+        prepared.check_labels(idx, Y)
+        X = X.to(device, options.dtype)
+        Y = Y.to(device)
+        scores, diag, backend = _score_with_fallback(prepared, X, Y, idx, options, plan, backend)
+        part = _to_result(idx, Y, scores, diag, backend, device)
+        parts.append(part)
+        if on_chunk is not None:
+            on_chunk(part)
+        if progress is not None:
+            progress(len(idx))
+    return parts
 
 
 def _score_with_fallback(
