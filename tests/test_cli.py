@@ -1,0 +1,99 @@
+"""The CLI end to end on a small real scan: formats, streams, exit codes, gate flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import leakaudit
+from leakaudit import api
+from leakaudit.cli import app
+from leakaudit.errors import RuntimeFailure
+from leakaudit.report.schema import schema_errors
+
+SMALL = ["--demo", "--first", "1200", "--per-class", "1", "--max-iter", "12", "--n-probes", "2",
+         "--no-progress"]  # fmt: skip
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["scan", *SMALL, *args])
+
+
+def test_json_to_stdout_and_table_to_stderr() -> None:
+    result = run("--json", "-")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert schema_errors(report) == []
+    assert report["summary"]["num_samples"] == 10
+    assert "riskiest samples" in result.stderr and "gate passed" in result.stderr
+
+
+def test_markdown_output_file_and_json_file(tmp_path: Path) -> None:
+    md, js = tmp_path / "summary.md", tmp_path / "r.json"
+    result = run("--format", "md", "--output", str(md), "--json", str(js), "--top-k", "3")
+    assert result.exit_code == 0, result.output
+    text = md.read_text()
+    assert text.startswith("## leakaudit scan: ✅ gate passed")
+    report = json.loads(js.read_text())
+    riskiest = min(report["samples"], key=lambda s: s["rank"])
+    assert f"| 1 | `{riskiest['id']}` |" in text
+    assert text.count("\n| ") - text.count("\n| ---") >= 3
+    assert result.stdout == ""  # everything went to files
+
+
+def test_table_lists_top_k_in_rank_order() -> None:
+    result = run("--format", "json")
+    report = json.loads(result.stdout)
+    table = run("--top-k", "4").stdout
+    ranked = sorted(report["samples"], key=lambda s: s["rank"])
+    positions = [table.index(f" {s['id']} ") for s in ranked[:4]]
+    assert positions == sorted(positions)
+    assert f" {ranked[4]['id']} " not in table
+
+
+def test_gate_fails_with_exit_1_and_allowlist_rescues() -> None:
+    failed = run("--fail-on", "grad_norm>0")
+    assert failed.exit_code == 1, failed.output
+    assert "gate failed: 10 risky samples" in failed.stderr
+    report = json.loads(run("--fail-on", "grad_norm>0", "--json", "-").stdout)
+    ids = [s["id"] for s in report["samples"]]
+    assert report["gate"]["offending"] == ids
+    allow = [a for i in ids for a in ("--allow", f"{i}=synthetic test sample")]
+    assert run("--fail-on", "grad_norm>0", *allow).exit_code == 0
+    # 1 of 10 tolerated: fails; 100% tolerated: passes.
+    assert run("--fail-on", "grad_norm>0", "--max-fraction", "0.1").exit_code == 1
+    assert run("--fail-on", "grad_norm>0", "--max-fraction", "1").exit_code == 0
+
+
+def test_runtime_failures_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeFailure("the engine ran out of memory")
+
+    monkeypatch.setattr(api, "scan", broken)
+    result = run()
+    assert result.exit_code == 3 and result.stderr == "error: the engine ran out of memory\n"
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(api, "scan", bug)
+    result = run()
+    assert result.exit_code == 3 and "internal error: ZeroDivisionError" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_defense_flag_changes_i2f_linearly() -> None:
+    a = json.loads(run("--json", "-", "--defense", "gaussian:sigma=0.01").stdout)
+    b = json.loads(run("--json", "-", "--defense", "gaussian:sigma=0.03").stdout)
+    assert b["defense"] == {"kind": "gaussian", "sigma": 0.03}
+    for sa, sb in zip(a["samples"], b["samples"], strict=True):
+        assert sb["scores"]["i2f"] == pytest.approx(3 * sa["scores"]["i2f"], rel=1e-4)
+
+
+def test_version_and_help() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.stdout.strip() == f"leakaudit {leakaudit.__version__}"
+    assert "--fail-on" in CliRunner().invoke(app, ["scan", "--help"]).stdout
