@@ -115,13 +115,13 @@ def make_case(name: str, n: int = 3) -> Case:
 CASES = ["lenet-1ch", "relubn-1ch", "mlp-1ch", "lenet-3ch", "relubn-3ch", "mlp-3ch"]
 
 
-def flat_grad_fn(model: nn.Module):
+def flat_grad_fn(model: nn.Module, loss_fn=F.cross_entropy):
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
 
     def g(x: Tensor, y: Tensor) -> Tensor:
         def loss(p):
-            return F.cross_entropy(functional_call(model, (p, buffers), (x[None],)), y[None])
+            return loss_fn(functional_call(model, (p, buffers), (x[None],)), y[None])
 
         gr = grad(loss)(params)
         return torch.cat([t.reshape(-1) for t in gr.values()])
@@ -159,7 +159,7 @@ class Dense:
         return float(torch.sqrt(c + noise_var * M.pow(2).sum()))
 
 
-def dense(model: nn.Module, x: Tensor, y: Tensor) -> Dense:
-    g = flat_grad_fn(model)
+def dense(model: nn.Module, x: Tensor, y: Tensor, loss_fn=F.cross_entropy) -> Dense:
+    g = flat_grad_fn(model, loss_fn)
     J = jacrev(g)(x, y).reshape(-1, x.numel())
     return Dense(J=J.detach(), g=g(x, y).detach())

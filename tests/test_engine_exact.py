@@ -101,3 +101,22 @@ def test_float32_defaults_meet_spec_accuracy() -> None:
             se = float(res.diagnostics[f"{name}_se"][i])
             assert se > 0
             assert abs(s[name] - truth) <= 4 * se + 1e-4 * truth, (name, s[name], truth, se)
+
+
+def _smoothed_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+
+
+def test_custom_loss_is_used() -> None:
+    case = make_case("mlp-1ch", n=2)
+    opts = exact_options(36, loss=_smoothed_ce, scores=("grad_norm", "lavp_l2_max"))
+    res = score_samples(case.model, (case.X, case.Y), opts)
+    default = score_samples(case.model, (case.X, case.Y), exact_options(36, scores=("grad_norm",)))
+    for i in range(2):
+        D = dense(case.model, case.X[i], case.Y[i], loss_fn=_smoothed_ce)
+        ev = torch.linalg.eigvalsh(D.A)
+        assert float(res.scores["grad_norm"][i]) == pytest.approx(float(D.g.norm()), rel=1e-12)
+        assert float(res.scores["lavp_l2_max"][i]) == pytest.approx(2 * float(ev[-1]), rel=1e-8)
+        assert float(res.scores["grad_norm"][i]) != pytest.approx(
+            float(default.scores["grad_norm"][i]), rel=1e-3
+        )
