@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.func import jacfwd
 
 from leakaudit.attacks import (
+    AttackResult,
     InputSpace,
     attack_config,
     infer_labels,
@@ -101,10 +102,28 @@ def case() -> tuple[nn.Module, Tensor, Tensor, Tensor]:
 
 
 @pytest.fixture(scope="module")
-def clean_psnr(case) -> dict[str, Tensor]:
+def clean_results(case) -> dict[str, AttackResult]:
+    """Each undefended attack at the standard budget."""
+    model, _, y, g = case
+    return {
+        name: run_attack(
+            name, model, g, input_shape=SHAPE, num_classes=10, space=InputSpace(), labels=y
+        )
+        for name in ("dlg", "idlg", "ig")
+    }
+
+
+@pytest.fixture(scope="module")
+def clean_psnr(case, clean_results) -> dict[str, Tensor]:
     """PSNR of each undefended attack at the standard budget, per sample."""
-    model, x, y, g = case
-    return {name: psnr(attack(name, model, g, y), x) for name in ("dlg", "idlg", "ig")}
+    x = case[1]
+    return {n: psnr(r.reconstruction.clamp(0, 1), x) for n, r in clean_results.items()}
+
+
+def test_undefended_attacks_recover_the_labels(case, clean_results) -> None:
+    y = case[2]
+    for name, res in clean_results.items():
+        assert torch.equal(res.labels, y), name  # DLG's jointly optimised soft label too
 
 
 @pytest.mark.parametrize("name", ["dlg", "idlg", "ig"])
@@ -246,3 +265,22 @@ def test_attack_config_rejects_unknown_names() -> None:
         attack_config("dlg", "huge")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no setting 'momentum'"):
         attack_config("ig", momentum=0.9)
+
+
+def test_ig_restarts_keep_the_lowest_matching_loss(case) -> None:
+    model, _, y, g = case
+    # The first restart of a 2-restart run starts where the 1-restart run starts.
+    losses = {
+        r: run_attack(
+            "ig",
+            model,
+            g,
+            input_shape=SHAPE,
+            num_classes=10,
+            space=InputSpace(),
+            labels=y,
+            config=attack_config("ig", "fast", iterations=25, restarts=r),
+        ).matching_loss
+        for r in (1, 2)
+    }
+    assert torch.all(losses[2] <= losses[1])

@@ -94,7 +94,7 @@ def spearman_rows(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.
 
 
 def kendall_rows(
-    x: NDArray[np.float64], y: NDArray[np.float64], chunk: int = 64
+    x: NDArray[np.float64], y: NDArray[np.float64], chunk: int | None = None
 ) -> NDArray[np.float64]:
     """Kendall τ-b of each row pair (scipy's default variant); NaN where a row is constant.
 
@@ -103,11 +103,14 @@ def kendall_rows(
     Args:
         x: ``[R, n]``.
         y: ``[R, n]``.
-        chunk: rows per vectorised block (memory ``chunk·n²``).
+        chunk: rows per vectorised block (memory ``chunk·n²``); default keeps a block
+            near 2M pair entries.
 
     Returns:
         ``[R]``.
     """
+    n = x.shape[1]
+    chunk = chunk or max(1, 2_000_000 // max(n * n, 1))
     out = np.empty(x.shape[0])
     for s in range(0, x.shape[0], chunk):
         xs, ys = x[s : s + chunk], y[s : s + chunk]
