@@ -90,6 +90,6 @@ def test_sample_config_runs_on_real_data(name: str, tmp_path: Path) -> None:
         subset |= {"scores.select": ["grad_norm", "lavp_l2_max"], "scores.risk_score": "grad_norm"}
     report = scan(with_overrides(cfg, {**FAST, **subset}))
     assert report.summary["num_samples"] == 2
-    assert all(np.isfinite(s.scores[cfg.scores.risk_score]) for s in report.samples)
+    assert all(np.isfinite(s.scores[report.risk["score"]]) for s in report.samples)
     if cfg.model.checkpoint:
         assert report.model["checkpoint"]["sha256"] == sha256_file(cfg.model.checkpoint)
