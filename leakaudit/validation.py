@@ -556,6 +556,7 @@ def validate_config(
             "rebuilt; validate would attack a different model (omit --report to rescore)"
         )
     inputs = api.load_inputs(config)
+    scored_now = report is None
     if report is None:
         report = _score_report(inputs, api.score_options(config), scan_progress)
         report["risk"] = {"score": config.scores.risk_score}
@@ -566,7 +567,7 @@ def validate_config(
         else InputSpace()
     )
     try:
-        return validate_report(
+        result = validate_report(
             inputs.model,
             inputs.dataset,
             report,
@@ -584,3 +585,6 @@ def validate_config(
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if scored_now:
+        result.config["scores_from"] = "scored now"
+    return result
