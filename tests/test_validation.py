@@ -259,3 +259,32 @@ def test_cli_validates_a_scan_report(tmp_path: Path) -> None:
     assert (tmp_path / "f.png").exists()
     bad = runner.invoke(app, [*args, "--attacks", "gan"])
     assert bad.exit_code == 2 and "unknown attack" in bad.output
+    # Without --report the same command scores the data itself.
+    fresh = runner.invoke(
+        app,
+        [
+            "--data-kind",
+            "digits",
+            "--first",
+            "8",
+            "--model",
+            "lenet",
+            "--num-classes",
+            "10",
+            "--checkpoint",
+            str(ckpt),
+            "--budget",
+            "fast",
+            "--attacks",
+            "ig",
+            "--n-samples",
+            "4",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--json",
+            str(out_json),
+        ],
+    )
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads(out_json.read_text())["validation"]["scores_from"] == "scored now"
