@@ -1,5 +1,6 @@
-"""Every ``leakaudit`` command shown in the README and docs/*.md runs, and every relative
-link in them points to a file that exists.
+"""Every ``leakaudit`` command shown in the README and docs/*.md runs, the Python examples
+of the getting-started and Python API pages run, and every relative link in the README
+and docs/*.md points to a file that exists.
 
 Commands are the lines of fenced ```bash blocks that start with ``leakaudit `` (after an
 optional ``$ ``; ``\\``-continued lines are joined). The commands of one block run in
@@ -11,12 +12,15 @@ Shell redirections (``> file``, ``2> file``, ``2>&1``) are honoured; whatever fo
 A command is expected to exit 0 unless its line's comment says otherwise, e.g.
 ``leakaudit scan --config leakaudit.yaml --fail-on 'i2f<10'   # exits 1: gate fails``.
 
-Speed: the commands run as written, but the test caps the engine's work, because the
-docs' commands scan with the shipped defaults (80 Lanczos steps, 8 probes; the demo
-scans 200 samples), which takes minutes on a 2-core CI machine. The caps —
-``max_iter`` 12, ``n_probes`` 2, the demo at one sample per class, 2 attack iterations
-per budget — change the numbers, not what is parsed, loaded, written or gated; the
-engine's numbers are tested against dense ground truths elsewhere.
+The ```python blocks of :data:`PYTHON_DOCS` run in order in one namespace, in the same
+kind of directory.
+
+Speed: the commands and examples run as written, but the test caps the engine's work,
+because they scan with the shipped defaults (80 Lanczos steps, 8 probes; the demo scans
+200 samples), which takes minutes on a 2-core CI machine. The caps — ``max_iter`` 12
+and ``n_probes`` 2 for every ``ScoreOptions``, the demo at one sample per class, 2
+attack iterations per budget — change the numbers, not what is parsed, loaded, written
+or gated; the engine's numbers are tested against dense ground truths elsewhere.
 """
 
 from __future__ import annotations
@@ -37,13 +41,17 @@ from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 from typer.testing import CliRunner, Result
 
-from leakaudit import api, demo
+from leakaudit import demo
 from leakaudit.attacks import dlg, ig
 from leakaudit.cli import app
 from leakaudit.models import build_model
+from leakaudit.scores.options import ScoreOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+#: Pages whose ```python blocks are complete programs (run in order, one namespace).
+PYTHON_DOCS = ("docs/index.md", "docs/python-api.md")
 
 #: Inputs every block finds in its working directory (all from scikit-learn's digits):
 #: ``data/`` an ImageFolder (classes 0, 1, 2; two 8×8 PNGs each, read as RGB),
@@ -197,15 +205,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def fast_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cap the engine's and the attacks' work (see the module docstring for why)."""
-    full_options = api.score_options
+    check = ScoreOptions.__post_init__
 
-    def capped(config):  # type: ignore[no-untyped-def]
-        options = full_options(config)
-        return dataclasses.replace(
-            options, max_iter=min(options.max_iter, 12), n_probes=min(options.n_probes, 2)
-        )
+    def capped(self: ScoreOptions) -> None:
+        check(self)
+        object.__setattr__(self, "max_iter", min(self.max_iter, 12))
+        object.__setattr__(self, "n_probes", min(self.n_probes, 2))
 
-    monkeypatch.setattr(api, "score_options", capped)
+    monkeypatch.setattr(ScoreOptions, "__post_init__", capped)
     full_demo = demo.demo_config
 
     def small_demo():  # type: ignore[no-untyped-def]
@@ -329,6 +336,34 @@ def test_documented_commands_run(
     if any(name in c.argv for c in block for name in REPORTS):
         _fixture_reports(workspace)
     run_block(block, workspace, tmp_path, monkeypatch)
+
+
+def python_blocks(path: Path) -> list[tuple[int, str]]:
+    """``(first line, code)`` of each fenced ```python block of ``path``."""
+    blocks, code, start = [], None, 0
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if code is None and re.fullmatch(r"```\s*python\s*", raw.strip()):
+            code, start = [], number + 1
+        elif code is not None and raw.strip().startswith("```"):
+            blocks.append((start, "\n".join(code)))
+            code = None
+        elif code is not None:
+            code.append(raw)
+    return blocks
+
+
+@pytest.mark.parametrize("doc", PYTHON_DOCS)
+def test_python_examples_run(
+    doc: str, workspace: Path, fast_engine: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = python_blocks(ROOT / doc)
+    assert blocks, f"{doc} has no python examples"
+    shutil.copytree(workspace, tmp_path / "work")
+    monkeypatch.chdir(tmp_path / "work")
+    namespace: dict[str, object] = {"__name__": "__doc_example__"}
+    for line, code in blocks:
+        # Line numbers in tracebacks point into the doc.
+        exec(compile("\n" * (line - 1) + code, str(ROOT / doc), "exec"), namespace)
 
 
 def test_docs_show_the_main_commands() -> None:
