@@ -87,3 +87,29 @@ def test_cli_resume_continues_and_cleans_up(tmp_path: Path) -> None:
     assert fresh.exit_code == 0
     again = json.loads(fresh.stdout)
     assert [s["scores"] for s in again["samples"]] == [s["scores"] for s in report["samples"]]
+
+
+def test_cli_interrupt_names_the_partial_file(tmp_path: Path, monkeypatch) -> None:
+    import leakaudit.api as api_module
+
+    real_scan = api_module.scan
+
+    def ctrl_c_after_first_chunk(cfg, *, progress=None, **kwargs):
+        def stop(done: int, total: int) -> None:
+            if done > 0:
+                raise KeyboardInterrupt
+
+        return real_scan(cfg, progress=stop, **kwargs)
+
+    monkeypatch.setattr(api_module, "scan", ctrl_c_after_first_chunk)
+    out = tmp_path / "r.json"
+    args = ["scan", "--demo", "--first", "1200", "--per-class", "1", "--max-iter", "4",
+            "--n-probes", "1", "--chunk-size", "4", "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3
+    assert "--resume" in result.stderr and f"{out}.partial.pt" in result.stderr
+    assert Path(f"{out}.partial.pt").exists() and not out.exists()
+    monkeypatch.setattr(api_module, "scan", real_scan)
+    again = CliRunner().invoke(app, [*args, "--no-progress"])  # without --resume: afresh
+    assert again.exit_code == 0 and "replacing the partial results" in again.stderr
+    assert json.loads(out.read_text())["summary"]["resumed_samples"] == 0

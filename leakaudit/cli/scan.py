@@ -14,7 +14,7 @@ from leakaudit import api
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import scan_progress
 from leakaudit.config import ScanConfig, load_config, with_overrides
-from leakaudit.errors import EXIT_GATE_FAILED, ConfigError
+from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
 from leakaudit.gate import parse_rule
 from leakaudit.report.document import Report
 from leakaudit.report.files import check_writable, write_atomic
@@ -249,15 +249,25 @@ def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progres
         check_writable(sidecar)
         if resume and not Path(sidecar).exists():
             warning_line(f"no partial results at {sidecar}; starting from the beginning")
+        if not resume and Path(sidecar).exists():
+            warning_line(f"replacing the partial results in {sidecar} (--resume continues them)")
     if cfg.model.trust_checkpoint:
         warning_line("--trust-checkpoint: the checkpoint may run arbitrary code when loaded")
-    with scan_progress(show_progress) as callback:
-        report = api.scan(
-            cfg,
-            progress=callback,
-            resume_path=sidecar if resume else None,
-            partial_path=sidecar,
-        )
+    try:
+        with scan_progress(show_progress) as callback:
+            report = api.scan(
+                cfg,
+                progress=callback,
+                resume_path=sidecar if resume else None,
+                partial_path=sidecar,
+            )
+    except KeyboardInterrupt:
+        if sidecar and Path(sidecar).exists():
+            raise RuntimeFailure(
+                f"interrupted; finished samples are saved in {sidecar}: "
+                "rerun the same command with --resume"
+            ) from None
+        raise
     write_outputs(report, cfg)
     if sidecar:
         Path(sidecar).unlink(missing_ok=True)
