@@ -180,3 +180,24 @@ def test_check_writable(tmp_path: Path) -> None:
         check_writable(tmp_path / "missing" / "r.json")
     with pytest.raises(InputError, match="is a directory"):
         check_writable(tmp_path)
+
+
+def test_terminal_table_is_compact_on_narrow_terminals() -> None:
+    from rich.console import Console
+
+    from leakaudit.report.terminal import top_table
+
+    result = hand_result()
+    result.scores["lavp_l2_max"] = 2 * GRAD
+    config = config_from_dict(
+        {"scores": {"select": ["grad_norm", "lavp_l2_max", "lavp_gm", "i2f"]}}
+    )
+    rep = build_report(result, ids=[f"img/{i}.png" for i in range(N)], config=config,
+                       model_info={}, dataset_info={}, seconds=1.0)  # fmt: skip
+    for width, wide in ((200, True), (100, False)):
+        console = Console(width=width, record=True)
+        console.print(top_table(rep, 3, width))
+        text = " ".join(console.export_text().split())
+        assert all(name in text for name in ("lavp_gm", "grad_norm", "i2f", "img/1.png"))
+        assert ("lavp_l2_max" in text) == wide
+        assert ("1 more scores in the JSON report" in text) == (not wide)

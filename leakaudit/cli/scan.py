@@ -99,7 +99,7 @@ def write_outputs(report: Report, cfg: ScanConfig) -> None:
         write_atomic(out.output, cap.get())
     else:
         console = stderr_console() if stdout_taken else stdout_console()
-        console.print(render_terminal(report, out.top_k))
+        console.print(render_terminal(report, out.top_k, console.width))
 
 
 def scan_command(

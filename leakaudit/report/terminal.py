@@ -9,14 +9,32 @@ from rich.text import Text
 from leakaudit.report.document import Report
 from leakaudit.report.markdown import fmt
 
+#: Columns a narrow terminal keeps besides the risk score.
+COMPACT_SCORES = ("grad_norm", "i2f")
 
-def top_table(report: Report, top_k: int) -> Table:
-    """Rank, sample id, label, percentile and every score of the ``top_k`` riskiest."""
+#: Terminal width below which the table shows the compact score set.
+COMPACT_BELOW = 150
+
+
+def table_scores(report: Report, width: int | None) -> list[str]:
+    """The scores shown: all, or on a terminal narrower than :data:`COMPACT_BELOW` the risk
+    score and :data:`COMPACT_SCORES` (the JSON report always has every score)."""
     names = list(report.summary["scores"])
+    if width is None or width >= COMPACT_BELOW:
+        return names
+    keep = {report.risk["score"], *COMPACT_SCORES}
+    return [n for n in names if n in keep]
+
+
+def top_table(report: Report, top_k: int, width: int | None = None) -> Table:
+    """Rank, sample id, label, percentile and the scores of the ``top_k`` riskiest."""
+    names = table_scores(report, width)
     arrow = "↓" if report.risk["direction"] == "lower_is_riskier" else "↑"
+    hidden = len(report.summary["scores"]) - len(names)
     table = Table(
         title=f"Top {min(top_k, len(report.samples))} riskiest samples "
-        f"(risk score {report.risk['score']} {arrow} riskier)",
+        f"(risk score {report.risk['score']} {arrow} riskier)"
+        + (f"; {hidden} more scores in the JSON report" if hidden else ""),
         title_justify="left",
     )
     table.add_column("rank", justify="right")
@@ -71,6 +89,7 @@ def summary_text(report: Report) -> Text:
     return text
 
 
-def render_terminal(report: Report, top_k: int = 10) -> RenderableType:
-    """Everything the terminal shows, as one rich renderable."""
-    return Group(top_table(report, top_k), distribution_table(report), summary_text(report))
+def render_terminal(report: Report, top_k: int = 10, width: int | None = None) -> RenderableType:
+    """Everything the terminal shows, as one rich renderable (compact below ``width``
+    :data:`COMPACT_BELOW`; ``None``: every score)."""
+    return Group(top_table(report, top_k, width), distribution_table(report), summary_text(report))
