@@ -104,6 +104,7 @@ def check_compatible(model: nn.Module, dataset: Any, labels: list[int] | torch.T
 
 def load_inputs(config: ScanConfig) -> Inputs:
     """Build the model, load its weights and the data, and check that they fit."""
+    # Imported here: the model zoo imports torchvision (~2 s), which `--help` should not pay.
     from leakaudit.io.checkpoints import load_checkpoint
     from leakaudit.io.datasets import DataSpec, check_dataset, load_dataset
     from leakaudit.models import build_model
