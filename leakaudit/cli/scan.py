@@ -11,16 +11,13 @@ from typing import Annotated, Any
 import typer
 
 from leakaudit import api
-from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
+from leakaudit.cli.console import handle_errors, stderr_console, warning_line
+from leakaudit.cli.flags import parse_allow, parse_defense, parse_rule_flag
+from leakaudit.cli.output import write_outputs
 from leakaudit.cli.progress import scan_progress
 from leakaudit.config import ScanConfig, load_config, with_overrides
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
-from leakaudit.gate import parse_rule
-from leakaudit.report.document import Report
-from leakaudit.report.files import check_writable, write_atomic
-from leakaudit.report.json_out import render_json
-from leakaudit.report.markdown import render_markdown
-from leakaudit.report.terminal import render_terminal
+from leakaudit.report.files import check_writable
 
 
 class Device(str, Enum):
@@ -35,32 +32,6 @@ class Format(str, Enum):
     json = "json"
 
 
-def parse_defense(text: str) -> dict[str, Any]:
-    """``"gaussian:sigma=0.01"``, ``"dp:clip=1,sigma=0.5"``, ``"none"`` → config section."""
-    kind, _, rest = text.partition(":")
-    params: dict[str, float] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        name, sep, value = item.partition("=")
-        try:
-            params[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(
-                f"--defense: bad parameter {item!r}; expected KIND:NAME=NUMBER,... "
-                "(e.g. gaussian:sigma=0.01)"
-            ) from None
-        if not sep:
-            raise ConfigError(f"--defense: parameter {item!r} needs =VALUE")
-    return {"kind": kind.strip(), "params": params}
-
-
-def parse_allow(text: str) -> dict[str, str]:
-    """``"ID=reason"`` → an allowlist entry (the reason is required)."""
-    sample, sep, reason = text.partition("=")
-    if not sep or not reason.strip():
-        raise ConfigError(f"--allow {text!r}: expected SAMPLE_ID=REASON")
-    return {"id": sample, "reason": reason}
-
-
 def _base_config(config: Path | None, demo: bool) -> ScanConfig:
     if demo and config is not None:
         raise ConfigError("--demo and --config exclude each other")
@@ -69,37 +40,6 @@ def _base_config(config: Path | None, demo: bool) -> ScanConfig:
 
         return demo_config()
     return load_config(config) if config is not None else ScanConfig()
-
-
-def _emit(text: str, path: str | None, to_stderr: bool) -> None:
-    if path and path != "-":
-        write_atomic(path, text)
-    elif to_stderr:
-        stderr_console().out(text, end="", highlight=False)
-    else:
-        stdout_console().out(text, end="", highlight=False)
-
-
-def write_outputs(report: Report, cfg: ScanConfig) -> None:
-    """JSON to ``output.json``; the ``output.format`` rendering to ``output.output`` or
-    stdout (stderr when stdout carries the JSON)."""
-    out = cfg.output
-    stdout_taken = out.json == "-"
-    if out.json:
-        _emit(render_json(report), out.json, to_stderr=False)
-    if out.format == "json":
-        if out.json != "-" or out.output:
-            _emit(render_json(report), out.output, to_stderr=False)
-    elif out.format == "md":
-        _emit(render_markdown(report, out.top_k), out.output, to_stderr=stdout_taken)
-    elif out.output and out.output != "-":
-        console = stdout_console()
-        with console.capture() as cap:
-            console.print(render_terminal(report, out.top_k))
-        write_atomic(out.output, cap.get())
-    else:
-        console = stderr_console() if stdout_taken else stdout_console()
-        console.print(render_terminal(report, out.top_k, console.width))
 
 
 def scan_command(
@@ -226,14 +166,6 @@ def scan_command(
             overrides["gate.allowlist"] = entries + [parse_allow(a) for a in allow]
         cfg = with_overrides(cfg, overrides)
         run_scan(cfg, resume=resume, partial=partial, show_progress=progress)
-
-
-def parse_rule_flag(text: str, max_fraction: float) -> Any:
-    """A ``--fail-on`` rule; errors name the flag."""
-    try:
-        return parse_rule(text, max_fraction)
-    except (ValueError, ConfigError) as exc:
-        raise ConfigError(f"--fail-on {text!r}: {exc}") from None
 
 
 def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progress: bool) -> None:
