@@ -118,7 +118,6 @@ def test_torchscript_weights_into_a_named_architecture(tmp_path: Path) -> None:
     assert [s["scores"] for s in got["samples"]] == [s["scores"] for s in ref["samples"]]
 
 
-@pytest.mark.xfail(reason="engine: count_activations hooks fail on ScriptModules", strict=False)
 def test_torchscript_archive_as_the_model(tmp_path: Path) -> None:
     path = tmp_path / "scripted.pt"
     torch.jit.script(_demo_lenet()).save(str(path))

@@ -170,3 +170,13 @@ def test_rejected_input_and_bad_label_are_input_errors() -> None:
 def test_unknown_score_name_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown score 'lavp'"):
         ScoreOptions(scores=("lavp",))
+
+
+def test_torchscript_model_scores_like_its_eager_twin() -> None:
+    case = make_case("lenet-1ch", n=2)
+    scripted = torch.jit.script(case.model)
+    opts = ScoreOptions(**F64)
+    eager = score_samples(case.model, (case.X, case.Y), opts)
+    script = score_samples(scripted, (case.X, case.Y), opts)
+    assert (eager.backend, script.backend) == ("func", "autograd")
+    _same(eager, script, rtol=1e-8)

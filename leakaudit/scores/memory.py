@@ -23,7 +23,9 @@ def count_activations(model: nn.Module, forward: Callable[[Tensor], Tensor], x: 
     """Elements of every leaf module output of ``model`` for one ``forward(x)`` (one sample)."""
     total = 0
     hooks = []
-    modules = list(model.modules())
+    # TorchScript modules take no Python hooks: count their output and input only.
+    scripted = isinstance(model, torch.jit.ScriptModule)
+    modules = [] if scripted else list(model.modules())
 
     def hook(_m: nn.Module, _i: object, out: object) -> None:
         nonlocal total
@@ -39,6 +41,8 @@ def count_activations(model: nn.Module, forward: Callable[[Tensor], Tensor], x: 
     finally:
         for h in hooks:
             h.remove()
+    if scripted:  # unknown internals: assume a few dozen input-sized activations
+        return 32 * int(x.numel()) + int(out.numel())
     return max(total, int(out.numel()), int(x.numel()))
 
 
