@@ -47,12 +47,15 @@ def count_activations(model: nn.Module, forward: Callable[[Tensor], Tensor], x: 
 
 
 def sequences_per_sample(options: ScoreOptions, plan: Plan, d: int) -> int:
-    """Lanczos sequences run per sample under ``plan``."""
+    """Vectors per sample in the widest batched product under ``plan``: the Lanczos
+    sequences, or the I²F-lb probes when they are applied on their own."""
     m = 0
     if plan.l2:
         m += min(options.n_probes, d) if plan.slq else 1
     if plan.cos:
         m += 1
+    if plan.trace and not plan.slq:
+        m = max(m, min(options.n_probes, d))
     return max(m, 1)
 
 
