@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -23,6 +22,7 @@ from leakaudit.linalg.func_ops import FuncOperators, make_flat_grad
 from leakaudit.linalg.operators import SampleOperators
 from leakaudit.scores.chunk import score_chunk
 from leakaudit.scores.data import chunks, iter_samples
+from leakaudit.scores.losses import stable_cross_entropy
 from leakaudit.scores.memory import choose_chunk_size, count_activations
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 from leakaudit.scores.plan import Plan
@@ -75,7 +75,7 @@ class _Model:
             k: v.detach().to(device, dt if v.is_floating_point() else v.dtype)
             for k, v in model.named_buffers()
         }
-        self.loss_fn = options.loss or _cross_entropy
+        self.loss_fn = options.loss or stable_cross_entropy
         self.device, self.dtype = device, dt
         self.flat_grad = make_flat_grad(model, self.params, self.buffers, self.loss_fn)
         self.n_outputs: int | None = None
@@ -120,10 +120,6 @@ class _Model:
                 f"sample {int(idx[i])}: label {int(Y[i])} is out of range for a model with "
                 f"{self.n_outputs} outputs"
             )
-
-
-def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    return F.cross_entropy(logits, y)
 
 
 def _first_line(exc: BaseException) -> str:

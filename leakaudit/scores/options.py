@@ -13,7 +13,8 @@ from torch import Tensor
 from leakaudit.defenses import Defense, GaussianNoise
 from leakaudit.scores.names import ALL_SCORES, validate_score_names
 
-#: loss(logits [1, C], target [1]) -> scalar. Cross-entropy when not given.
+#: loss(logits [1, C], target [1]) -> scalar. Cross-entropy (in the cancellation-free
+#: form of :func:`leakaudit.scores.losses.stable_cross_entropy`) when not given.
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -40,7 +41,9 @@ class ScoreOptions:
         memory_budget: bytes the engine may use for one chunk's working set.
         backend: ``"auto"`` (torch.func, falling back to autograd when the model
             cannot be traced), ``"func"`` or ``"autograd"``.
-        loss: the client's training loss; cross-entropy when ``None``.
+        loss: the client's training loss; cross-entropy when ``None`` (computed as
+            :func:`~leakaudit.scores.losses.stable_cross_entropy`, which keeps float32
+            digits on confidently classified samples).
         model_mode: ``"eval"`` (SPEC default) or ``"train"`` (BatchNorm uses the single
             sample's statistics; dropout stays off).
         check_every: Lanczos steps between convergence checks.
