@@ -28,7 +28,7 @@ DEMO_STD = 0.4
 TRAIN_SIZE = 1200
 
 #: Training samples scanned per class (10 classes).
-DEMO_PER_CLASS = 20
+DEMO_PER_CLASS = 10
 
 
 def demo_data(first: int = TRAIN_SIZE, per_class: int | None = DEMO_PER_CLASS) -> DataConfig:
