@@ -1,4 +1,5 @@
-"""Parsing the compact flag syntaxes of ``leakaudit scan`` into config sections."""
+"""Parsing the compact flag syntaxes of ``leakaudit scan`` and ``validate`` into config
+sections."""
 
 from __future__ import annotations
 

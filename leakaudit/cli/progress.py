@@ -1,4 +1,4 @@
-"""The scan's progress bar (samples/s, ETA) on stderr."""
+"""Progress bars on stderr: the scan's (samples/s, ETA) and validate's (scoring, attacking)."""
 
 from __future__ import annotations
 
@@ -63,3 +63,28 @@ def scan_progress(enabled: bool) -> Iterator[ProgressFn | None]:
     finally:
         if started:
             bar.stop()
+
+
+@contextmanager
+def validate_progress(
+    enabled: bool, scoring: bool
+) -> Iterator[tuple[ProgressFn | None, ProgressFn | None]]:
+    """``(scoring, attacking)`` progress callbacks driving one rich display on stderr."""
+    if not enabled:
+        yield None, None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console(),
+    )
+    score_task = bar.add_task("scoring samples", total=None, visible=scoring)
+    attack_task = bar.add_task("attack iterations", total=None)
+    with bar:
+        yield (
+            lambda done, total: bar.update(score_task, completed=done, total=total),
+            lambda done, total: bar.update(attack_task, completed=done, total=total),
+        )

@@ -6,24 +6,20 @@ from __future__ import annotations
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from leakaudit import api
+from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, warning_line
 from leakaudit.cli.flags import parse_allow, parse_defense, parse_rule_flag
+from leakaudit.cli.options import flag_overrides
 from leakaudit.cli.output import write_outputs
 from leakaudit.cli.progress import scan_progress
 from leakaudit.config import ScanConfig, load_config, with_overrides
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
 from leakaudit.report.files import check_writable
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class Format(str, Enum):
@@ -43,6 +39,7 @@ def _base_config(config: Path | None, demo: bool) -> ScanConfig:
 
 
 def scan_command(
+    ctx: typer.Context,
     config: Annotated[
         Path | None,
         typer.Option("--config", "-c", help="YAML config (`leakaudit init` writes one)."),
@@ -50,30 +47,15 @@ def scan_command(
     demo: Annotated[
         bool, typer.Option("--demo", help="Scan the shipped demo: LeNet on scikit-learn digits.")
     ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Architecture: lenet, convnet, resnet18, resnet20, torchvision:NAME, "
-            "file.py:function, package.module:function, torchscript."
-        ),
-    ] = None,
-    num_classes: Annotated[
-        int | None, typer.Option(help="Model outputs (default: the data's).")
-    ] = None,
-    checkpoint: Annotated[
-        str | None, typer.Option(help="Weights: .pt/.pth, .safetensors, TorchScript.")
-    ] = None,
-    trust_checkpoint: Annotated[
-        bool, typer.Option(help="Allow unpickling arbitrary objects from the checkpoint (unsafe).")
-    ] = False,
-    data: Annotated[str | None, typer.Option(help="Data root: folder or tensor file.")] = None,
-    data_kind: Annotated[
-        str | None,
-        typer.Option(help="imagefolder, cifar10, cifar100, mnist, fashionmnist, tensors, digits."),
-    ] = None,
-    split: Annotated[str | None, typer.Option(help="Dataset split (e.g. train, test).")] = None,
-    first: Annotated[int | None, typer.Option(help="Scan only the first N samples.")] = None,
-    per_class: Annotated[int | None, typer.Option(help="At most N samples per class.")] = None,
+    model: opt.Model = None,
+    num_classes: opt.NumClasses = None,
+    checkpoint: opt.Checkpoint = None,
+    trust_checkpoint: opt.TrustCheckpoint = False,
+    data: opt.Data = None,
+    data_kind: opt.DataKind = None,
+    split: opt.Split = None,
+    first: opt.First = None,
+    per_class: opt.PerClass = None,
     scores: Annotated[str | None, typer.Option(help="Comma-separated scores to compute.")] = None,
     risk_score: Annotated[str | None, typer.Option(help="Score that ranks the samples.")] = None,
     defense: Annotated[
@@ -86,7 +68,7 @@ def scan_command(
     target_error: Annotated[
         float | None, typer.Option(help="τ of the σ what-if (I²F reconstruction error).")
     ] = None,
-    device: Annotated[Device | None, typer.Option(help="Where to compute.")] = None,
+    device: Annotated[opt.Device | None, typer.Option(help="Where to compute.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 or float64.")] = None,
     max_iter: Annotated[int | None, typer.Option(help="Lanczos steps per operator.")] = None,
     n_probes: Annotated[int | None, typer.Option(help="I²F trace-estimator probes.")] = None,
@@ -119,40 +101,18 @@ def scan_command(
         str | None, typer.Option(help="Partial-results file (default: <json>.partial.pt).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    debug: opt.Debug = False,
 ) -> None:
     """Score every sample, rank by risk, write the report, apply the CI gate.
 
     Exit codes: 0 gate passed, 1 gate failed, 2 usage/config/input error, 3 runtime failure.
     """
+    # The model, data, scoring and output flags reach the config through ctx.params.
     with handle_errors(debug):
         if not (config or demo or data or data_kind):
             raise ConfigError("nothing to scan: give --config FILE, --data PATH or --demo")
         cfg = _base_config(config, demo)
-        overrides: dict[str, Any] = {
-            "model.name": model,
-            "model.num_classes": num_classes,
-            "model.checkpoint": checkpoint,
-            "model.trust_checkpoint": True if trust_checkpoint else None,
-            "data.root": data,
-            "data.kind": data_kind,
-            "data.split": split,
-            "data.first": first,
-            "data.per_class": per_class,
-            "scores.select": scores.split(",") if scores else None,
-            "scores.risk_score": risk_score,
-            "scores.device": device.value if device else None,
-            "scores.dtype": dtype,
-            "scores.max_iter": max_iter,
-            "scores.n_probes": n_probes,
-            "scores.chunk_size": chunk_size,
-            "scores.seed": seed,
-            "defense.target_error": target_error,
-            "output.top_k": top_k,
-            "output.json": json_path,
-            "output.format": fmt.value if fmt else None,
-            "output.output": output,
-        }
+        overrides = flag_overrides(ctx.params, {**opt.INPUT_KEYS, **opt.SCAN_KEYS})
         if defense:
             overrides["defense"] = {
                 **parse_defense(defense),

@@ -5,54 +5,27 @@ and the figure."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
+from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
+from leakaudit.cli.flags import parse_defense
+from leakaudit.cli.options import flag_overrides
+from leakaudit.cli.progress import validate_progress
 from leakaudit.config import ScanConfig, config_from_dict, load_config, with_overrides
 from leakaudit.errors import ConfigError, InputError
-from leakaudit.validation import ProgressFn, ValidationResult, validate_config
+from leakaudit.report.validation_table import agreement_tables
+from leakaudit.validation import validate_config
 
 
 class Budget(str, Enum):
     fast = "fast"
     standard = "standard"
     paper = "paper"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-def _defense_section(text: str) -> dict[str, Any]:
-    """``"gaussian:sigma=0.01"`` → ``{"kind": "gaussian", "params": {"sigma": 0.01}}``."""
-    kind, _, rest = text.partition(":")
-    params: dict[str, float] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        name, sep, value = item.partition("=")
-        try:
-            params[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--defense: bad parameter {item!r}; expected NAME=NUMBER") from None
-        if not sep:
-            raise ConfigError(f"--defense: parameter {item!r} needs =VALUE")
-    return {"kind": kind.strip(), "params": params}
 
 
 def _indices(text: str) -> list[int]:
@@ -72,86 +45,22 @@ def _read_report(path: Path) -> dict[str, Any]:
     return raw
 
 
-@contextmanager
-def validate_progress(
-    enabled: bool, scoring: bool
-) -> Iterator[tuple[ProgressFn | None, ProgressFn | None]]:
-    """``(scoring, attacking)`` progress callbacks driving one rich display on stderr."""
-    if not enabled:
-        yield None, None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr_console(),
-    )
-    score_task = bar.add_task("scoring samples", total=None, visible=scoring)
-    attack_task = bar.add_task("attack iterations", total=None)
-    with bar:
-        yield (
-            lambda done, total: bar.update(score_task, completed=done, total=total),
-            lambda done, total: bar.update(attack_task, completed=done, total=total),
-        )
-
-
-def _fmt(value: float | None, spec: str = "+.2f") -> str:
-    return "—" if value is None else format(value, spec)
-
-
-def agreement_tables(result: ValidationResult) -> list[Table]:
-    """One table per attack: every score against PSNR and SSIM."""
-    tables = []
-    for attack in result.reconstructions:
-        q = result.quality[attack]
-        table = Table(
-            title=(
-                f"{attack}: median PSNR {float(q['psnr'].median()):.1f} dB, "
-                f"median SSIM {float(q['ssim'].median()):.2f}, n = {len(result.indices)}"
-            ),
-            title_justify="left",
-        )
-        for col in ("score", "risky when", "ρ PSNR [95% CI]", "p", "τ PSNR", "ρ SSIM", "P@k"):
-            table.add_column(col, justify="left" if col in ("score", "risky when") else "right")
-        table.add_column("SPEC direction")
-        rows = {(a.score, a.metric): a for a in result.agreement if a.attack == attack}
-        for score in result.scores:
-            p, s = rows[(score, "psnr")], rows.get((score, "ssim"))
-            rho = p.spearman
-            ci = f" [{rho.ci95[0]:+.2f}, {rho.ci95[1]:+.2f}]" if rho.ci95 else ""
-            table.add_row(
-                score,
-                result.directions[score].split("_")[0],
-                (_fmt(rho.value) + ci) if rho.value is not None else "undefined",
-                _fmt(rho.p_value, ".2g"),
-                _fmt(p.kendall.value),
-                _fmt(s.spearman.value) if s else "—",
-                f"{p.precision_at_k:.2f} (k={p.k})" if p.precision_at_k is not None else "—",
-                p.direction,
-            )
-        tables.append(table)
-    return tables
-
-
 def validate_command(
+    ctx: typer.Context,
     report: Annotated[
         Path | None, typer.Option(help="Reuse the scores of this scan report (JSON).")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config.")] = None,
     demo: Annotated[bool, typer.Option(help="Validate the shipped demo (LeNet, digits).")] = False,
-    model: Annotated[str | None, typer.Option(help="Architecture (as for scan).")] = None,
-    num_classes: Annotated[int | None, typer.Option(help="Model outputs.")] = None,
-    checkpoint: Annotated[str | None, typer.Option(help="Weights file.")] = None,
-    trust_checkpoint: Annotated[
-        bool, typer.Option(help="Allow unpickling arbitrary objects (unsafe).")
-    ] = False,
-    data: Annotated[str | None, typer.Option(help="Data root: folder or tensor file.")] = None,
-    data_kind: Annotated[str | None, typer.Option(help="Dataset kind (as for scan).")] = None,
-    split: Annotated[str | None, typer.Option(help="Dataset split.")] = None,
-    first: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
-    per_class: Annotated[int | None, typer.Option(help="At most N samples per class.")] = None,
+    model: opt.Model = None,
+    num_classes: opt.NumClasses = None,
+    checkpoint: opt.Checkpoint = None,
+    trust_checkpoint: opt.TrustCheckpoint = False,
+    data: opt.Data = None,
+    data_kind: opt.DataKind = None,
+    split: opt.Split = None,
+    first: opt.First = None,
+    per_class: opt.PerClass = None,
     defense: Annotated[
         str | None, typer.Option(help="Defence the attacker faces, e.g. gaussian:sigma=0.01.")
     ] = None,
@@ -169,9 +78,9 @@ def validate_command(
         str | None, typer.Option("--json", help="Write the validation JSON here ('-': stdout).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seeds selection, noise, attacks, bootstrap.")] = 0,
-    device: Annotated[Device, typer.Option(help="Where to attack.")] = Device.auto,
+    device: Annotated[opt.Device, typer.Option(help="Where to attack.")] = opt.Device.auto,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    debug: opt.Debug = False,
 ) -> None:
     """Run real gradient inversion attacks on a stratified subset and report which score
     predicts reconstruction quality. Exit codes: 0 ok, 2 bad input, 3 runtime failure."""
@@ -192,20 +101,11 @@ def validate_command(
             cfg = ScanConfig()
         else:
             raise ConfigError("nothing to validate: give --report, --config, --data or --demo")
-        overrides: dict[str, Any] = {
-            "model.name": model,
-            "model.num_classes": num_classes,
-            "model.checkpoint": checkpoint,
-            "model.trust_checkpoint": True if trust_checkpoint else None,
-            "data.root": data,
-            "data.kind": data_kind,
-            "data.split": split,
-            "data.first": first,
-            "data.per_class": per_class,
-        }
+        # The model and data flags reach the config through ctx.params.
+        overrides = flag_overrides(ctx.params, opt.INPUT_KEYS)
         if defense:
             overrides["defense"] = {
-                **_defense_section(defense),
+                **parse_defense(defense),
                 "target_error": cfg.defense.target_error,
             }
         cfg = with_overrides(cfg, overrides)

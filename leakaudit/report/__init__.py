@@ -8,6 +8,8 @@
 - :mod:`~leakaudit.report.schema`: the JSON schema and its checker.
 - :mod:`~leakaudit.report.partial`: partial results for ``--resume``.
 - :mod:`~leakaudit.report.files`: atomic writes.
+- :mod:`~leakaudit.report.validation_table`, :mod:`~leakaudit.report.plots`: a validation's
+  agreement tables and figure.
 """
 
 from leakaudit.report.document import SCHEMA_VERSION, Report, SampleRecord

@@ -1,0 +1,114 @@
+"""Flags that ``scan`` and ``validate`` share, and how flags become config overrides.
+
+The model and data flags are defined once here as ``Annotated`` types. A command reads
+them back from ``ctx.params`` through a table of parameter name → dotted config key
+(:data:`INPUT_KEYS`, :data:`SCAN_KEYS`) and :func:`flag_overrides`, so a flag and the
+key it sets are written down in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+
+class Device(str, Enum):
+    """Where to compute."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help="Architecture: lenet, convnet, resnet18, resnet20, torchvision:NAME, "
+        "file.py:function, package.module:function, torchscript."
+    ),
+]
+NumClasses = Annotated[int | None, typer.Option(help="Model outputs (default: the data's).")]
+Checkpoint = Annotated[
+    str | None, typer.Option(help="Weights: .pt/.pth, .safetensors, TorchScript.")
+]
+TrustCheckpoint = Annotated[
+    bool, typer.Option(help="Allow unpickling arbitrary objects from the checkpoint (unsafe).")
+]
+Data = Annotated[str | None, typer.Option(help="Data root: folder or tensor file.")]
+DataKind = Annotated[
+    str | None,
+    typer.Option(help="imagefolder, cifar10, cifar100, mnist, fashionmnist, tensors, digits."),
+]
+Split = Annotated[str | None, typer.Option(help="Dataset split (e.g. train, test).")]
+First = Annotated[int | None, typer.Option(help="Scan only the first N samples.")]
+PerClass = Annotated[int | None, typer.Option(help="At most N samples per class.")]
+Debug = Annotated[bool, typer.Option(help="Show tracebacks.")]
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return text.split(",") if text else None
+
+
+def _only_on(flag: bool | None) -> bool | None:
+    """A ``--flag`` that can only switch a setting on: off means "not given"."""
+    return True if flag else None
+
+
+#: A command parameter → (the dotted config key it sets, a conversion of its value).
+Keys = Mapping[str, tuple[str, Callable[[Any], Any] | None]]
+
+#: The model and data flags (the types above), taken by ``scan`` and ``validate``.
+INPUT_KEYS: Keys = {
+    "model": ("model.name", None),
+    "num_classes": ("model.num_classes", None),
+    "checkpoint": ("model.checkpoint", None),
+    "trust_checkpoint": ("model.trust_checkpoint", _only_on),
+    "data": ("data.root", None),
+    "data_kind": ("data.kind", None),
+    "split": ("data.split", None),
+    "first": ("data.first", None),
+    "per_class": ("data.per_class", None),
+}
+
+#: The scoring and output flags of ``scan``.
+SCAN_KEYS: Keys = {
+    "scores": ("scores.select", _csv),
+    "risk_score": ("scores.risk_score", None),
+    "device": ("scores.device", None),
+    "dtype": ("scores.dtype", None),
+    "max_iter": ("scores.max_iter", None),
+    "n_probes": ("scores.n_probes", None),
+    "chunk_size": ("scores.chunk_size", None),
+    "seed": ("scores.seed", None),
+    "target_error": ("defense.target_error", None),
+    "top_k": ("output.top_k", None),
+    "json_path": ("output.json", None),
+    "fmt": ("output.format", None),
+    "output": ("output.output", None),
+}
+
+
+def flag_overrides(params: Mapping[str, Any], keys: Keys) -> dict[str, Any]:
+    """Dotted config key → flag value, for :func:`leakaudit.config.with_overrides`.
+
+    Args:
+        params: the command's parsed parameters (``ctx.params``); every name in ``keys``
+            must be one of them.
+        keys: which parameters set which config keys (:data:`INPUT_KEYS`, ...).
+
+    Returns:
+        One entry per key; ``None`` (a flag that was not given) leaves the config as is.
+        Enum choices become their values.
+    """
+    out: dict[str, Any] = {}
+    for name, (key, convert) in keys.items():
+        value = params[name]
+        if isinstance(value, Enum):
+            value = value.value
+        if convert is not None:
+            value = convert(value)
+        out[key] = value
+    return out
