@@ -7,7 +7,7 @@ observed (possibly defended) per-sample gradients ``[B, P]``; see
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -15,17 +15,31 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from leakaudit.attacks.base import BUDGETS, AttackResult, Budget, Progress, check_budget
+from leakaudit.attacks.base import (
+    BUDGETS,
+    AttackResult,
+    AttackTarget,
+    Budget,
+    Progress,
+    check_budget,
+)
 from leakaudit.attacks.dlg import DLGConfig, dlg_attack
 from leakaudit.attacks.idlg import idlg_attack, infer_labels
 from leakaudit.attacks.ig import IGConfig, ig_attack
 from leakaudit.attacks.objective import make_per_sample_grads, observed_gradients
 from leakaudit.attacks.space import InputSpace
 
-#: Attack names, in report order.
-ATTACKS: tuple[str, ...] = ("dlg", "idlg", "ig")
-
 AttackConfig = DLGConfig | IGConfig
+
+#: Attack name → (its hyperparameter class, the attack), in report order.
+REGISTRY: dict[str, tuple[type[AttackConfig], Callable[..., AttackResult]]] = {
+    "dlg": (DLGConfig, dlg_attack),
+    "idlg": (DLGConfig, idlg_attack),
+    "ig": (IGConfig, ig_attack),
+}
+
+#: Attack names, in report order.
+ATTACKS: tuple[str, ...] = tuple(REGISTRY)
 
 
 def check_attacks(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -45,11 +59,7 @@ def attack_config(name: str, budget: Budget = "standard", **overrides: Any) -> A
         ValueError: unknown attack, budget or hyperparameter (the message names it).
     """
     check_attacks([name])
-    base: AttackConfig = (
-        IGConfig.for_budget(check_budget(budget))
-        if name == "ig"
-        else DLGConfig.for_budget(check_budget(budget))
-    )
+    base: AttackConfig = REGISTRY[name][0].for_budget(check_budget(budget))
     fields = set(base.__dataclass_fields__)
     bad = sorted(set(overrides) - fields)
     if bad:
@@ -106,39 +116,20 @@ def run_attack(
         The reconstructions in model space.
     """
     cfg = config or attack_config(name, budget)
+    config_class, attack = REGISTRY[name]
+    assert isinstance(cfg, config_class)
+    target = AttackTarget(model, observed, input_shape, num_classes, space, labels, seed)
     with flush_denormals():
-        if name == "ig":
-            assert isinstance(cfg, IGConfig)
-            return ig_attack(
-                model,
-                observed,
-                input_shape=input_shape,
-                num_classes=num_classes,
-                space=space,
-                labels=labels,
-                config=cfg,
-                seed=seed,
-                progress=progress,
-            )
-        assert isinstance(cfg, DLGConfig)
-        fn = dlg_attack if name == "dlg" else idlg_attack
-        return fn(
-            model,
-            observed,
-            input_shape=input_shape,
-            num_classes=num_classes,
-            space=space,
-            config=cfg,
-            seed=seed,
-            progress=progress,
-        )
+        return attack(target, cfg, progress)
 
 
 __all__ = [
     "ATTACKS",
     "BUDGETS",
+    "REGISTRY",
     "AttackConfig",
     "AttackResult",
+    "AttackTarget",
     "Budget",
     "DLGConfig",
     "IGConfig",

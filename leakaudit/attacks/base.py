@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from leakaudit.attacks.space import InputSpace
 
 Budget = Literal["fast", "standard", "paper"]
 BUDGETS: tuple[str, ...] = ("fast", "standard", "paper")
@@ -21,6 +23,40 @@ def check_budget(budget: str) -> Budget:
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose from: {', '.join(BUDGETS)}")
     return budget  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class AttackTarget:
+    """What the server holds when it attacks a batch: every attack's input.
+
+    Each row of ``observed`` is an independent problem.
+
+    Attributes:
+        model: the client's model, in the mode the client trains with.
+        observed: ``[B, P]`` per-sample gradients the server received (after the defence).
+        input_shape: shape of one input, e.g. ``(C, H, W)``.
+        num_classes: C.
+        space: the model's input space (IG's pixel box; DLG and iDLG are unboxed).
+        labels: ``[B]`` true labels, used only by IG with ``labels="known"``.
+        seed: seeds the random starts.
+    """
+
+    model: nn.Module
+    observed: Tensor
+    input_shape: tuple[int, ...]
+    num_classes: int
+    space: InputSpace
+    labels: Tensor | None = None
+    seed: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        """B."""
+        return self.observed.shape[0]
+
+    def generator(self) -> torch.Generator:
+        """A fresh CPU generator seeded with :attr:`seed`, for :func:`random_start`."""
+        return torch.Generator().manual_seed(self.seed)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from leakaudit.attacks.base import (
     AttackResult,
+    AttackTarget,
     Budget,
     Progress,
     check_budget,
@@ -23,7 +24,6 @@ from leakaudit.attacks.base import (
 )
 from leakaudit.attacks.lbfgs import lbfgs_minimize
 from leakaudit.attacks.objective import l2_distance, make_per_sample_grads
-from leakaudit.attacks.space import InputSpace
 
 #: L-BFGS iterations per budget. The reference calls ``torch.optim.LBFGS.step`` 300
 #: times, each running up to 20 iterations: at most 6000.
@@ -55,37 +55,30 @@ class DLGConfig:
 
 def l2_matching_attack(
     name: str,
-    model: nn.Module,
-    observed: Tensor,
-    *,
-    input_shape: tuple[int, ...],
-    num_classes: int,
+    target: AttackTarget,
     labels: Tensor | None,
     config: DLGConfig,
-    generator: torch.Generator,
     progress: Progress | None = None,
 ) -> AttackResult:
     """L2 gradient matching with L-BFGS; labels optimised jointly when ``labels`` is None.
 
     Args:
         name: attack name for the result.
-        model: the client's model (in the mode the client trains with).
-        observed: ``[B, P]`` gradients the server received.
-        input_shape: shape of one input, e.g. ``(C, H, W)``.
-        num_classes: C.
+        target: the model and the ``[B, P]`` observed gradients (``space`` is unused).
         labels: ``[B]`` fixed labels, or ``None`` to optimise soft labels (DLG).
         config: optimiser settings.
-        generator: CPU generator for the random start.
         progress: ``progress(done, total)`` per iteration.
 
     Returns:
         The reconstructions in model space.
     """
-    b = observed.shape[0]
+    observed, input_shape, num_classes = target.observed, target.input_shape, target.num_classes
+    b = target.batch_size
     d = 1
     for s in input_shape:
         d *= s
-    per_sample = make_per_sample_grads(model)
+    generator = target.generator()
+    per_sample = make_per_sample_grads(target.model)
     x0 = random_start((b, d), generator, observed)
     joint = labels is None
     if joint:
@@ -123,30 +116,11 @@ def l2_matching_attack(
 
 
 def dlg_attack(
-    model: nn.Module,
-    observed: Tensor,
-    *,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    space: InputSpace,
-    config: DLGConfig | None = None,
-    seed: int = 0,
-    progress: Progress | None = None,
+    target: AttackTarget, config: DLGConfig | None = None, progress: Progress | None = None
 ) -> AttackResult:
-    """Run DLG on each row of ``observed`` ``[B, P]`` (``space`` is unused: DLG is unboxed).
+    """Run DLG on each row of ``target.observed`` ``[B, P]`` (unboxed: ``space`` is unused).
 
     Returns:
         Reconstructions ``[B, *input_shape]`` and the argmax of the optimised labels.
     """
-    del space
-    return l2_matching_attack(
-        "dlg",
-        model,
-        observed,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        labels=None,
-        config=config or DLGConfig(),
-        generator=torch.Generator().manual_seed(seed),
-        progress=progress,
-    )
+    return l2_matching_attack("dlg", target, None, config or DLGConfig(), progress)

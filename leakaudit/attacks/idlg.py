@@ -10,12 +10,10 @@ fixed.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from leakaudit.attacks.base import AttackResult, Progress
+from leakaudit.attacks.base import AttackResult, AttackTarget, Progress
 from leakaudit.attacks.dlg import DLGConfig, l2_matching_attack
-from leakaudit.attacks.space import InputSpace
 
 
 def last_linear_weight_slice(model: nn.Module, num_classes: int) -> tuple[int, int, int]:
@@ -65,31 +63,12 @@ def infer_labels(model: nn.Module, observed: Tensor, num_classes: int) -> Tensor
 
 
 def idlg_attack(
-    model: nn.Module,
-    observed: Tensor,
-    *,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    space: InputSpace,
-    config: DLGConfig | None = None,
-    seed: int = 0,
-    progress: Progress | None = None,
+    target: AttackTarget, config: DLGConfig | None = None, progress: Progress | None = None
 ) -> AttackResult:
-    """Run iDLG on each row of ``observed`` ``[B, P]`` (unboxed, like the reference).
+    """Run iDLG on each row of ``target.observed`` ``[B, P]`` (unboxed, like the reference).
 
     Returns:
         Reconstructions ``[B, *input_shape]`` and the inferred labels.
     """
-    del space
-    labels = infer_labels(model, observed, num_classes)
-    return l2_matching_attack(
-        "idlg",
-        model,
-        observed,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        labels=labels,
-        config=config or DLGConfig(),
-        generator=torch.Generator().manual_seed(seed),
-        progress=progress,
-    )
+    labels = infer_labels(target.model, target.observed, target.num_classes)
+    return l2_matching_attack("idlg", target, labels, config or DLGConfig(), progress)

@@ -15,10 +15,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
 
 from leakaudit.attacks.base import (
     AttackResult,
+    AttackTarget,
     Budget,
     Progress,
     check_budget,
@@ -27,7 +27,6 @@ from leakaudit.attacks.base import (
 )
 from leakaudit.attacks.idlg import infer_labels
 from leakaudit.attacks.objective import cosine_distance, make_per_sample_grads, total_variation
-from leakaudit.attacks.space import InputSpace
 
 #: (iterations, restarts) per budget; "paper" is the reference configuration's 4800
 #: iterations and 1 restart (raise ``restarts`` for a stronger, costlier attack).
@@ -77,46 +76,34 @@ class IGConfig:
 
 
 def ig_attack(
-    model: nn.Module,
-    observed: Tensor,
-    *,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    space: InputSpace,
-    labels: Tensor | None = None,
-    config: IGConfig | None = None,
-    seed: int = 0,
-    progress: Progress | None = None,
+    target: AttackTarget, config: IGConfig | None = None, progress: Progress | None = None
 ) -> AttackResult:
-    """Run Inverting Gradients on each row of ``observed`` ``[B, P]``.
+    """Run Inverting Gradients on each row of ``target.observed`` ``[B, P]``.
 
     Args:
-        model: the client's model (in the mode the client trains with).
-        observed: ``[B, P]`` gradients the server received.
-        input_shape: ``(C, H, W)`` of one input.
-        num_classes: C.
-        space: the input space whose box the candidates are clamped to.
-        labels: ``[B]`` true labels, required when ``config.labels == "known"``.
+        target: the model, the observed gradients, the input space whose box the
+            candidates are clamped to, and the ``[B]`` true labels (required when
+            ``config.labels == "known"``).
         config: hyperparameters.
-        seed: seeds the random starts.
         progress: ``progress(done, total)`` per Adam step (all restarts run together).
 
     Returns:
         The best restart per sample, in model space.
     """
     cfg = config or IGConfig()
+    model, observed, space = target.model, target.observed, target.space
+    input_shape, num_classes = target.input_shape, target.num_classes
     if cfg.labels == "known":
-        if labels is None:
+        if target.labels is None:
             raise ValueError("IG with labels='known' needs the true labels")
-        used = labels.to(observed.device).long()
+        used = target.labels.to(observed.device).long()
     else:
         used = infer_labels(model, observed, num_classes)
-    b, r = observed.shape[0], cfg.restarts
-    target = observed.repeat(r, 1)
+    b, r = target.batch_size, cfg.restarts
+    goal = observed.repeat(r, 1)  # [R·B, P]: every restart matches its sample's gradient
     onehot = F.one_hot(used.repeat(r), num_classes).to(observed)
     per_sample = make_per_sample_grads(model)
-    generator = torch.Generator().manual_seed(seed)
-    x = random_start((r * b, *input_shape), generator, observed)
+    x = random_start((r * b, *input_shape), target.generator(), observed)
     if cfg.boxed:
         x = space.clamp(x)
     x.requires_grad_(True)
@@ -127,7 +114,7 @@ def ig_attack(
     for it in range(cfg.iterations):
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            loss = cosine_distance(per_sample(x, onehot), target) + cfg.tv * total_variation(x)
+            loss = cosine_distance(per_sample(x, onehot), goal) + cfg.tv * total_variation(x)
             (grad,) = torch.autograd.grad(loss.sum(), x)
         x.grad = grad.sign() if cfg.signed else grad
         opt.step()
@@ -139,7 +126,7 @@ def ig_attack(
             progress(it + 1, cfg.iterations)
 
     with torch.no_grad():
-        final = cosine_distance(per_sample(x, onehot), target).view(r, b)
+        final = cosine_distance(per_sample(x, onehot), goal).view(r, b)
         best = final.argmin(dim=0)
         cols = torch.arange(b, device=x.device)
         rec = x.detach().view(r, b, *input_shape)[best, cols]

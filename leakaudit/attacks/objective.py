@@ -15,7 +15,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import vmap
+
+from leakaudit.linalg.func_ops import make_flat_grad
 
 #: per_sample_grads(inputs [B, ...], soft_targets [B, C]) -> flat gradients [B, P].
 PerSampleGrads = Callable[[Tensor, Tensor], Tensor]
@@ -51,17 +53,7 @@ def make_per_sample_grads(model: nn.Module) -> PerSampleGrads:
     """
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
-    names = list(params)
-
-    def one(x: Tensor, y: Tensor) -> Tensor:
-        def loss(p: dict[str, Tensor]) -> Tensor:
-            out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
-            return soft_cross_entropy(out, y.unsqueeze(0))
-
-        g = grad(loss)(params)
-        return torch.cat([g[k].reshape(-1) for k in names])
-
-    batched: PerSampleGrads = vmap(one)
+    batched: PerSampleGrads = vmap(make_flat_grad(model, params, buffers, soft_cross_entropy))
     return batched
 
 
