@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=None, help="comma-separated names, e.g. lenet-digits")
     parser.add_argument("--jobs", type=int, default=1, help="settings run in parallel")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="run nothing: tabulate the setting-*.json files already in --out",
+    )
     args = parser.parse_args(argv)
 
     settings = quick_settings(args.n or 6) if args.quick else full_settings(args.n or 100)
@@ -72,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     work = [(s, str(out), args.threads) for s in settings]
-    if args.jobs > 1:
+    if args.merge:
+        files = [out / f"setting-{s.name}.json" for s in settings]
+        results = [json.loads(f.read_text()) for f in files if f.exists()]
+        if not results:
+            parser.error(f"--merge: no setting-*.json in {out}")
+    elif args.jobs > 1:
         # The costliest settings (ResNet-20) first, so the pool finishes together.
         order = sorted(range(len(work)), key=lambda i: work[i][0].arch != "resnet20")
         with mp.get_context("spawn").Pool(args.jobs) as pool:
@@ -81,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = [_run_one(w) for w in work]
     wall = time.perf_counter() - start
+    if args.merge:  # the settings' own wall times (they may have run in parallel)
+        wall = sum(r.get("wall_seconds", r["seconds"]["total"]) for r in results)
 
-    text = report(results, wall)
+    text = report(results, wall, merged=args.merge)
     (out / "reproduction.md").write_text(text)
     (out / "reproduction.json").write_text(
         json.dumps({"wall_seconds": wall, "quick": args.quick, "settings": results}, indent=1)

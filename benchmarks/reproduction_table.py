@@ -97,8 +97,8 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def report(results: list[dict[str, Any]], wall_seconds: float) -> str:
-    """The whole study as markdown."""
+def report(results: list[dict[str, Any]], wall_seconds: float, merged: bool = False) -> str:
+    """The whole study as markdown (``merged``: tabulated from saved per-setting files)."""
     parts = [
         "## Spearman ρ(score, reconstruction MSE) with 95% bootstrap intervals",
         "",
@@ -113,6 +113,10 @@ def report(results: list[dict[str, Any]], wall_seconds: float) -> str:
         "",
         summary_table(results),
         "",
-        f"Wall time of the study: {wall_seconds:.0f} s.",
+        (
+            f"Sum of the settings' wall times (tabulated from saved files): {wall_seconds:.0f} s."
+            if merged
+            else f"Wall time of the study: {wall_seconds:.0f} s."
+        ),
     ]
     return "\n".join(parts) + "\n"
