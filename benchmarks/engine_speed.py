@@ -34,6 +34,8 @@ from leakaudit.scores.options import ScoreOptions
 SIGMA = 0.01
 N_PROBES = 8
 TOL = 1e-4
+#: Scores of the memory measurement (the streaming is the same for every selection).
+MEMORY_SCORES = ("lavp_l2_max", "lavp_cos_max", "i2f_lb")
 
 
 def make_model(name: str) -> torch.nn.Module:
@@ -101,7 +103,7 @@ def bench_model(name: str, n: int, n_ref: int, device: torch.device) -> dict:
 
 
 def peak_memory(n: int, device: str) -> float:
-    """Peak memory (MiB) of a full-score LeNet scan of ``n`` samples in a fresh process:
+    """Peak memory (MiB) of a LeNet scan (``MEMORY_SCORES``) of ``n`` samples in a fresh process:
     the process's max RSS on CPU (torch itself included), max allocated CUDA memory on GPU."""
     code = f"""
 import resource, sys, torch
@@ -111,7 +113,8 @@ from benchmarks._data import photo_patches
 from leakaudit.scores.engine import score_samples
 from leakaudit.scores.options import ScoreOptions
 X, Y = photo_patches({n})
-res = score_samples(make_model("lenet"), (X, Y), ScoreOptions(device={device!r}, chunk_size=32))
+opts = ScoreOptions(scores={MEMORY_SCORES!r}, device={device!r}, chunk_size=32)
+res = score_samples(make_model("lenet"), (X, Y), opts)
 if torch.cuda.is_available() and {device!r} != "cpu":
     print(torch.cuda.max_memory_allocated() / 2**20)
 else:
@@ -131,8 +134,11 @@ def main() -> None:
     ap.add_argument("--skip-resnet", action="store_true")
     ap.add_argument("--memory-sizes", type=int, nargs=2, default=(64, 256))
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
     if device.type == "cuda":
         print(torch.cuda.get_device_name())
