@@ -10,8 +10,9 @@ from leakaudit.errors import ConfigError
 from leakaudit.gate import parse_rule
 
 
-def parse_defense(text: str) -> dict[str, Any]:
-    """``"gaussian:sigma=0.01"``, ``"dp:clip=1,sigma=0.5"``, ``"none"`` → config section."""
+def parse_defense(text: str, target_error: float) -> dict[str, Any]:
+    """``"gaussian:sigma=0.01"``, ``"dp:clip=1,sigma=0.5"``, ``"none"`` → the ``defense``
+    config section, with the σ what-if's ``target_error``."""
     kind, _, rest = text.partition(":")
     params: dict[str, float] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
@@ -25,7 +26,7 @@ def parse_defense(text: str) -> dict[str, Any]:
             ) from None
         if not sep:
             raise ConfigError(f"--defense: parameter {item!r} needs =VALUE")
-    return {"kind": kind.strip(), "params": params}
+    return {"kind": kind.strip(), "params": params, "target_error": target_error}
 
 
 def parse_allow(text: str) -> dict[str, str]:

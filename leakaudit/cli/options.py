@@ -14,6 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
+from leakaudit.cli.console import warning_line
+from leakaudit.config import ScanConfig
+
 
 class Device(str, Enum):
     """Where to compute."""
@@ -112,3 +115,9 @@ def flag_overrides(params: Mapping[str, Any], keys: Keys) -> dict[str, Any]:
             value = convert(value)
         out[key] = value
     return out
+
+
+def warn_if_trusted(cfg: ScanConfig) -> None:
+    """Warn on stderr when the checkpoint will be unpickled without restrictions."""
+    if cfg.model.trust_checkpoint:
+        warning_line("--trust-checkpoint: the checkpoint may run arbitrary code when loaded")

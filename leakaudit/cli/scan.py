@@ -114,10 +114,8 @@ def scan_command(
         cfg = _base_config(config, demo)
         overrides = flag_overrides(ctx.params, {**opt.INPUT_KEYS, **opt.SCAN_KEYS})
         if defense:
-            overrides["defense"] = {
-                **parse_defense(defense),
-                "target_error": target_error or cfg.defense.target_error,
-            }
+            tau = target_error or cfg.defense.target_error
+            overrides["defense"] = parse_defense(defense, tau)
         if fail_on:
             flag_rules = [asdict(parse_rule_flag(r, max_fraction)) for r in fail_on]
             overrides["gate.rules"] = [asdict(r) for r in cfg.gate.rules] + flag_rules
@@ -143,8 +141,7 @@ def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progres
             warning_line(f"no partial results at {sidecar}; starting from the beginning")
         if not resume and Path(sidecar).exists():
             warning_line(f"replacing the partial results in {sidecar} (--resume continues them)")
-    if cfg.model.trust_checkpoint:
-        warning_line("--trust-checkpoint: the checkpoint may run arbitrary code when loaded")
+    opt.warn_if_trusted(cfg)
     try:
         with scan_progress(show_progress) as callback:
             report = api.scan(

@@ -104,10 +104,7 @@ def validate_command(
         # The model and data flags reach the config through ctx.params.
         overrides = flag_overrides(ctx.params, opt.INPUT_KEYS)
         if defense:
-            overrides["defense"] = {
-                **parse_defense(defense),
-                "target_error": cfg.defense.target_error,
-            }
+            overrides["defense"] = parse_defense(defense, cfg.defense.target_error)
         cfg = with_overrides(cfg, overrides)
         if figure is not None:
             from leakaudit.report.plots import PLOTS_MISSING
@@ -116,8 +113,7 @@ def validate_command(
                 import matplotlib  # noqa: F401
             except ImportError:
                 raise ConfigError(f"--figure: {PLOTS_MISSING}") from None
-        if cfg.model.trust_checkpoint:
-            warning_line("--trust-checkpoint: the checkpoint may run arbitrary code when loaded")
+        opt.warn_if_trusted(cfg)
         with validate_progress(progress, scoring=raw is None) as (scoring, callback):
             result = validate_config(
                 cfg,
