@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--resnet-n", type=int, default=8)
     ap.add_argument("--resnet-ref-n", type=int, default=2)
     ap.add_argument("--skip-resnet", action="store_true")
+    ap.add_argument("--skip-lenet", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--memory-sizes", type=int, nargs=2, default=(64, 256))
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
@@ -142,7 +144,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
     if device.type == "cuda":
         print(torch.cuda.get_device_name())
-    rows = [bench_model("lenet", args.lenet_n, args.lenet_ref_n, device)]
+    rows = []
+    if not args.skip_lenet:
+        rows.append(bench_model("lenet", args.lenet_n, args.lenet_ref_n, device))
     if not args.skip_resnet:
         rows.append(bench_model("resnet18", args.resnet_n, args.resnet_ref_n, device))
     print()
@@ -158,6 +162,8 @@ def main() -> None:
             f"| **{r['ratio']:.1f}×** | {r['full_per_s']:.3g} | {r['lam_max_rel_diff']:.1e} "
             f"| {r['i2f_lb_rel_diff_median']:.3f} | {r['i2f_lb_rel_se_median']:.3f} |"
         )
+    if args.skip_memory:
+        return
     n1, n2 = args.memory_sizes
     m1, m2 = peak_memory(n1, str(device)), peak_memory(n2, str(device))
     print()
