@@ -19,6 +19,8 @@ from leakaudit.scores.plan import Plan
 _START_L2, _START_COS, _PROBES = 1, 2, 3
 
 Scores = dict[str, Tensor]
+#: spectrum end ("l2_max", ...) → (value [B], winning sequence [B], Ritz column [B])
+Ends = dict[str, tuple[Tensor, Tensor, Tensor]]
 
 
 def score_chunk(
@@ -66,7 +68,7 @@ def score_chunk(
     diag["lanczos_steps"] = torch.full((B,), run.steps, dtype=torch.int64, device=device)
 
     ends = _extremes(ritz, plan, l2, cos)
-    residuals = _true_residuals(run, ritz, ends, matvec, n_l2)
+    residuals = _true_residuals(ops, run, ritz, ends, w, gnorm)
     lam_max = ends["l2_max"][0] if plan.l2 else None
     for key, (value, _, _) in ends.items():
         op, end = key.split("_")
@@ -160,10 +162,8 @@ class _Convergence:
         return ok
 
 
-def _extremes(
-    ritz: Ritz, plan: Plan, l2: slice, cos: slice
-) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
-    ends = {}
+def _extremes(ritz: Ritz, plan: Plan, l2: slice, cos: slice) -> Ends:
+    ends: Ends = {}
     if plan.l2:
         ends["l2_max"] = extreme(ritz, l2, "max")
         if plan.l2_min:
@@ -176,23 +176,23 @@ def _extremes(
 
 
 def _true_residuals(
-    run: LanczosRun, ritz: Ritz, ends: dict[str, tuple[Tensor, Tensor, Tensor]], matvec, n_l2: int
+    ops: SampleOperators, run: LanczosRun, ritz: Ritz, ends: Ends, w: Tensor | None, gnorm: Tensor
 ) -> dict[str, Tensor]:
     """‖H y − θ y‖ for the chosen Ritz pairs, with one extra batched product.
 
-    Each Ritz vector is put back into a slot of its own operator (L2 slot 0, cosine
-    slot n_l2) so the same ``matvec`` applies the right operator.
+    The Ritz vectors of every requested end, L2 and cosine, go through one ``gram`` call
+    (``[B, r, d]``, r ≤ 4); the cosine ones then get their rank-one correction.
     """
-    B, m, _, d = run.basis.shape
-    V = run.basis.new_zeros(B, m, d)
+    keys = list(ends)
+    Y = torch.stack([ritz_vector(run, ritz, ends[k][1], ends[k][2]) for k in keys], dim=1)
+    AY = ops.gram(Y)
     out = {}
-    for key, (value, seq, col) in ends.items():
-        slot = 0 if key.startswith("l2") else n_l2
-        V.zero_()
-        y = ritz_vector(run, ritz, seq, col)
-        V[:, slot] = y
-        Hy = matvec(V)[:, slot]
-        out[key] = torch.linalg.vector_norm(Hy - value[:, None] * y, dim=1)
+    for i, key in enumerate(keys):
+        y, hy = Y[:, i], AY[:, i]
+        if key.startswith("cos"):
+            assert w is not None
+            hy = cosine_from_gram(hy[:, None], y[:, None], w, gnorm)[:, 0]
+        out[key] = torch.linalg.vector_norm(hy - ends[key][0][:, None] * y, dim=1)
     return out
 
 
