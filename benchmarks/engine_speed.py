@@ -162,17 +162,18 @@ def main() -> None:
             f"| **{r['ratio']:.1f}×** | {r['full_per_s']:.3g} | {r['lam_max_rel_diff']:.1e} "
             f"| {r['i2f_lb_rel_diff_median']:.3f} | {r['i2f_lb_rel_se_median']:.3f} |"
         )
-    if args.skip_memory:
-        return
-    n1, n2 = args.memory_sizes
-    m1, m2 = peak_memory(n1, str(device)), peak_memory(n2, str(device))
-    print()
-    print(
-        f"peak memory of a full LeNet scan (chunk 32): {n1} samples {m1:.0f} MiB, "
-        f"{n2} samples {m2:.0f} MiB (ratio {m2 / max(m1, 1e-9):.2f})"
-    )
+    figures: dict = {"rows": rows}
+    if not args.skip_memory:
+        n1, n2 = args.memory_sizes
+        m1, m2 = peak_memory(n1, str(device)), peak_memory(n2, str(device))
+        figures["memory_mib"] = {n1: m1, n2: m2}
+        print()
+        print(
+            f"peak memory of a LeNet scan of {', '.join(MEMORY_SCORES)} (chunk 32): "
+            f"{n1} samples {m1:.0f} MiB, {n2} samples {m2:.0f} MiB (ratio {m2 / max(m1, 1e-9):.2f})"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "memory_mib": {n1: m1, n2: m2}}, indent=2))
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""The engine benchmark runs end to end at a tiny size and reports consistent figures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_engine_speed_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "engine_speed.py"),
+        "--skip-resnet",
+        "--skip-memory",
+        "--lenet-n",
+        "3",
+        "--lenet-ref-n",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    assert "| lenet | cpu |" in proc.stdout
+    row = json.loads(out.read_text())["rows"][0]
+    # The reference and leakaudit agree on λ_max (the figures compare equal work).
+    assert row["lam_max_rel_diff"] < 1e-3
+    assert row["ratio"] == row["ours_per_s"] / row["ref_per_s"]
+    assert row["full_converged"] == 1.0
