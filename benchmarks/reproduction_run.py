@@ -68,6 +68,35 @@ def noise_sigma(i2f_unit: Tensor, d: int) -> float:
     return NOISE_TARGET_RMSE * math.sqrt(d) / med
 
 
+def i2f_calibration(i2f: list[float], mse: list[float], d: int) -> dict[str, float]:
+    """Measured error over I²F's prediction, per sample: √(MSE·d) / I²F.
+
+    Args:
+        i2f: ``[N]`` predicted ‖x̂ − x*‖ at the study's σ.
+        mse: ``[N]`` measured per-pixel MSE of the attack under that noise.
+        d: pixels per sample.
+
+    Returns:
+        Median and 10th/90th percentiles over the samples where the ratio is finite,
+        and how many those are.
+    """
+    ratio = np.sqrt(np.asarray(mse) * d) / np.asarray(i2f)
+    ok = ratio[np.isfinite(ratio)]
+    if ok.size == 0:
+        return {
+            "median_measured_over_predicted": float("nan"),
+            "q10": float("nan"),
+            "q90": float("nan"),
+            "n_finite": 0,
+        }
+    return {
+        "median_measured_over_predicted": float(np.median(ok)),
+        "q10": float(np.quantile(ok, 0.1)),
+        "q90": float(np.quantile(ok, 0.9)),
+        "n_finite": int(ok.size),
+    }
+
+
 def _correlations(result: ValidationResult, attack: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for rec in result.agreement:
@@ -147,8 +176,11 @@ def run_setting(setting: Setting) -> dict[str, Any]:
         **common,
     )
     results = {"idlg": (clean, "idlg"), "ig": (clean, "ig"), "idlg+noise": (noisy, "idlg")}
-    measured = torch.sqrt(noisy.quality["idlg"]["mse"] * d)  # ‖x̂ − x*‖ in [0, 1] units
-    ratio = measured / noisy.scores["i2f"]
+    samples: dict[str, Any] = {
+        "scores": {k: v.tolist() for k, v in scores.items()},
+        "labels": y.tolist(),
+        "mse": {key: _by_position(r, r.quality[a]["mse"]) for key, (r, a) in results.items()},
+    }
     seconds = {"scan": scan_s} | {key: r.seconds[a] for key, (r, a) in results.items()}
     return {
         "setting": setting.to_dict(),
@@ -164,14 +196,8 @@ def run_setting(setting: Setting) -> dict[str, Any]:
         "seconds": seconds | {"total": sum(seconds.values())},
         "quality": {key: _quality_summary(r, a) for key, (r, a) in results.items()},
         "correlations": {key: _correlations(r, a) for key, (r, a) in results.items()},
-        "i2f_calibration": {
-            "median_measured_over_predicted": float(ratio.median()),
-            "q10": float(np.quantile(ratio.numpy(), 0.1)),
-            "q90": float(np.quantile(ratio.numpy(), 0.9)),
-        },
-        "samples": {
-            "scores": {k: v.tolist() for k, v in scores.items()},
-            "labels": y.tolist(),
-            "mse": {key: _by_position(r, r.quality[a]["mse"]) for key, (r, a) in results.items()},
-        },
+        "samples": samples,
+        "i2f_calibration": i2f_calibration(
+            samples["scores"]["i2f"], samples["mse"]["idlg+noise"], d
+        ),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.reproduction_run import CONDITIONS
+from benchmarks.reproduction_run import CONDITIONS, i2f_calibration
 from leakaudit.scores.names import ALL_SCORES
 
 _TITLES = {
@@ -36,6 +36,9 @@ def setting_table(res: dict[str, Any]) -> str:
     s = res["setting"]
     sec = res["seconds"]
     q = res["quality"]
+    cal = i2f_calibration(
+        res["samples"]["scores"]["i2f"], res["samples"]["mse"]["idlg+noise"], res["d"]
+    )
     lines = [
         f"### {s['arch']} × {s['dataset']} — {s['channels']}×{s['image_size']}×"
         f"{s['image_size']} (d = {res['d']}), N = {s['n']}, seed {s['seed']}",
@@ -53,8 +56,8 @@ def setting_table(res: dict[str, Any]) -> str:
             for k, _, _ in CONDITIONS
         ),
         f"- I²F calibration under noise: measured ‖x̂ − x*‖ / predicted I²F, median "
-        f"{res['i2f_calibration']['median_measured_over_predicted']:.2f} "
-        f"[{res['i2f_calibration']['q10']:.2f}–{res['i2f_calibration']['q90']:.2f}]",
+        f"{cal['median_measured_over_predicted']:.2f} "
+        f"[{cal['q10']:.2f}–{cal['q90']:.2f}] over {cal['n_finite']} samples",
         "",
         "| score | " + " | ".join(_TITLES[k] for k, _, _ in CONDITIONS) + " |",
         "|---|" + "---|" * len(CONDITIONS),
