@@ -44,14 +44,16 @@ def test_demo_ranking_is_meaningful(demo_run) -> None:
     labels = [s["label"] for s in samples]
     assert sorted(set(labels)) == list(range(10))
     assert all(labels.count(k) == DEMO_PER_CLASS for k in range(10))
-    risk = np.array([s["scores"]["lavp_gm"] for s in samples])
+    assert report["risk"]["score"] == "grad_norm"
+    risk = np.array([s["scores"]["grad_norm"] for s in samples])
     assert np.isfinite(risk).all()
     assert len(np.unique(risk)) == len(risk)  # a strict order, no wholesale ties
     assert risk.max() / risk.min() > 10  # samples differ by orders of magnitude
     top = min(samples, key=lambda s: s["rank"])
-    assert top["percentile"] == 100 and top["scores"]["lavp_gm"] == risk.min()
+    # The default risk score (reproduction study): grad_norm, larger is riskier.
+    assert top["percentile"] == 100 and top["scores"]["grad_norm"] == risk.max()
     conv = [s["diagnostics"]["converged"] for s in samples]
-    assert sum(conv) >= 0.9 * len(conv)
+    assert all(conv)  # float32 with the cancellation-free loss: every sample converges
     sigma = [s["sigma_needed"] for s in samples]
     assert report["whatif"]["sigma_dataset"] == pytest.approx(max(sigma))
 

@@ -45,7 +45,7 @@ def hand_result() -> ScoreResult:
 def hand_report(**cfg):
     config = config_from_dict(
         {
-            "scores": {"select": ["grad_norm", "lavp_gm", "i2f"]},
+            "scores": {"select": ["grad_norm", "lavp_gm", "i2f"], "risk_score": "lavp_gm"},
             "defense": {"target_error": 0.5},
             **cfg,
         }
@@ -125,6 +125,7 @@ def test_direction_override_is_reported() -> None:
     rep = hand_report(
         scores={
             "select": ["grad_norm", "lavp_gm", "i2f"],
+            "risk_score": "lavp_gm",
             "directions": {"lavp_gm": "higher_is_riskier"},
         }
     )
@@ -190,7 +191,12 @@ def test_terminal_table_is_compact_on_narrow_terminals() -> None:
     result = hand_result()
     result.scores["lavp_l2_max"] = 2 * GRAD
     config = config_from_dict(
-        {"scores": {"select": ["grad_norm", "lavp_l2_max", "lavp_gm", "i2f"]}}
+        {
+            "scores": {
+                "select": ["grad_norm", "lavp_l2_max", "lavp_gm", "i2f"],
+                "risk_score": "lavp_gm",
+            }
+        }
     )
     rep = build_report(result, ids=[f"img/{i}.png" for i in range(N)], config=config,
                        model_info={}, dataset_info={}, seconds=1.0)  # fmt: skip

@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from leakaudit.config.validator import FieldError, require, unknown
 from leakaudit.defenses import DEFENSES
-from leakaudit.scores.names import ALL_SCORES, LAVP_GM, SCORES, Direction
+from leakaudit.scores.names import ALL_SCORES, GRAD_NORM, SCORES, Direction
 
 #: The score that ranks samples unless the config says otherwise. One place only:
 #: the reproduction study (issue 5) may change it.
-DEFAULT_RISK_SCORE = LAVP_GM
+DEFAULT_RISK_SCORE = GRAD_NORM
 
 #: Parameters a defence gets when the config names its kind without them.
 DEFAULT_DEFENSE_PARAMS: dict[str, dict[str, float]] = {"gaussian": {"sigma": 0.01}}
