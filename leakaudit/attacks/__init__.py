@@ -28,6 +28,7 @@ from leakaudit.attacks.idlg import idlg_attack, infer_labels
 from leakaudit.attacks.ig import IGConfig, ig_attack
 from leakaudit.attacks.objective import make_per_sample_grads, observed_gradients
 from leakaudit.attacks.space import InputSpace
+from leakaudit.choices import ordered_selection
 
 AttackConfig = DLGConfig | IGConfig
 
@@ -44,12 +45,7 @@ ATTACKS: tuple[str, ...] = tuple(REGISTRY)
 
 def check_attacks(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Return ``names`` de-duplicated in report order, or raise ``ValueError``."""
-    unknown = [n for n in names if n not in ATTACKS]
-    if unknown:
-        raise ValueError(f"unknown attack {unknown[0]!r}; choose from: {', '.join(ATTACKS)}")
-    if not names:
-        raise ValueError("select at least one attack")
-    return tuple(n for n in ATTACKS if n in names)
+    return ordered_selection(names, ATTACKS, "attack")
 
 
 def attack_config(name: str, budget: Budget = "standard", **overrides: Any) -> AttackConfig:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from leakaudit.choices import ordered_selection
+
 Direction = Literal["higher_is_riskier", "lower_is_riskier"]
 
 
@@ -64,9 +66,4 @@ SCORES: dict[str, ScoreInfo] = {
 
 def validate_score_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Return ``names`` in report order, or raise ``ValueError`` naming the unknown one."""
-    unknown = [n for n in names if n not in SCORES]
-    if unknown:
-        raise ValueError(f"unknown score {unknown[0]!r}; choose from: {', '.join(ALL_SCORES)}")
-    if not names:
-        raise ValueError("select at least one score")
-    return tuple(n for n in ALL_SCORES if n in names)
+    return ordered_selection(names, ALL_SCORES, "score")
