@@ -124,7 +124,7 @@ def build_report(
         risk={
             "score": risk_name,
             "direction": direction,
-            "direction_source": "config" if risk_name in config.scores.directions else "spec",
+            "direction_source": "config" if risk_name in config.scores.directions else "default",
         },
         defense={"kind": config.defense.kind, **config.defense.params},
         whatif=whatif,

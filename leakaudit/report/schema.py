@@ -97,7 +97,7 @@ REPORT_SCHEMA: dict[str, Any] = _obj(
             {
                 "score": {"enum": list(ALL_SCORES)},
                 "direction": _DIRECTION,
-                "direction_source": {"enum": ["spec", "config"]},
+                "direction_source": {"enum": ["default", "config"]},
             }
         ),
         "defense": {"type": "object", "required": ["kind"]},
