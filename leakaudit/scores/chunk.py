@@ -99,29 +99,18 @@ def _starts(
     indices: Tensor, d: int, options: ScoreOptions, plan: Plan, dtype: torch.dtype
 ) -> tuple[Tensor, int]:
     """Start vectors ``[B, m, d]``: L2 sequences first (the I²F probes when SLQ is needed),
-    then one cosine sequence."""
+    then one cosine sequence. (For d = 1, ``probe_vectors`` gives the basis vector.)"""
+
+    def draw(n: int, purpose: int) -> Tensor:
+        return probe_vectors(indices, d, n, seed=options.seed, purpose=purpose, dtype=dtype)
+
     parts = []
     if plan.l2:
-        if plan.slq:
-            parts.append(
-                probe_vectors(
-                    indices, d, options.n_probes, seed=options.seed, purpose=_PROBES, dtype=dtype
-                )
-            )
-        else:
-            parts.append(
-                probe_vectors(indices, d, 1, seed=options.seed, purpose=_START_L2, dtype=dtype)
-                if d > 1
-                else torch.ones(len(indices), 1, d)
-            )
+        parts.append(draw(options.n_probes, _PROBES) if plan.slq else draw(1, _START_L2))
     n_l2 = parts[0].shape[1] if parts else 0
     if plan.cos:
-        parts.append(
-            probe_vectors(indices, d, 1, seed=options.seed, purpose=_START_COS, dtype=dtype)
-            if d > 1
-            else torch.ones(len(indices), 1, d)
-        )
-    return torch.cat(parts, dim=1).to(dtype), n_l2
+        parts.append(draw(1, _START_COS))
+    return torch.cat(parts, dim=1), n_l2
 
 
 class _Convergence:
