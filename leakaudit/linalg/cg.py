@@ -1,5 +1,8 @@
 """Batched conjugate gradients for damped Gram systems (JᵀJ + εI) s = r (Hestenes &
-Stiefel 1952), one independent system per sample."""
+Stiefel 1952), one independent system per sample.
+
+Each row stops on its own tolerance and is frozen from then on, so a row's solution does
+not depend on the other rows of the batch."""
 
 from __future__ import annotations
 
@@ -12,11 +15,11 @@ from torch import Tensor
 
 @dataclass
 class CGResult:
-    """Solutions ``[B, d]``, relative residuals ``[B]``, iterations, convergence ``[B]``."""
+    """Solutions ``[B, d]``, relative residuals ``[B]``, iterations ``[B]``, convergence ``[B]``."""
 
     solution: Tensor
     relative_residual: Tensor
-    iterations: int
+    iterations: Tensor
     converged: Tensor
 
 
@@ -32,7 +35,7 @@ def conjugate_gradient(
     Args:
         matvec: ``[B, d] -> [B, d]``.
         rhs: ``[B, d]``.
-        tol: stop when ‖r‖ ≤ tol·‖rhs‖ for every row.
+        tol: a row stops when ‖r‖ ≤ tol·‖rhs‖.
         max_iter: iterations at most.
     """
     tiny = torch.finfo(rhs.dtype).tiny
@@ -41,18 +44,21 @@ def conjugate_gradient(
     p = r.clone()
     rr = (r * r).sum(-1)
     norm_b = rr.sqrt().clamp_min(tiny)
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007
+    active = rr.sqrt() > tol * norm_b
+    iterations = torch.zeros(rhs.shape[0], dtype=torch.int64, device=rhs.device)
+    for _ in range(max_iter):
+        if not bool(active.any()):
+            break
+        iterations += active.to(torch.int64)
         Ap = matvec(p)
         pAp = (p * Ap).sum(-1)
-        step = torch.where(pAp > 0, rr / pAp.clamp_min(tiny), torch.zeros_like(rr))
+        step = torch.where(active & (pAp > 0), rr / pAp.clamp_min(tiny), torch.zeros_like(rr))
         x = x + step[:, None] * p
         r = r - step[:, None] * Ap
         rr_new = (r * r).sum(-1)
-        if bool((rr_new.sqrt() <= tol * norm_b).all()):
-            rr = rr_new
-            break
-        p = r + (rr_new / rr.clamp_min(tiny))[:, None] * p
-        rr = rr_new
+        still = active & (rr_new.sqrt() > tol * norm_b)
+        p = torch.where(still[:, None], r + (rr_new / rr.clamp_min(tiny))[:, None] * p, p)
+        rr = torch.where(active, rr_new, rr)
+        active = still
     rel = rr.sqrt() / norm_b
-    return CGResult(x, rel, it, rel <= tol)
+    return CGResult(x, rel, iterations, rel <= tol)

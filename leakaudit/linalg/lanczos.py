@@ -5,6 +5,10 @@ sequences per sample, each sequence with its own symmetric operator or start vec
 so one batched matrix-vector product serves every sequence of a step. The tridiagonal
 matrices give both ends of each spectrum (Ritz values) and, with the start vector as
 probe, Gauss quadrature for stochastic Lanczos quadrature (Ubaru et al. 2017).
+
+Every sample stops on its own: the convergence test answers per sample, and a sample
+that has converged (or whose sequences broke down) is frozen while the others go on.
+So a sample's result does not depend on which other samples share its batch.
 """
 
 from __future__ import annotations
@@ -42,28 +46,40 @@ class LanczosRun:
     """The result of :func:`lanczos`.
 
     Attributes:
-        alpha: ``[B, m, n]`` diagonal of T (n = steps taken).
-        beta: ``[B, m, n]`` β_1..β_n; β_j couples steps j and j+1, β_n is the last norm.
-        basis: ``[B, m, n, d]`` orthonormal Lanczos vectors.
+        alpha: ``[B, m, n]`` diagonal of T (n = steps taken by the longest sequence);
+            past a sequence's own length it is padded with α_1.
+        beta: ``[B, m, n]`` β_1..β_n; β_j couples steps j and j+1, β at a sequence's
+            last step is its residual norm; zero past its length.
+        basis: ``[B, m, n, d]`` orthonormal Lanczos vectors (zero past the length).
         steps: n.
+        length: ``[B, m]`` steps each sequence took (≤ n).
     """
 
     alpha: Tensor
     beta: Tensor
     basis: Tensor
     steps: int
+    length: Tensor
 
     def ritz(self) -> Ritz:
-        """Eigen-decompose every tridiagonal (small: n × n)."""
+        """Eigen-decompose every tridiagonal (small: n × n).
+
+        A sequence shorter than n has T = diag(T_len, α_1·I): the padding adds Ritz
+        values α_1 (inside the spectrum, quadrature weight 0) and changes nothing else.
+        """
         n = self.steps
         T = torch.diag_embed(self.alpha)
         if n > 1:
-            off = self.beta[..., : n - 1]
+            couples = torch.arange(1, n, device=self.length.device) < self.length[..., None]
+            off = torch.where(couples, self.beta[..., : n - 1], 0)
             T = T + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
         values, vectors = torch.linalg.eigh(T.double())
         values = values.to(self.alpha.dtype)
         vectors = vectors.to(self.alpha.dtype)
-        bound = self.beta[..., n - 1 : n].abs() * vectors[..., n - 1, :].abs()
+        last = (self.length - 1).clamp_min(0)
+        beta_last = self.beta.gather(-1, last[..., None])
+        row_last = vectors.gather(-2, last[..., None, None].expand(*last.shape, 1, n))
+        bound = beta_last.abs() * row_last.squeeze(-2).abs()
         return Ritz(values, vectors[..., 0, :], vectors, bound)
 
     def ritz_vectors(self, ritz: Ritz, which: Tensor) -> Tensor:
@@ -79,7 +95,7 @@ def lanczos(
     start: Tensor,
     max_iter: int,
     *,
-    converged: Callable[[LanczosRun], bool] | None = None,
+    converged: Callable[[LanczosRun], Tensor] | None = None,
     check_every: int = 8,
 ) -> LanczosRun:
     """Run batched Lanczos from ``start``.
@@ -88,13 +104,15 @@ def lanczos(
         matvec: ``[B, m, d] -> [B, m, d]``, a symmetric operator per sequence.
         start: ``[B, m, d]`` start vectors (normalised here; must be nonzero).
         max_iter: steps at most (capped at d, where the Krylov space is full).
-        converged: called every ``check_every`` steps with the run so far; returning
-            True stops early.
+        converged: called every ``check_every`` steps with the run so far; returns a
+            ``[B]`` bool tensor, True for the samples that are done. Those samples stop
+            (all their sequences) and keep their results from that step on.
         check_every: steps between calls of ``converged``.
 
-    A sequence whose Krylov space becomes invariant (β ≈ 0) stops growing: its later
-    Lanczos vectors are zero and its tridiagonal is padded with α_1 on the diagonal and
-    zero coupling, which leaves its extreme Ritz values and quadrature unchanged.
+    A sequence whose Krylov space becomes invariant (β ≈ 0) stops growing too. A stopped
+    sequence's later Lanczos vectors are zero and its tridiagonal is padded with α_1 on
+    the diagonal and zero coupling, which leaves its Ritz values, residual estimates and
+    quadrature as they were when it stopped (see :meth:`LanczosRun.ritz`).
     """
     B, m, d = start.shape
     k = min(max_iter, d)
@@ -104,11 +122,13 @@ def lanczos(
     beta = start.new_zeros(B, m, k)
     q = start / torch.linalg.vector_norm(start, dim=-1, keepdim=True)
     alive = torch.ones(B, m, dtype=torch.bool, device=start.device)
+    length = torch.zeros(B, m, dtype=torch.int64, device=start.device)
     scale = start.new_zeros(B, m)
     breakdown_tol = 100 * torch.finfo(dtype).eps
     steps = 0
     for j in range(k):
         Q[:, :, j] = q
+        length += alive.to(torch.int64)
         w = matvec(q)
         a = torch.where(alive, (w * q).sum(-1), torch.zeros_like(scale))
         w = w - a[..., None] * q
@@ -121,24 +141,23 @@ def lanczos(
         scale = torch.maximum(scale, a.abs() + b)
         alive = alive & (b > breakdown_tol * scale.clamp_min(torch.finfo(dtype).tiny))
         alpha[..., j] = a
+        # A sequence that stopped for convergence keeps its last β: its residual norm.
         beta[..., j] = torch.where(alive, b, torch.zeros_like(b))
         q = torch.where(alive[..., None], w / b.clamp_min(torch.finfo(dtype).tiny)[..., None], 0)
         steps = j + 1
+        if converged is not None and steps % check_every == 0 and steps < k:
+            done = converged(_finish(alpha, beta, Q, steps, length))
+            alive = alive & ~done[:, None]
+            q = torch.where(alive[..., None], q, 0)
         if not bool(alive.any()):
             break
-        if converged is not None and steps % check_every == 0 and steps < k:
-            run = _finish(alpha, beta, Q, steps)
-            if converged(run):
-                break
-    return _finish(alpha, beta, Q, steps)
+    return _finish(alpha, beta, Q, steps, length)
 
 
-def _finish(alpha: Tensor, beta: Tensor, Q: Tensor, steps: int) -> LanczosRun:
+def _finish(alpha: Tensor, beta: Tensor, Q: Tensor, steps: int, length: Tensor) -> LanczosRun:
     a = alpha[..., :steps].clone()
     b = beta[..., :steps].clone()
-    # Pad the steps after a breakdown: diagonal α_1, zero coupling (see lanczos()).
-    dead = torch.zeros_like(a, dtype=torch.bool)
-    if steps > 1:
-        dead[..., 1:] = torch.cumsum((b[..., :-1] == 0).to(torch.int64), dim=-1) > 0
+    # Pad the steps after a sequence stopped: diagonal α_1, zero coupling (see lanczos()).
+    dead = torch.arange(steps, device=length.device) >= length[..., None]
     a = torch.where(dead, a[..., :1].expand_as(a), a)
-    return LanczosRun(a, b, Q[:, :, :steps], steps)
+    return LanczosRun(a, b, Q[:, :, :steps], steps, length.clone())

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from leakaudit.report.document import Report
+from leakaudit.report.document import Report, SampleRecord
 from leakaudit.report.ranking import QUANTILES
+from leakaudit.scores.names import converged_key
+
+#: Printed before a value whose solver did not meet its tolerance.
+APPROX = "~"
+#: The footnote that explains :data:`APPROX`.
+APPROX_NOTE = (
+    f"{APPROX} marks a value whose eigen- or linear solver did not converge for that sample: "
+    "trust its order of magnitude, not its digits."
+)
 
 
 def fmt(value: float | int | None) -> str:
@@ -13,6 +22,17 @@ def fmt(value: float | int | None) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.4g}"
+
+
+def fmt_score(sample: SampleRecord, name: str) -> str:
+    """A sample's score, prefixed with :data:`APPROX` when its solver did not converge."""
+    text = fmt(sample.scores.get(name))
+    return APPROX + text if sample.diagnostics.get(converged_key(name)) is False else text
+
+
+def any_approx(samples: list[SampleRecord], names: list[str]) -> bool:
+    """Whether some shown cell is approximate (the table then needs :data:`APPROX_NOTE`)."""
+    return any(s.diagnostics.get(converged_key(n)) is False for s in samples for n in names)
 
 
 def _row(cells: list[str]) -> str:
@@ -40,9 +60,12 @@ def render_markdown(report: Report, top_k: int = 10) -> str:
         _row(["rank", "sample", "label", "percentile", *names]),
         _row(["---:", "---", "---:", "---:", *["---:"] * len(names)]),
     ]
-    for s in report.ranked()[:top_k]:
+    top = report.ranked()[:top_k]
+    for s in top:
         cells = [str(s.rank), f"`{s.id}`", str(s.label), fmt(s.percentile)]
-        lines.append(_row(cells + [fmt(s.scores[n]) for n in names]))
+        lines.append(_row(cells + [fmt_score(s, n) for n in names]))
+    if any_approx(top, names):
+        lines += ["", APPROX_NOTE]
     qs = [f"q{round(q * 100):02d}" for q in QUANTILES]
     cols = ["min", *qs[:2], "median", *qs[2:], "max"]
     lines += ["", "### Score distributions", "", _row(["score", *cols])]

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from leakaudit.report.document import Report
-from leakaudit.report.markdown import fmt
+from leakaudit.report.markdown import APPROX_NOTE, any_approx, fmt, fmt_score
 
 #: Columns a narrow terminal keeps besides the risk score.
 COMPACT_SCORES = ("grad_norm", "i2f")
@@ -43,9 +43,12 @@ def top_table(report: Report, top_k: int, width: int | None = None) -> Table:
     table.add_column("pct", justify="right")
     for n in names:
         table.add_column(n, justify="right", style="bold" if n == report.risk["score"] else "")
-    for s in report.ranked()[:top_k]:
+    top = report.ranked()[:top_k]
+    for s in top:
         cells = [str(s.rank), s.id, str(s.label), fmt(s.percentile)]
-        table.add_row(*cells, *(fmt(s.scores[n]) for n in names))
+        table.add_row(*cells, *(fmt_score(s, n) for n in names))
+    if any_approx(top, names):
+        table.caption = APPROX_NOTE
     return table
 
 

@@ -65,7 +65,7 @@ def score_chunk(
         matvec, starts, options.max_iter, converged=tracker, check_every=options.check_every
     )
     ritz = run.ritz()
-    diag["lanczos_steps"] = torch.full((B,), run.steps, dtype=torch.int64, device=device)
+    diag["lanczos_steps"] = run.length.max(-1).values
 
     ends = _extremes(ritz, plan, l2, cos)
     residuals = _true_residuals(ops, run, ritz, ends, w, gnorm)
@@ -77,21 +77,32 @@ def score_chunk(
         ok = diag[f"residual_{key}"] <= 10 * options.tol
         if end == "min":  # PSD operator: 0 ≤ λ_min ≤ θ_min certifies the error bound
             ok = (diag[f"residual_{key}"] <= options.tol_min) | (value <= options.tol_min * top)
-        diag["converged"] &= ok
+        name = N.lavp_name(op, end)
+        diag[N.converged_key(name)] = ok
         scale = 2.0 if op == "l2" else 1.0
-        scores[f"lavp_{op}_{end}"] = scale * value
+        scores[name] = scale * value
     if plan.cos:
         bad = gnorm <= torch.finfo(dtype).tiny
         for end in ("max", "min"):
-            if f"lavp_cos_{end}" in scores:
-                scores[f"lavp_cos_{end}"] = scores[f"lavp_cos_{end}"].masked_fill(bad, float("nan"))
-        diag["converged"] &= ~bad
+            name = N.lavp_name("cos", end)
+            if name in scores:
+                scores[name] = scores[name].masked_fill(bad, float("nan"))
+                diag[N.converged_key(name)] &= ~bad
     if N.LAVP_GM in options.scores:
         e = options.gm_end
-        scores[N.LAVP_GM] = (scores[f"lavp_l2_{e}"] * scores[f"lavp_cos_{e}"]).clamp_min(0).sqrt()
+        l2e, cose = N.lavp_name("l2", e), N.lavp_name("cos", e)
+        scores[N.LAVP_GM] = (scores[l2e] * scores[cose]).clamp_min(0).sqrt()
+        diag[N.converged_key(N.LAVP_GM)] = diag[N.converged_key(l2e)] & diag[N.converged_key(cose)]
 
     if lam_max is not None and (plan.trace or plan.slq):
         _i2f(ops, run, ritz, indices, options, plan, lam_max, d, slq_exact, l2, scores, diag)
+        lam_ok = diag[N.converged_key(N.LAVP_L2_MAX)]
+        for name in (N.I2F_LB, N.I2F):
+            if name in scores:
+                key = N.converged_key(name)
+                diag[key] = lam_ok & diag.get(key, lam_ok)
+    for name in scores:
+        diag["converged"] &= diag.get(N.converged_key(name), diag["converged"])
     return _select(scores, options), diag
 
 
@@ -114,15 +125,17 @@ def _starts(
 
 
 class _Convergence:
-    """Early stop when every requested extreme (and the SLQ estimate) has settled."""
+    """Per-sample early stop: a sample is done when every requested extreme (and its SLQ
+    estimate) has settled. The test looks at that sample's own sequences only, so its
+    result does not depend on the other samples of the chunk."""
 
     def __init__(self, options: ScoreOptions, plan: Plan, l2: slice, cos: slice, d: int) -> None:
         self.o, self.p, self.l2, self.cos, self.d = options, plan, l2, cos, d
         self.previous_quadrature: Tensor | None = None
 
-    def __call__(self, run: LanczosRun) -> bool:
+    def __call__(self, run: LanczosRun) -> Tensor:
         ritz = run.ritz()
-        ok = True
+        ok = torch.ones(ritz.values.shape[0], dtype=torch.bool, device=ritz.values.device)
         for op, want_min, seqs in (
             ("l2", self.p.l2_min, self.l2),
             ("cos", self.p.cos_min, self.cos),
@@ -131,23 +144,19 @@ class _Convergence:
                 continue
             top, s, c = extreme(ritz, seqs, "max")
             top = top.abs().clamp_min(torch.finfo(top.dtype).tiny)
-            ok &= bool((estimated_residual(ritz, s, c) <= self.o.tol * top).all())
+            ok &= estimated_residual(ritz, s, c) <= self.o.tol * top
             if want_min:
                 low, s, c = extreme(ritz, seqs, "min")
                 res = estimated_residual(ritz, s, c)
-                ok &= bool(
-                    (
-                        (res <= 0.5 * self.o.tol_min * top) | (low <= 0.5 * self.o.tol_min * top)
-                    ).all()
-                )
+                ok &= (res <= 0.5 * self.o.tol_min * top) | (low <= 0.5 * self.o.tol_min * top)
         if self.p.slq:
             lam = extreme(ritz, self.l2, "max")[0]
             f = damped_gram_filter(self.o.damping * lam.clamp_min(torch.finfo(lam.dtype).tiny))
             q = quadrature(ritz.values[:, self.l2], ritz.first[:, self.l2], self.d, f).mean(-1)
             prev, self.previous_quadrature = self.previous_quadrature, q
             if prev is None:
-                return False
-            ok &= bool(((q - prev).abs() <= self.o.tol * 10 * q.abs()).all())
+                return torch.zeros_like(ok)
+            ok &= (q - prev).abs() <= self.o.tol * 10 * q.abs()
         return ok
 
 
@@ -240,7 +249,7 @@ def _i2f(
             )
             c = sol.solution.pow(2).sum(1)
             diag["cg_residual"] = sol.relative_residual
-            diag["converged"] &= sol.converged
+            diag[N.converged_key(N.I2F)] = sol.converged
         value, se = i2f_from_moments(c, noise_var, q, q_se)
         scores[N.I2F], diag["i2f_se"] = value, se
         diag["i2f_unit_sigma"] = q.clamp_min(0).sqrt()

@@ -64,6 +64,23 @@ SCORES: dict[str, ScoreInfo] = {
 }
 
 
+def lavp_name(operator: str, end: str) -> str:
+    """The LAVP score of one matching loss (``"l2"``/``"cos"``) and spectrum end."""
+    name = f"lavp_{operator}_{end}"
+    if name not in SCORES:
+        raise ValueError(f"no LAVP score {name!r}")
+    return name
+
+
+def converged_key(score: str) -> str:
+    """The diagnostic that says whether ``score`` met its solver's tolerance (per sample).
+
+    False marks a value that is not accurate to the stated tolerance: reports show it as
+    approximate instead of printing digits it does not have.
+    """
+    return f"converged_{score}"
+
+
 def validate_score_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Return ``names`` in report order, or raise ``ValueError`` naming the unknown one."""
     return ordered_selection(names, ALL_SCORES, "score")
