@@ -16,10 +16,12 @@ from leakaudit.cli.console import handle_errors, stderr_console, stdout_console,
 from leakaudit.cli.flags import parse_defense
 from leakaudit.cli.options import flag_overrides
 from leakaudit.cli.progress import validate_progress
-from leakaudit.config import ScanConfig, config_from_dict, load_config, with_overrides
+from leakaudit.config import ScanConfig, load_config, with_overrides
 from leakaudit.errors import ConfigError, InputError
+from leakaudit.report.files import check_writable, write_atomic
 from leakaudit.report.validation_table import agreement_tables
 from leakaudit.validation import validate_config
+from leakaudit.validation.sources import report_config
 
 
 class Budget(str, Enum):
@@ -37,10 +39,16 @@ def _indices(text: str) -> list[int]:
 
 def _read_report(path: Path) -> dict[str, Any]:
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
         raise InputError(f"--report {path}: cannot read the scan report ({exc})") from None
-    if not isinstance(raw, dict) or "samples" not in raw or "config" not in raw:
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+        raise InputError(f"--report {path}: not a leakaudit scan report (JSON)") from None
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("samples"), list)
+        or not isinstance(raw.get("config"), dict)
+    ):
         raise InputError(f"--report {path}: not a leakaudit scan report (JSON)")
     return raw
 
@@ -85,12 +93,17 @@ def validate_command(
     """Run real gradient inversion attacks on a stratified subset and report which score
     predicts reconstruction quality. Exit codes: 0 ok, 2 bad input, 3 runtime failure."""
     with handle_errors(debug):
+        for path in (json_path, figure):
+            if path is not None and str(path) != "-":
+                check_writable(path)
         raw = _read_report(report) if report is not None else None
         if raw is not None and (config or demo):
             raise ConfigError("--report carries its own configuration; drop --config/--demo")
+        # The model and data flags reach the config through ctx.params.
+        overrides = flag_overrides(ctx.params, opt.INPUT_KEYS)
         cfg: ScanConfig
-        if raw is not None:
-            cfg = config_from_dict(raw["config"])
+        if raw is not None:  # data: trust and code-loading only from this run's flags
+            cfg = report_config(raw, overrides)
         elif demo:
             from leakaudit.demo import demo_config
 
@@ -101,8 +114,6 @@ def validate_command(
             cfg = ScanConfig()
         else:
             raise ConfigError("nothing to validate: give --report, --config, --data or --demo")
-        # The model and data flags reach the config through ctx.params.
-        overrides = flag_overrides(ctx.params, opt.INPUT_KEYS)
         if defense:
             overrides["defense"] = parse_defense(defense, cfg.defense.target_error)
         cfg = with_overrides(cfg, overrides)
@@ -140,7 +151,7 @@ def validate_command(
             if json_path == "-":
                 stdout_console().out(text, highlight=False)
             else:
-                Path(json_path).write_text(text + "\n")
+                write_atomic(json_path, text + "\n")
         if figure is not None:
             from leakaudit.report.plots import validation_figure
 

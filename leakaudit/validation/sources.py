@@ -4,8 +4,9 @@ afresh when there is no report)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ from leakaudit.scores.names import ALL_SCORES, SCORES
 from leakaudit.validation.result import ValidationResult
 from leakaudit.validation.run import ProgressFn, validate
 from leakaudit.validation.selection import oriented_risk, stratified_indices
+
+if TYPE_CHECKING:
+    from leakaudit.config import ScanConfig
 
 
 def scores_from_report(report: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +60,86 @@ def scores_from_report(report: dict[str, Any]) -> dict[str, Any]:
         "risk_score": (report.get("risk") or {}).get("score"),
         "directions": {n: overrides.get(n, SCORES[n].direction) for n in names},
     }
+
+
+def report_config(report: dict[str, Any], flags: Mapping[str, Any]) -> ScanConfig:
+    """The scan configuration a report carries, read as data, with the user's ``flags``.
+
+    A report can be crafted, so it never decides to run code: its ``model.trust_checkpoint``
+    and a ``model.name`` that is a model factory (``file.py:fn``, ``module:fn``) count only
+    when ``flags`` (this run's own choices) give them again; otherwise the report is
+    refused. Everything else (architecture, data, scores, defence) is taken from it.
+
+    Args:
+        report: the scan report (its ``config`` in the YAML layout).
+        flags: dotted config key → the user's value (``None``: not given), as
+            :func:`leakaudit.cli.options.flag_overrides` makes them.
+
+    Returns:
+        The :class:`leakaudit.config.ScanConfig` to validate.
+
+    Raises:
+        ConfigError: a bad configuration, or one that asks for trust or code (the
+            message names the flag that grants it).
+    """
+    from leakaudit.config import config_from_dict, with_overrides
+    from leakaudit.errors import ConfigError
+    from leakaudit.models.factory import is_factory_spec
+
+    asked = config_from_dict(report["config"])
+    flags = {k: v for k, v in flags.items() if v is not None}
+    cfg = with_overrides(asked, {"model.trust_checkpoint": False, **flags})
+    if asked.model.trust_checkpoint and not cfg.model.trust_checkpoint:
+        raise ConfigError(
+            f"the report asks to unpickle its checkpoint {cfg.model.checkpoint} without "
+            "restrictions; a report cannot grant trust: pass --trust-checkpoint yourself "
+            "if you trust that file"
+        )
+    name = cfg.model.name
+    if is_factory_spec(name) and flags.get("model.name") != name:
+        raise ConfigError(
+            f"the report asks for model factory {name!r}; a report cannot load code: "
+            f"pass --model {name} yourself if you trust it"
+        )
+    return cfg
+
+
+def check_report_checkpoint(report: dict[str, Any], path: str | Path, sha256: str | None) -> None:
+    """Refuse to validate with a checkpoint other than the one the report scanned.
+
+    The report's scores belong to the weights it scanned; attacking other weights would
+    measure a different model (or one swapped in on purpose).
+
+    Args:
+        report: the scan report; ``model.checkpoint.sha256`` records the scanned file.
+        path: the checkpoint about to be (or just) loaded.
+        sha256: its SHA-256, or ``None`` to hash the file now.
+
+    Raises:
+        InputError: the report records no SHA-256, or the file's differs.
+    """
+    from leakaudit.errors import InputError
+    from leakaudit.io.checkpoints import sha256_file
+
+    model = report.get("model")
+    record = model.get("checkpoint") if isinstance(model, dict) else None
+    recorded = record.get("sha256") if isinstance(record, dict) else None
+    if not isinstance(recorded, str):
+        raise InputError(
+            f"--report: the report records no SHA-256 of its checkpoint, so {path} cannot "
+            "be checked to be the scanned file (omit --report to rescore)"
+        )
+    if sha256 is None:
+        try:
+            sha256 = sha256_file(path)
+        except OSError:
+            return  # loading it says what is wrong
+    if sha256 != recorded.lower():
+        raise InputError(
+            f"checkpoint {path}: its SHA-256 {sha256[:16]}… is not the {recorded[:16]}… of "
+            "the checkpoint the report scanned (the file changed, or is another one): "
+            "rescan it, or omit --report to rescore"
+        )
 
 
 def validate_report(
@@ -188,6 +272,7 @@ def validate_config(
 
     Raises:
         ConfigError: a bad attack, budget, score or index (the message names it).
+        InputError: ``report`` did not scan this checkpoint (its SHA-256 differs).
     """
     from leakaudit import api
     from leakaudit.defenses import make_defense
@@ -205,7 +290,11 @@ def validate_config(
             "--report: the scanned model has no checkpoint, so its random weights cannot be "
             "rebuilt; validate would attack a different model (omit --report to rescore)"
         )
+    if report is not None:
+        check_report_checkpoint(report, config.model.checkpoint, None)
     inputs = api.load_inputs(config)
+    if report is not None:  # the file may have changed while it was loaded
+        check_report_checkpoint(report, config.model.checkpoint, inputs.checkpoint_sha256)
     scored_now = report is None
     if report is None:
         report = _score_report(inputs, api.score_options(config), scan_progress)
