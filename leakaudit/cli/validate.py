@@ -16,8 +16,9 @@ from leakaudit.cli.console import handle_errors, stderr_console, stdout_console,
 from leakaudit.cli.flags import parse_defense
 from leakaudit.cli.options import flag_overrides
 from leakaudit.cli.progress import validate_progress
-from leakaudit.config import ScanConfig, config_from_dict, load_config, with_overrides
+from leakaudit.config import ScanConfig, load_config, with_overrides
 from leakaudit.errors import ConfigError, InputError
+from leakaudit.report.paths import config_from_report
 from leakaudit.report.validation_table import agreement_tables
 from leakaudit.validation import validate_config
 
@@ -90,7 +91,7 @@ def validate_command(
             raise ConfigError("--report carries its own configuration; drop --config/--demo")
         cfg: ScanConfig
         if raw is not None:
-            cfg = config_from_dict(raw["config"])
+            cfg = config_from_report(raw, report)
         elif demo:
             from leakaudit.demo import demo_config
 
