@@ -23,7 +23,15 @@ from leakaudit.defenses import make_defense
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.report.build import build_report
 from leakaudit.report.document import Report
-from leakaudit.report.partial import PartialResults, fingerprint, load_partial
+from leakaudit.report.partial import (
+    DigestingDataset,
+    PartialResults,
+    fingerprint,
+    load_partial,
+    weights_digest,
+)
+from leakaudit.report.paths import relativize, report_file
+from leakaudit.report.redact import Redactor, redact_key
 from leakaudit.scores.engine import concat_results, resolve_device, score_samples
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 
@@ -171,6 +179,7 @@ def scan(
     progress: ProgressFn | None = None,
     resume_path: str | Path | None = None,
     partial_path: str | Path | None = None,
+    base_dir: str | Path | None = None,
 ) -> Report:
     """Score every sample of the configured data and return the ranked, gated report.
 
@@ -180,15 +189,21 @@ def scan(
         resume_path: partial results of an interrupted scan to continue from; a missing
             file means there is nothing to resume and the scan starts afresh.
         partial_path: where to checkpoint partial results after each chunk (default:
-            ``resume_path``). The caller removes it once the report is saved.
+            ``resume_path``). The caller removes it once the report is saved. An
+            existing file there must be a partial-results file (it is replaced).
+        base_dir: the report stores file paths relative to this directory (default:
+            the config file's directory, else the current one; see
+            :mod:`leakaudit.report.paths`).
 
     Returns:
         The report; it never prints. ``report.gate.passed`` is the CI verdict.
 
     Raises:
-        ConfigError, InputError: bad configuration or inputs (exit 2).
+        ConfigError, InputError: bad configuration or inputs (exit 2), also partial
+            results of other settings or data.
     """
     if isinstance(config, str | Path):
+        base_dir = Path(config).parent if base_dir is None else base_dir
         config = load_config(config)
     elif isinstance(config, dict):
         config = config_from_dict(config)
@@ -197,11 +212,16 @@ def scan(
     resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
     inputs = load_inputs(config)
     total = len(inputs.ids)
-    key = fingerprint(config, inputs.checkpoint_sha256)
-    done = load_partial(Path(resume_path), key, total) if resume_path is not None else None
+    key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model))
+    done = (
+        load_partial(Path(resume_path), key, inputs.dataset, inputs.ids)
+        if resume_path is not None
+        else None
+    )
     sidecar = partial_path if partial_path is not None else resume_path
-    partial = PartialResults(Path(sidecar) if sidecar else None, key, total, done)
+    partial = PartialResults(Path(sidecar) if sidecar else None, key, total, *(done or ()))
     resumed = partial.count
+    data = DigestingDataset(inputs.dataset)
     if progress is not None:
         progress(resumed, total)
 
@@ -212,10 +232,10 @@ def scan(
     if resumed < total:
         fresh = score_samples(
             inputs.model,
-            inputs.dataset,
+            data,
             options,
             progress=advance,
-            on_chunk=partial.add,
+            on_chunk=lambda part: partial.add(part, data.take(part.indices)),
             skip=resumed,
         )
         backend, device = fresh.backend, fresh.device
@@ -224,10 +244,11 @@ def scan(
         backend, device = partial.result.backend, partial.result.device
     result: ScoreResult = partial.result if partial.result is not None else concat_results([])
     result.backend, result.device = backend, device
-    return build_report(
+    redactor = Redactor(redact_key()) if config.output.redact else None
+    report = build_report(
         result,
-        ids=inputs.ids,
-        config=config,
+        ids=[redactor.id(i) for i in inputs.ids] if redactor else inputs.ids,
+        config=redactor.config(config) if redactor else config,
         model_info=inputs.model_info,
         dataset_info=inputs.dataset_info,
         seconds=time.perf_counter() - start,
@@ -238,6 +259,11 @@ def scan(
             else []
         ),
     )
+    relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
+    if redactor is not None:
+        redactor.paths(report)
+        redactor.save()
+    return report
 
 
 __all__ = [

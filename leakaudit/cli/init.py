@@ -80,6 +80,7 @@ output:
   json: null               # write the JSON report here ("-": stdout)
   format: table            # table | md | json, to stdout or `output`
   output: null
+  redact: false            # hash sample ids, keep only file names of paths (--redact)
 """
 
 

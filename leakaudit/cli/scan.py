@@ -20,6 +20,7 @@ from leakaudit.cli.progress import scan_progress
 from leakaudit.config import ScanConfig, load_config, with_overrides
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
 from leakaudit.report.files import check_writable
+from leakaudit.report.partial import check_partial_path, remove_partial
 
 
 class Format(str, Enum):
@@ -100,6 +101,14 @@ def scan_command(
     partial: Annotated[
         str | None, typer.Option(help="Partial-results file (default: <json>.partial.pt).")
     ] = None,
+    redact: Annotated[
+        bool,
+        typer.Option(
+            "--redact",
+            help="Hash sample ids and keep only file names of paths in the report "
+            "(the id map stays in ~/.cache/leakaudit).",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     debug: opt.Debug = False,
 ) -> None:
@@ -122,11 +131,21 @@ def scan_command(
         if allow:
             entries = [asdict(e) for e in cfg.gate.allowlist]
             overrides["gate.allowlist"] = entries + [parse_allow(a) for a in allow]
+        if redact:
+            overrides["output.redact"] = True
         cfg = with_overrides(cfg, overrides)
-        run_scan(cfg, resume=resume, partial=partial, show_progress=progress)
+        base = config.parent if config is not None else None
+        run_scan(cfg, resume=resume, partial=partial, show_progress=progress, base_dir=base)
 
 
-def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progress: bool) -> None:
+def run_scan(
+    cfg: ScanConfig,
+    *,
+    resume: bool,
+    partial: str | None,
+    show_progress: bool,
+    base_dir: Path | None = None,
+) -> None:
     """Check outputs, scan, write, exit with the gate's code."""
     out = cfg.output
     for path in (out.json, out.output):
@@ -136,7 +155,11 @@ def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progres
     if resume and sidecar is None:
         raise ConfigError("--resume needs --json PATH or --partial PATH to find partial results")
     if sidecar:
+        for flag, path in (("--json", out.json), ("--output", out.output)):
+            if path and path != "-" and Path(path).resolve() == Path(sidecar).resolve():
+                raise ConfigError(f"--partial {sidecar} is the {flag} report; choose another")
         check_writable(sidecar)
+        check_partial_path(sidecar)
         if resume and not Path(sidecar).exists():
             warning_line(f"no partial results at {sidecar}; starting from the beginning")
         if not resume and Path(sidecar).exists():
@@ -149,9 +172,10 @@ def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progres
                 progress=callback,
                 resume_path=sidecar if resume else None,
                 partial_path=sidecar,
+                base_dir=base_dir,
             )
     except KeyboardInterrupt:
-        if sidecar and Path(sidecar).exists():
+        if sidecar and Path(sidecar).is_file():
             raise RuntimeFailure(
                 f"interrupted; finished samples are saved in {sidecar}: "
                 "rerun the same command with --resume"
@@ -159,7 +183,7 @@ def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progres
         raise
     write_outputs(report, cfg)
     if sidecar:
-        Path(sidecar).unlink(missing_ok=True)
+        remove_partial(sidecar)
     err = stderr_console()
     for line in report.summary["non_converged"][:1]:
         warning_line(

@@ -19,6 +19,7 @@ from leakaudit.cli.progress import validate_progress
 from leakaudit.config import ScanConfig, load_config, with_overrides
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.report.files import check_writable, write_atomic
+from leakaudit.report.paths import config_from_report
 from leakaudit.report.validation_table import agreement_tables
 from leakaudit.validation import validate_config
 from leakaudit.validation.sources import report_config
@@ -103,7 +104,7 @@ def validate_command(
         overrides = flag_overrides(ctx.params, opt.INPUT_KEYS)
         cfg: ScanConfig
         if raw is not None:  # data: trust and code-loading only from this run's flags
-            cfg = report_config(raw, overrides)
+            cfg = report_config(config_from_report(raw, report), overrides)
         elif demo:
             from leakaudit.demo import demo_config
 

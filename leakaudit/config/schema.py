@@ -180,12 +180,14 @@ class GateConfig:
 
 @dataclass
 class OutputConfig:
-    """What the scan writes: ``format`` to stdout (or ``output``), JSON to ``json``."""
+    """What the scan writes: ``format`` to stdout (or ``output``), JSON to ``json``;
+    ``redact`` hashes sample ids and strips directories (``leakaudit.report.redact``)."""
 
     top_k: int = 10
     json: str | None = None
     format: Literal["table", "md", "json"] = "table"
     output: str | None = None
+    redact: bool = False
 
     def __post_init__(self) -> None:
         require(self.top_k >= 1, "top_k", f"must be >= 1, got {self.top_k}")

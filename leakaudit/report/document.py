@@ -14,7 +14,7 @@ from typing import Any
 from leakaudit.gate import GateResult
 
 #: Bumped on any incompatible change of the JSON layout (major) or on additions (minor).
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def clean(value: Any) -> Any:
@@ -71,6 +71,11 @@ class Report:
     gate: GateResult
     schema_version: str = SCHEMA_VERSION
     warnings: list[str] = field(default_factory=list)
+    #: Where relative paths are relative to (see :mod:`leakaudit.report.paths`) and
+    #: whether ids and paths were redacted.
+    paths: dict[str, Any] = field(
+        default_factory=lambda: {"base": ".", "base_from": "cwd", "redacted": False}
+    )
 
     def ranked(self) -> list[SampleRecord]:
         """Samples riskiest first."""
@@ -93,5 +98,6 @@ class Report:
                 "summary": self.summary,
                 "gate": self.gate.to_dict(),
                 "warnings": self.warnings,
+                "paths": self.paths,
             }
         )

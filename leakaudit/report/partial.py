@@ -2,9 +2,18 @@
 
 After each chunk the engine hands over, the results so far are written atomically to a
 sidecar file (``<report>.json.partial.pt``): a ``torch.save`` of plain tensors and
-strings, read back with ``weights_only=True``. A fingerprint of everything that
-changes the numbers (model, weights, data, score options, defence) guards against
-resuming with a different configuration.
+strings, read back with ``weights_only=True``, marked with :data:`FORMAT`. Two checks
+guard a resume:
+
+* a fingerprint of everything that changes the numbers: the model's settings and the
+  digest of its weights, the checkpoint's SHA-256, the data and score settings (seed and
+  dtype included), the defence. The chunk size and memory budget are not part of it;
+* a SHA-256 per finished sample over its input tensor and label, taken as the samples
+  stream through the engine. On resume the same samples are read again and compared, so
+  a data file rewritten between the interruption and ``--resume`` is refused.
+
+Only a file that is a leakaudit partial-results file (:func:`is_partial_file`) is ever
+replaced or deleted.
 """
 
 from __future__ import annotations
@@ -12,10 +21,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from leakaudit.config import ScanConfig, config_to_dict
 from leakaudit.errors import ConfigError, InputError
@@ -23,14 +35,34 @@ from leakaudit.report.files import write_atomic
 from leakaudit.scores.engine import concat_results
 from leakaudit.scores.options import ScoreResult
 
-FORMAT = "leakaudit-partial-v1"
+FORMAT = "leakaudit-partial-v2"
+#: Formats this version recognises as its own files (replaceable), resumable or not.
+_OUR_FORMATS = {"leakaudit-partial-v1", FORMAT}
 
 #: Settings that change how results are presented or batched, not the numbers.
 _NOT_NUMERIC = {"risk_score", "directions", "chunk_size", "memory_budget"}
 
+_DIGEST = 32  # bytes of a SHA-256
 
-def fingerprint(config: ScanConfig, checkpoint_sha256: str | None) -> str:
-    """SHA-256 over the settings that determine the per-sample numbers."""
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 over the model's parameters and buffers (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def fingerprint(config: ScanConfig, checkpoint_sha256: str | None, weights: str) -> str:
+    """SHA-256 over the settings and weights that determine the per-sample numbers.
+
+    Args:
+        config: the scan's configuration.
+        checkpoint_sha256: the checkpoint file's SHA-256 (``None`` without one).
+        weights: :func:`weights_digest` of the loaded model (covers random weights too).
+    """
     d = config_to_dict(config)
     scores = {k: v for k, v in d["scores"].items() if k not in _NOT_NUMERIC}
     defense = {k: v for k, v in d["defense"].items() if k != "target_error"}
@@ -40,8 +72,39 @@ def fingerprint(config: ScanConfig, checkpoint_sha256: str | None) -> str:
         "scores": scores,
         "defense": defense,
         "checkpoint": checkpoint_sha256,
+        "weights": weights,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def sample_digest(x: Any, y: Any) -> bytes:
+    """SHA-256 of one sample: its input tensor (dtype, shape, bytes) and its label."""
+    t = torch.as_tensor(x).detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|{int(y)}|".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()
+
+
+class DigestingDataset(Dataset[Any]):
+    """``dataset``, remembering the :func:`sample_digest` of every sample read."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.digests: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        x, y = self.dataset[index]
+        self.digests[int(index)] = sample_digest(x, y)
+        return x, y
+
+    def take(self, indices: Tensor) -> Tensor:
+        """``[b, 32]`` uint8 digests of the samples at ``indices`` (read before)."""
+        rows = [self.digests.pop(int(i)) for i in indices.tolist()]
+        data = b"".join(rows)
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(len(rows), _DIGEST)
 
 
 def _pack(result: ScoreResult) -> dict[str, Any]:
@@ -68,6 +131,42 @@ def _unpack(d: dict[str, Any]) -> ScoreResult:
     )
 
 
+def _read(path: Path) -> Any:
+    """The unpickled contents (``weights_only``), or ``None`` if not a torch zip file."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+
+
+def is_partial_file(path: str | Path) -> bool:
+    """Whether ``path`` is a regular file written by :class:`PartialResults`."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    blob = _read(path)
+    return isinstance(blob, dict) and blob.get("format") in _OUR_FORMATS
+
+
+def check_partial_path(path: str | Path) -> None:
+    """Raise :class:`InputError` if ``path`` exists and is not a partial-results file:
+    it would be overwritten after the first chunk and deleted at the end."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not is_partial_file(path):
+        raise InputError(
+            f"{path} exists and is not a leakaudit partial-results file; refusing to "
+            "overwrite it (choose another --partial path)"
+        )
+
+
+def remove_partial(path: str | Path) -> None:
+    """Delete ``path`` if it is a partial-results file; leave anything else alone."""
+    if is_partial_file(path):
+        Path(path).unlink(missing_ok=True)
+
+
 class PartialResults:
     """Results gathered so far, mirrored to ``path`` (if any) after every chunk.
 
@@ -76,22 +175,35 @@ class PartialResults:
         fingerprint: see :func:`fingerprint`.
         total: the number of samples of the whole scan.
         done: results already on hand (from a resumed file).
+        digests: ``[len(done), 32]`` uint8 :func:`sample_digest` of those samples.
     """
 
     def __init__(
-        self, path: Path | None, fingerprint: str, total: int, done: ScoreResult | None = None
+        self,
+        path: Path | None,
+        fingerprint: str,
+        total: int,
+        done: ScoreResult | None = None,
+        digests: Tensor | None = None,
     ) -> None:
+        if path is not None:
+            check_partial_path(path)
         self.path, self.fingerprint, self.total = path, fingerprint, total
         self.result = done
+        self.digests = (
+            digests if digests is not None else torch.empty(0, _DIGEST, dtype=torch.uint8)
+        )
 
     @property
     def count(self) -> int:
         """Samples finished (the first ``count`` dataset positions)."""
         return 0 if self.result is None else int(self.result.indices.numel())
 
-    def add(self, part: ScoreResult) -> None:
-        """Append one chunk's results and write the sidecar atomically."""
+    def add(self, part: ScoreResult, digests: Tensor) -> None:
+        """Append one chunk's results and their samples' ``[b, 32]`` digests, and write
+        the sidecar atomically."""
         self.result = part if self.result is None else concat_results([self.result, part])
+        self.digests = torch.cat([self.digests, digests])
         if self.path is not None:
             buf = io.BytesIO()
             torch.save(
@@ -99,6 +211,7 @@ class PartialResults:
                     "format": FORMAT,
                     "fingerprint": self.fingerprint,
                     "total": self.total,
+                    "digests": self.digests,
                     "result": _pack(self.result),
                 },
                 buf,
@@ -106,30 +219,59 @@ class PartialResults:
             write_atomic(self.path, buf.getvalue())
 
 
-def load_partial(path: Path, fingerprint: str, total: int) -> ScoreResult | None:
-    """Results stored in ``path`` by an interrupted scan of the same configuration.
+def _data_changed(path: Path, why: str) -> InputError:
+    return InputError(
+        f"the data changed since the partial results were written: {why}; "
+        f"delete {path} or drop --resume"
+    )
 
-    Returns ``None`` when the file does not exist (nothing to resume: start afresh).
+
+def load_partial(
+    path: Path, fingerprint: str, dataset: Any, ids: list[str]
+) -> tuple[ScoreResult, Tensor] | None:
+    """Results stored in ``path`` by an interrupted scan of the same configuration and data.
+
+    The finished samples are read again from ``dataset`` and their digests compared with
+    the stored ones.
+
+    Returns:
+        ``(result, digests)``, or ``None`` when the file does not exist (nothing to
+        resume: start afresh).
 
     Raises:
-        InputError: the file is not a leakaudit partial-results file.
-        ConfigError: it was written by a scan with other settings or data.
+        InputError: the file is not a leakaudit partial-results file, or the data changed.
+        ConfigError: it was written by a scan with other settings or weights.
     """
     if not path.exists():
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"{path} is not a leakaudit partial-results file") from None
         raise InputError(f"cannot read partial results {path}: {exc}".splitlines()[0]) from exc
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    if not isinstance(blob, dict) or blob.get("format") not in _OUR_FORMATS:
         raise InputError(f"{path} is not a leakaudit partial-results file")
-    if blob["fingerprint"] != fingerprint or blob["total"] != total:
+    if blob["format"] != FORMAT:
+        raise ConfigError(
+            f"partial results in {path} were written by an older leakaudit; delete the file "
+            "or run without --resume"
+        )
+    if blob["fingerprint"] != fingerprint:
         raise ConfigError(
             f"partial results in {path} come from a scan with a different model, data or "
             "score settings; delete the file or run without --resume"
         )
+    total = len(dataset)
+    if blob["total"] != total:
+        raise _data_changed(path, f"it had {blob['total']} samples, now {total}")
     result = _unpack(blob["result"])
-    expected = torch.arange(result.indices.numel())
-    if not torch.equal(result.indices, expected):
+    digests: Tensor = blob["digests"]
+    n = int(result.indices.numel())
+    if not torch.equal(result.indices, torch.arange(n)) or tuple(digests.shape) != (n, _DIGEST):
         raise InputError(f"partial results in {path} are not a prefix of the dataset")
-    return result
+    for i in range(n):
+        x, y = dataset[i]
+        if sample_digest(x, y) != bytes(digests[i].tolist()):
+            raise _data_changed(path, f"sample {i} ({ids[i]}) differs")
+    return result, digests

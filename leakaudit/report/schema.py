@@ -137,6 +137,13 @@ REPORT_SCHEMA: dict[str, Any] = _obj(
             }
         ),
         "warnings": {"type": "array", "items": _STR},
+        "paths": _obj(
+            {
+                "base": {"type": ["string", "null"]},
+                "base_from": {"enum": ["report", "cwd"]},
+                "redacted": {"type": "boolean"},
+            }
+        ),
     }
 )
 

@@ -62,7 +62,7 @@ def scores_from_report(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def report_config(report: dict[str, Any], flags: Mapping[str, Any]) -> ScanConfig:
+def report_config(stored: ScanConfig, flags: Mapping[str, Any]) -> ScanConfig:
     """The scan configuration a report carries, read as data, with the user's ``flags``.
 
     A report can be crafted, so it never decides to run code: its ``model.trust_checkpoint``
@@ -71,7 +71,8 @@ def report_config(report: dict[str, Any], flags: Mapping[str, Any]) -> ScanConfi
     refused. Everything else (architecture, data, scores, defence) is taken from it.
 
     Args:
-        report: the scan report (its ``config`` in the YAML layout).
+        stored: the configuration the report stores (its paths resolved, see
+            :func:`leakaudit.report.paths.config_from_report`).
         flags: dotted config key → the user's value (``None``: not given), as
             :func:`leakaudit.cli.options.flag_overrides` makes them.
 
@@ -82,11 +83,11 @@ def report_config(report: dict[str, Any], flags: Mapping[str, Any]) -> ScanConfi
         ConfigError: a bad configuration, or one that asks for trust or code (the
             message names the flag that grants it).
     """
-    from leakaudit.config import config_from_dict, with_overrides
+    from leakaudit.config import with_overrides
     from leakaudit.errors import ConfigError
     from leakaudit.models.factory import is_factory_spec
 
-    asked = config_from_dict(report["config"])
+    asked = stored
     flags = {k: v for k, v in flags.items() if v is not None}
     cfg = with_overrides(asked, {"model.trust_checkpoint": False, **flags})
     if asked.model.trust_checkpoint and not cfg.model.trust_checkpoint:
