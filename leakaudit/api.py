@@ -123,6 +123,7 @@ def load_inputs(config: ScanConfig) -> Inputs:
     for key in ("mean", "std", "indices"):
         if spec_kwargs.get(key) is not None:
             spec_kwargs[key] = tuple(spec_kwargs[key])
+    spec_kwargs["memory_budget"] = parse_bytes(config.scores.memory_budget)
     loaded = load_dataset(DataSpec(**spec_kwargs))
     if len(loaded.ids) == 0:
         raise InputError(f"the dataset is empty ({loaded.description})")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from leakaudit.config.validator import FieldError, require, unknown
 from leakaudit.defenses import DEFENSES
+from leakaudit.io.imagefolder import DEFAULT_MAX_PIXELS
 from leakaudit.scores.names import ALL_SCORES, GRAD_NORM, SCORES, Direction
 
 #: The score that ranks samples unless the config says otherwise. One place only:
@@ -58,9 +59,10 @@ class DataConfig:
     indices: list[int] | None = None
     first: int | None = None
     per_class: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        for key in ("resize", "channels", "first", "per_class"):
+        for key in ("resize", "channels", "first", "per_class", "max_pixels"):
             value = getattr(self, key)
             require(value is None or value >= 1, key, f"must be >= 1, got {value}")
         if self.indices is not None:

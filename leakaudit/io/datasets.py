@@ -13,7 +13,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from leakaudit.errors import ConfigError, InputError
-from leakaudit.io.sources import Source, digits_source, imagefolder_source, tensors_source
+from leakaudit.io.imagefolder import DEFAULT_MAX_PIXELS, imagefolder_source
+from leakaudit.io.sources import Source, digits_source, tensors_source
 from leakaudit.io.subsets import select_positions
 from leakaudit.io.torchvision_formats import cifar_source, mnist_source
 from leakaudit.io.transforms import ImageTransform
@@ -38,6 +39,11 @@ class DataSpec:
         indices: Keep these positions, in this order.
         first: Then keep the first N.
         per_class: Then keep at most N per class, in dataset order.
+        max_pixels: Refuse ImageFolder images larger than this (width × height), checked
+            from the header before decoding.
+        memory_budget: Bytes that data read whole into memory (tensor files, CIFAR,
+            MNIST) may take, checked from headers and file sizes before reading; None: no
+            limit. ImageFolders are read one image at a time.
     """
 
     kind: str
@@ -50,6 +56,8 @@ class DataSpec:
     indices: Sequence[int] | None = None
     first: int | None = None
     per_class: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    memory_budget: int | None = None
 
 
 @dataclass
@@ -118,15 +126,15 @@ def _source(spec: DataSpec, split: str, root: Path | None) -> Source:
     if spec.kind == "digits" or root is None:
         return digits_source()
     if spec.kind == "imagefolder":
-        return imagefolder_source(root, spec.channels)
+        return imagefolder_source(root, spec.channels, spec.max_pixels)
     if spec.kind == "tensors":
-        return tensors_source(root)
+        return tensors_source(root, spec.memory_budget)
     if not root.is_dir():
         where = "is a file" if root.exists() else "does not exist"
         raise InputError(f"{spec.kind} root {str(root)!r} {where}; expected a directory")
     if spec.kind.startswith("cifar"):
-        return cifar_source(spec.kind, root, split)
-    return mnist_source(spec.kind, root, split)
+        return cifar_source(spec.kind, root, split, spec.memory_budget)
+    return mnist_source(spec.kind, root, split, spec.memory_budget)
 
 
 def load_dataset(spec: DataSpec) -> LoadedDataset:

@@ -3,7 +3,9 @@ float32 in [0, 1], before any transform."""
 
 from __future__ import annotations
 
-import os
+import math
+import re
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +17,6 @@ from torch import Tensor
 
 from leakaudit.errors import InputError
 
-#: Image file extensions ImageFolder reads (as torchvision's ImageFolder).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 INPUT_KEYS = ("x", "inputs", "data", "images")
 LABEL_KEYS = ("y", "labels", "targets")
 
@@ -38,6 +38,24 @@ class Source:
     ids: list[str]
     num_classes: int
     classes: list[str] | None = None
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+def check_budget(nbytes: int, source: str, budget: int | None) -> None:
+    """Refuse data of ``nbytes`` to be held in memory when it exceeds ``budget`` (None: no
+    limit). Called with the size declared by headers, before anything is allocated."""
+    if budget is not None and nbytes > budget:
+        raise InputError(
+            f"{source} holds {_size(nbytes)} of data, more than scores.memory_budget "
+            f"({_size(budget)}), and is read into memory whole: raise memory_budget, or "
+            "pass a smaller file (an ImageFolder is read one image at a time)"
+        )
 
 
 def to_unit_float(images: Tensor, source: str) -> Tensor:
@@ -121,19 +139,55 @@ def _labels(y: Tensor, n: int, source: str) -> Tensor:
     return y.to(torch.int64)
 
 
-def _load_tensor_file(path: Path) -> Mapping[str, Any] | Sequence[Any]:
+def _npz_nbytes(path: Path) -> int:
+    """Bytes the arrays of an ``.npz`` declare in their ``.npy`` headers."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(member)
+                total += math.prod(shape) * dtype.itemsize
+    return total
+
+
+def _pt_nbytes(path: Path) -> int:
+    """Bytes a ``.pt`` file unpacks to: its zip entries' sizes (or the file size)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    return path.stat().st_size
+
+
+def _load_tensor_file(path: Path, budget: int | None) -> Mapping[str, Any] | Sequence[Any]:
     source = str(path)
     if path.suffix == ".npz":
         try:
+            check_budget(_npz_nbytes(path), source, budget)
             with np.load(path, allow_pickle=False) as archive:
                 return {k: archive[k] for k in archive.files}
         except ValueError as exc:  # object arrays need pickle: refused
             raise InputError(f"{source}: cannot read .npz safely ({exc})") from exc
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"{source}: not a readable .npz file ({exc})") from exc
+    try:
+        check_budget(_pt_nbytes(path), source, budget)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{source}: not a readable tensor file ({exc})") from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found:  # torch's own message suggests weights_only=False: not ours to suggest
+            raise InputError(
+                f"{source}: holds the Python object {found.group(1)}, which safe loading "
+                "(weights_only=True) refuses; save only tensors, lists and dicts"
+            ) from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"{source}: cannot load tensors safely (weights_only=True): {first}"
@@ -143,14 +197,17 @@ def _load_tensor_file(path: Path) -> Mapping[str, Any] | Sequence[Any]:
     raise InputError(f"{source}: holds a {type(obj).__name__}; expected a dict or (x, y)")
 
 
-def tensors_source(path: Path) -> Source:
-    """Inputs and labels from a ``.pt`` (dict or ``(x, y)``) or ``.npz`` (``x``, ``y``) file."""
+def tensors_source(path: Path, budget: int | None = None) -> Source:
+    """Inputs and labels from a ``.pt`` (dict or ``(x, y)``) or ``.npz`` (``x``, ``y``) file.
+
+    The file is read whole: its declared size must fit ``budget`` bytes (None: no limit).
+    """
     source = str(path)
     if not path.is_file():
         raise InputError(
             f"tensor file {source!r} " + ("is a directory" if path.is_dir() else "does not exist")
         )
-    obj = _load_tensor_file(path)
+    obj = _load_tensor_file(path, budget)
     num_classes: int | None = None
     if isinstance(obj, Mapping):
         x_raw = _pick(obj, INPUT_KEYS, "inputs", source)
@@ -169,55 +226,3 @@ def tensors_source(path: Path) -> Source:
     if num_classes is None:
         num_classes = int(y.max()) + 1 if len(y) else 0
     return in_memory(x, y, [f"index:{i}" for i in range(len(y))], num_classes)
-
-
-# --- ImageFolder ------------------------------------------------------------------------
-
-
-def _read_image(path: Path, channels: int | None, display: str) -> Tensor:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(f"image {display!r} cannot be read ({exc})") from exc
-    tensor = torch.from_numpy(array.copy())
-    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
-    return tensor.float() / 255.0
-
-
-def imagefolder_source(root: Path, channels: int | None) -> Source:
-    """``root/<class>/**/<image>``; classes are the sorted subdirectory names.
-
-    Images are read as RGB, or as 8-bit grey when ``channels`` is 1.
-    """
-    layout = "root/<class_name>/<image>.png (one subdirectory per class)"
-    if not root.is_dir():
-        where = "is a file" if root.exists() else "does not exist"
-        raise InputError(f"ImageFolder root {str(root)!r} {where}; expected {layout}")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    if not classes:
-        raise InputError(
-            f"ImageFolder root {str(root)!r} has no class subdirectories; expected {layout}"
-        )
-    files: list[Path] = []
-    labels: list[int] = []
-    for index, name in enumerate(classes):
-        for dirpath, dirnames, filenames in sorted(os.walk(root / name, followlinks=True)):
-            dirnames.sort()
-            for filename in sorted(filenames):
-                if filename.lower().endswith(IMAGE_EXTENSIONS):
-                    files.append(Path(dirpath) / filename)
-                    labels.append(index)
-    if not files:
-        raise InputError(
-            f"ImageFolder root {str(root)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
-            f"expected {layout}"
-        )
-    ids = [f.relative_to(root).as_posix() for f in files]
-
-    def read(i: int) -> Tensor:
-        return _read_image(files[i], channels, ids[i])
-
-    return Source(read, torch.tensor(labels, dtype=torch.int64), ids, len(classes), classes)
