@@ -172,7 +172,7 @@ def run_scan(cfg: ScanConfig, *, resume: bool, partial: str | None, show_progres
     if failed:
         err.print(
             f"gate failed: {len(report.gate.offending)} risky samples "
-            f"({'; '.join(f'{r.describe()}: {r.risky}/{r.considered}' for r in failed)})",
+            f"({'; '.join(f'{r.describe()}: {r.tally()}' for r in failed)})",
             markup=False,
             style="bold red",
         )
