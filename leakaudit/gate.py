@@ -2,9 +2,11 @@
 
 A rule flags a sample as *risky* when its score is beyond a threshold in the rule's
 direction (``below`` for ``i2f < τ``, ``above`` for ``grad_norm > t``); a non-finite
-score counts as risky. The rule fails when the risky, non-allowlisted samples are
-more than ``max_fraction`` of the non-allowlisted samples (``max_fraction: 0``: any).
-The gate passes when every rule passes. Exit codes: see :mod:`leakaudit.errors`.
+score (NaN, ±inf) counts as risky. The rule fails when the risky, non-allowlisted samples
+are more than ``max_fraction`` of the non-allowlisted samples (``max_fraction: 0``: any),
+and whenever a non-allowlisted sample's score is not finite: a sample that could not be
+measured is never tolerated, whatever ``max_fraction`` says. The gate passes when every
+rule passes. Exit codes: see :mod:`leakaudit.errors`.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ class RuleResult:
         considered: samples not allowlisted.
         risky: risky samples among them.
         fraction: ``risky / considered`` (0 when nothing is considered).
-        passed: ``fraction <= max_fraction``.
+        passed: ``fraction <= max_fraction`` and no considered score is non-finite.
         offending: ids of the risky, non-allowlisted samples, in dataset order.
         allowlisted: ids of allowlisted samples that would have been risky.
+        non_finite: ids of the non-allowlisted samples whose score is NaN or ±inf (also
+            in ``offending``); any of them fails the rule.
     """
 
     score: str
@@ -46,11 +50,19 @@ class RuleResult:
     passed: bool
     offending: list[str]
     allowlisted: list[str]
+    non_finite: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """``i2f < 0.5 for at most 0% of samples`` — the rule in words."""
         op = "<" if self.risky_when == "below" else ">"
         return f"{self.score} {op} {self.threshold:g} for at most {self.max_fraction:.0%}"
+
+    def tally(self) -> str:
+        """``3/10`` risky samples, and how many of them have a non-finite score."""
+        text = f"{self.risky}/{self.considered}"
+        if self.non_finite:
+            text += f", {len(self.non_finite)} with a non-finite {self.score} (never tolerated)"
+        return text
 
 
 @dataclass(frozen=True)
@@ -122,7 +134,8 @@ def evaluate_gate(
         considered = int((~is_allowed).sum())
         n_risky = int(counted.sum())
         fraction = n_risky / considered if considered else 0.0
-        passed = fraction <= rule.max_fraction
+        unmeasured = [ids[k] for k in np.flatnonzero(~np.isfinite(values) & ~is_allowed)]
+        passed = fraction <= rule.max_fraction and not unmeasured
         bad = [ids[k] for k in np.flatnonzero(counted)]
         if not passed:
             offending.update(bad)
@@ -138,6 +151,7 @@ def evaluate_gate(
                 passed=passed,
                 offending=bad,
                 allowlisted=[ids[k] for k in np.flatnonzero(risky & is_allowed)],
+                non_finite=unmeasured,
             )
         )
     present = set(ids)

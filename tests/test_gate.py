@@ -36,7 +36,9 @@ def test_direction_aware_threshold_and_fraction(max_fraction: float) -> None:
     want_grad = count_risky(GRAD, 6.5, below=False)  # s7, s8, s9
     assert res.rules[0].offending == want_i2f and res.rules[0].risky_when == "below"
     assert res.rules[1].offending == want_grad and res.rules[1].risky_when == "above"
-    assert res.rules[0].passed == (len(want_i2f) / 10 <= max_fraction)
+    # s4's i2f is NaN: never tolerated, whatever the fraction.
+    assert res.rules[0].passed == (len(want_i2f) / 10 <= max_fraction and not np.isnan(I2F).any())
+    assert res.rules[0].non_finite == ["s4"] and res.rules[1].non_finite == []
     assert res.rules[1].passed == (len(want_grad) / 10 <= max_fraction)
     assert res.passed == (res.rules[0].passed and res.rules[1].passed)
     failed = [r for r in res.rules if not r.passed]
@@ -48,10 +50,14 @@ def test_allowlist_removes_samples_from_count_and_denominator() -> None:
     res = evaluate_gate(IDS, {"i2f": I2F}, [GateRule("i2f", 0.5, 0.25)], allow, DIRS)
     rule = res.rules[0]
     assert rule.offending == count_risky(I2F, 0.5, True, allowed={"s0", "s2"}) == ["s4", "s6"]
-    assert rule.considered == 8 and rule.fraction == 2 / 8 and rule.passed
+    assert rule.considered == 8 and rule.fraction == 2 / 8
+    assert not rule.passed and rule.non_finite == ["s4"]  # within the fraction, but NaN
     assert rule.allowlisted == ["s0", "s2"]
     assert res.unused_allowlist == ["zz"]
     assert res.allowlist[0] == {"id": "s0", "reason": "public image"}
+    allow.append(AllowEntry("s4", "scored separately"))  # allowlisted, its NaN is ignored
+    rule = evaluate_gate(IDS, {"i2f": I2F}, [GateRule("i2f", 0.5, 0.25)], allow, DIRS).rules[0]
+    assert rule.offending == ["s6"] and rule.non_finite == [] and rule.passed
 
 
 def test_any_risky_sample_fails_with_zero_fraction_and_explicit_side() -> None:

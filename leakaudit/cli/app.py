@@ -2,15 +2,71 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 import leakaudit
+from leakaudit.cli.console import error_line
 from leakaudit.cli.init import init_command
 from leakaudit.cli.scan import scan_command
+from leakaudit.errors import EXIT_USAGE
+
+try:  # Typer >= 0.20 ships its own copy of Click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # older Typer runs on Click itself
+    from click.exceptions import ClickException, UsageError  # type: ignore[no-redef]
+
+
+class LeakauditGroup(TyperGroup):
+    """The root command, which reports a usage error (an unknown flag or command, a value
+    of the wrong type) as one ``error:`` line and exit code 2 instead of Click's panel."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            # Not standalone: Click raises its errors here and returns the exit code of a
+            # typer.Exit (--help, --version, a command's own code) instead of exiting.
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except UsageError as exc:
+            _usage_error(exc, self._command_path(args))
+        except ClickException as exc:
+            error_line(exc.format_message())
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            error_line("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _command_path(self, args: Sequence[str] | None) -> str:
+        """``leakaudit scan`` when ``args`` name a command, else ``leakaudit``."""
+        args = sys.argv[1:] if args is None else args
+        return " ".join(["leakaudit", *(a for a in args[:1] if a in self.commands)])
+
+
+def _usage_error(exc: UsageError, command_path: str) -> NoReturn:
+    """``error: <message> (see leakaudit scan --help)`` on stderr, exit 2."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `leakaudit` alone: the help was shown
+        sys.exit(EXIT_USAGE)
+    if exc.ctx is not None:
+        command_path = exc.ctx.command_path
+    error_line(f"{exc.format_message().rstrip('.')} (see {command_path} --help)")
+    sys.exit(EXIT_USAGE)
+
 
 app = typer.Typer(
+    cls=LeakauditGroup,
     name="leakaudit",
     help="Which samples of a federated-learning client can gradient inversion reconstruct?",
     add_completion=False,

@@ -196,7 +196,7 @@ def run_scan(
     if failed:
         err.print(
             f"gate failed: {len(report.gate.offending)} risky samples "
-            f"({'; '.join(f'{r.describe()}: {r.risky}/{r.considered}' for r in failed)})",
+            f"({'; '.join(f'{r.describe()}: {r.tally()}' for r in failed)})",
             markup=False,
             style="bold red",
         )

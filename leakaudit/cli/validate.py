@@ -86,7 +86,9 @@ def validate_command(
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write the validation JSON here ('-': stdout).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seeds selection, noise, attacks, bootstrap.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**63 - 1, help="Seeds selection, noise, attacks, bootstrap.")
+    ] = 0,
     device: Annotated[opt.Device, typer.Option(help="Where to attack.")] = opt.Device.auto,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     debug: opt.Debug = False,

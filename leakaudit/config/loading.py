@@ -13,6 +13,35 @@ from leakaudit.config.schema import ScanConfig
 from leakaudit.config.validator import build
 from leakaudit.errors import ConfigError
 
+#: The largest config file read; a real one is a few kilobytes.
+MAX_CONFIG_BYTES = 1 << 20
+
+ALIASES_REFUSED = "config uses YAML aliases (&/*), which leakaudit refuses"
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases.
+
+    An alias shares a node; nested ones (a "billion laughs" document) expand
+    exponentially when the data is walked, copied or written, and a config never needs them.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ConfigError(f"line {event.start_mark.line + 1}: {ALIASES_REFUSED}")
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text → plain data, refusing aliases; :class:`ConfigError` if it is not valid."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}".replace("\n", " ")) from None
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply") from None
+
 
 def config_from_dict(raw: dict[str, Any] | None) -> ScanConfig:
     """Validate a plain mapping (as read from YAML) into a :class:`ScanConfig`."""
@@ -37,13 +66,20 @@ def load_config(path: str | Path) -> ScanConfig:
     ``data.root``, a ``file.py:factory`` model) are relative to the file's folder."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file is too large (over {MAX_CONFIG_BYTES} bytes)")
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        raw = parse_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     cfg = config_from_dict(raw)

@@ -6,6 +6,7 @@ Each section checks its own values in ``__post_init__`` (errors name the field);
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -110,6 +111,11 @@ class ScoresConfig:
         require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
         require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")
         require(
+            0 <= self.seed <= MAX_SEED,
+            "seed",
+            f"must be an integer in [0, 2**63 - 1], got {self.seed}",
+        )
+        require(
             self.chunk_size is None or self.chunk_size >= 1,
             "chunk_size",
             f"must be >= 1, got {self.chunk_size}",
@@ -158,7 +164,16 @@ class GateRule:
 
     def __post_init__(self) -> None:
         require(self.score in SCORES, "score", unknown("score", self.score, ALL_SCORES))
-        require(0.0 <= self.max_fraction <= 1.0, "max_fraction", "must be in [0, 1]")
+        require(
+            math.isfinite(self.threshold),
+            "threshold",
+            f"must be a finite number, got {self.threshold}",
+        )
+        require(
+            0.0 <= self.max_fraction <= 1.0,
+            "max_fraction",
+            f"must be in [0, 1], got {self.max_fraction}",
+        )
 
 
 @dataclass
@@ -215,17 +230,27 @@ class ScanConfig:
             )
 
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20}
-_UNITS["gib"] = 2**30
+#: ``scores.seed`` seeds ``torch.Generator`` and NumPy: a non-negative 64-bit signed integer.
+MAX_SEED = 2**63 - 1
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+#: The largest ``memory_budget``: 1 PiB, more than any machine has.
+MAX_MEMORY_BUDGET = 2**50
 
 
 def parse_bytes(value: int | str) -> int:
-    """``2147483648``, ``"2GiB"``, ``"512MB"`` → bytes; ``ValueError`` otherwise."""
-    if isinstance(value, int):
-        if value < 1:
-            raise ValueError(f"must be a positive number of bytes, got {value}")
-        return value
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", value)
-    if not m or m.group(2).lower() not in _UNITS:
+    """``2147483648``, ``"2GiB"``, ``"512MB"`` → bytes in [1, 1 PiB]; ``ValueError`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size: float = value
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"expected bytes like 2GiB or 512MB, got {value!r}")
+        size = float(m.group(1)) * _UNITS[m.group(2).lower()]  # inf when absurdly long
+    else:
         raise ValueError(f"expected bytes like 2GiB or 512MB, got {value!r}")
-    return max(1, int(float(m.group(1)) * _UNITS[m.group(2).lower()]))
+    if not 1 <= size <= MAX_MEMORY_BUDGET:
+        raise ValueError(f"must be between 1 byte and 1PiB (2**50 bytes), got {value!r}")
+    return int(size)

@@ -1,16 +1,17 @@
 """A small validator from plain YAML data to typed dataclasses.
 
 :func:`build` checks a mapping against a dataclass's type hints (``int``, ``float``,
-``str``, ``bool``, ``Literal``, unions, lists, dicts, nested dataclasses) and its
-``__post_init__`` checks, and every error names the bad key by its dotted path, with a
-did-you-mean hint for an unknown one (``data.per_clas: unknown key (did you mean
-per_class?)``). Errors are :class:`~leakaudit.errors.ConfigError` (exit 2).
+``str``, ``bool``, ``Literal``, unions, lists, dicts, nested dataclasses; a ``float`` must be
+finite) and its ``__post_init__`` checks, and every error names the bad key by its dotted
+path, with a did-you-mean hint for an unknown one (``data.per_clas: unknown key (did you
+mean per_class?)``). Errors are :class:`~leakaudit.errors.ConfigError` (exit 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal
@@ -93,7 +94,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond the float range
+                number = math.inf
+            if not math.isfinite(number):
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value

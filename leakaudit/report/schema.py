@@ -47,6 +47,7 @@ _RULE = _obj(
         "passed": {"type": "boolean"},
         "offending": {"type": "array", "items": _STR},
         "allowlisted": {"type": "array", "items": _STR},
+        "non_finite": {"type": "array", "items": _STR},
     }
 )
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from leakaudit.errors import ConfigError
 from leakaudit.scores.options import ScoreOptions
 from leakaudit.scores.plan import Plan
 
@@ -62,11 +63,18 @@ def sequences_per_sample(options: ScoreOptions, plan: Plan, d: int) -> int:
 def choose_chunk_size(
     options: ScoreOptions, plan: Plan, *, d: int, n_params: int, activations: int
 ) -> int:
-    """Largest chunk whose estimated working set fits ``options.memory_budget``."""
+    """Largest chunk whose estimated working set fits ``options.memory_budget``.
+
+    Raises:
+        ConfigError: the budget is not a positive whole number of bytes.
+    """
+    budget = options.memory_budget
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"memory_budget: expected a positive number of bytes, got {budget!r}")
     m = sequences_per_sample(options, plan, d)
     k = min(options.max_iter, d)
     itemsize = torch.finfo(options.dtype).bits // 8
     per_sample = itemsize * (
         m * (k + 6) * d + 4 * m * n_params + 8 * m * activations + 2 * n_params
     )
-    return int(max(1, min(MAX_CHUNK, options.memory_budget // max(per_sample, 1))))
+    return int(max(1, min(MAX_CHUNK, budget // max(per_sample, 1))))
