@@ -146,7 +146,7 @@ def test_torchscript_without_model(tmp_path: Path) -> None:
     original = _lenet(0)
     path = tmp_path / "scripted.pt"
     _script(original, path)
-    with pytest.raises(InputError, match="TorchScript.*--trust-checkpoint"):
+    with pytest.raises(InputError, match=r"TorchScript.*--trust-checkpoint"):
         load_checkpoint(path, None)  # an archive is code: refused without trust
     loaded, info = load_checkpoint(path, None, trust=True)
     assert isinstance(loaded, torch.jit.ScriptModule)

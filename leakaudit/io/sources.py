@@ -160,9 +160,7 @@ def tensors_source(path: Path) -> Source:
             if isinstance(declared, Tensor | np.ndarray | np.generic) and declared.ndim == 0:
                 declared = declared.item()
             if isinstance(declared, bool) or not isinstance(declared, int) or declared < 1:
-                raise InputError(
-                    f"{source}: num_classes must be an integer >= 1, not {declared!r}"
-                )
+                raise InputError(f"{source}: num_classes must be an integer >= 1, not {declared!r}")
             num_classes = declared
         elif isinstance(obj.get("classes"), list | tuple):
             num_classes = len(obj["classes"])

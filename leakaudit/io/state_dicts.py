@@ -175,9 +175,7 @@ def load_into(
     return model, stripped
 
 
-def infer_num_classes(
-    state: Mapping[str, Tensor], build: Callable[[int], nn.Module]
-) -> int | None:
+def infer_num_classes(state: Mapping[str, Tensor], build: Callable[[int], nn.Module]) -> int | None:
     """The number of classes K a state_dict was trained with, read off its weights.
 
     The architecture is built for K = 2 and K = 3 on the meta device (nothing allocated);

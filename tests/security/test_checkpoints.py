@@ -145,7 +145,9 @@ def test_zip_crc_mismatch_refused(tmp_path: Path) -> None:
     torch.save(weights, path)
     _flip_entry_bytes(path, f"/data/{list(weights).index('fc.0.weight')}")  # storages in order
     # torch itself does not notice: the flipped weights load as they are.
-    assert not torch.equal(torch.load(path, weights_only=True)["fc.0.weight"], weights["fc.0.weight"])
+    assert not torch.equal(
+        torch.load(path, weights_only=True)["fc.0.weight"], weights["fc.0.weight"]
+    )
     result = run(["--demo", "--checkpoint", str(path), *FAST])
     assert_one_line(result, str(path), "CRC")
 
