@@ -238,7 +238,8 @@ def test_huge_label_refused_before_building(tmp_path: Path, model: list[str]) ->
     assert_one_line(result, "label 1000000000", "index:2")
 
 
-def test_label_beyond_the_checkpoints_classes(tmp_path: Path) -> None:
-    data = _npz_with_label(tmp_path, 12)
+@pytest.mark.parametrize("label", [12, -1])
+def test_label_outside_the_checkpoints_classes(tmp_path: Path, label: int) -> None:
+    data = _npz_with_label(tmp_path, label)
     args = ["--data-kind", "tensors", "--data", data, "--checkpoint", str(DEMO_CHECKPOINT)]
-    assert_one_line(run([*args, *QUICK]), "label 12", "index:2", "10 classes")
+    assert_one_line(run([*args, *QUICK]), f"label {label}", "index:2", "10 classes")
