@@ -110,14 +110,48 @@ def check_compatible(model: nn.Module, dataset: Any, labels: list[int] | torch.T
     return k
 
 
+#: Most classes a model gets from the data's labels alone (max label + 1); more needs an
+#: explicit model.num_classes, so that one stray label cannot build a billion-output model.
+MAX_INFERRED_CLASSES = 100_000
+
+NO_CHECKPOINT = (
+    "no checkpoint: give --checkpoint, or --random-init to score a randomly initialised model"
+)
+
+
+def _labels_num_classes(loaded: Any) -> int:
+    """The dataset's number of classes, refused when one stray label makes it absurd."""
+    k = int(loaded.num_classes)
+    if k > MAX_INFERRED_CLASSES:
+        labels = torch.as_tensor(loaded.labels)
+        pos = int(labels.argmax())
+        raise InputError(
+            f"label {int(labels[pos])} of sample {loaded.ids[pos]!r} would give the model "
+            f"{k} classes (more than {MAX_INFERRED_CLASSES}); fix the label, or set "
+            "model.num_classes (--num-classes) if the model really has that many outputs"
+        )
+    return k
+
+
 def load_inputs(config: ScanConfig) -> Inputs:
-    """Build the model, load its weights and the data, and check that they fit."""
+    """Build the model, load its weights and the data, and check that they fit.
+
+    The number of classes is ``model.num_classes``, else the checkpoint's classifier size,
+    else the data's (max label + 1); labels outside it are refused before the model is
+    built. Without a checkpoint, ``model.random_init`` must be on; the model is then
+    initialised from ``scores.seed``.
+    """
     # Imported here: the model zoo imports torchvision (~2 s), which `--help` should not pay.
-    from leakaudit.io.checkpoints import load_checkpoint
+    from leakaudit.io.checkpoints import apply_checkpoint, read_checkpoint
     from leakaudit.io.datasets import DataSpec, check_dataset, load_dataset
+    from leakaudit.io.state_dicts import infer_num_classes
     from leakaudit.models import build_model
 
     d, m = config.data, config.model
+    if m.name == "torchscript" and not m.checkpoint:
+        raise ConfigError("model.checkpoint: required when model.name is torchscript")
+    if not m.checkpoint and not m.random_init:
+        raise ConfigError(NO_CHECKPOINT)
     spec_fields = {f.name for f in dataclasses.fields(DataSpec)}
     spec_kwargs = {k: v for k, v in dataclasses.asdict(d).items() if k in spec_fields}
     for key in ("mean", "std", "indices"):
@@ -128,27 +162,32 @@ def load_inputs(config: ScanConfig) -> Inputs:
     if len(loaded.ids) == 0:
         raise InputError(f"the dataset is empty ({loaded.description})")
     shape = tuple(loaded.input_shape)
-    num_classes = m.num_classes or loaded.num_classes
     in_channels = m.in_channels or (shape[0] if len(shape) == 3 else 1)
     image_size = m.image_size or (shape[-1] if len(shape) == 3 else 32)
+    raw = read_checkpoint(m.checkpoint, trust=m.trust_checkpoint) if m.checkpoint else None
+
+    def build(k: int) -> nn.Module:
+        return build_model(
+            m.name, num_classes=k, in_channels=in_channels, image_size=image_size, kwargs=m.kwargs
+        )
+
+    state = raw.state_dict() if raw is not None and m.name != "torchscript" else None
+    num_classes = m.num_classes
+    if num_classes is None and state is not None:
+        num_classes = infer_num_classes(state, build)
+    if num_classes is None:
+        num_classes = _labels_num_classes(loaded)
     check_dataset(loaded, num_classes)
     info = None
     if m.name == "torchscript":
-        if not m.checkpoint:
-            raise ConfigError("model.checkpoint: required when model.name is torchscript")
-        model, info = load_checkpoint(m.checkpoint, None, trust=m.trust_checkpoint)
+        assert raw is not None
+        model, info = apply_checkpoint(raw, None)
     else:
-        model = build_model(
-            m.name,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            image_size=image_size,
-            kwargs=m.kwargs,
-        )
-        if m.checkpoint:
-            model, info = load_checkpoint(
-                m.checkpoint, model, trust=m.trust_checkpoint, strict=m.strict
-            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.scores.seed)  # a random init is the same on every run
+            model = build(num_classes)
+        if raw is not None:
+            model, info = apply_checkpoint(raw, model, strict=m.strict)
     outputs = check_compatible(model, loaded.dataset, loaded.labels)
     checkpoint = dataclasses.asdict(info) if info is not None else None
     for key, value in (checkpoint or {}).items():
@@ -257,6 +296,15 @@ def scan(
         warnings=(
             ["model.trust_checkpoint is on: the checkpoint was unpickled without restrictions"]
             if config.model.trust_checkpoint
+            else []
+        )
+        + (
+            [
+                "model.random_init is on: the model has random weights (seeded by "
+                f"scores.seed = {config.scores.seed}), not trained ones; its scores say "
+                "nothing about a trained model"
+            ]
+            if config.model.random_init
             else []
         ),
     )

@@ -113,7 +113,8 @@ def test_torchscript_weights_into_a_named_architecture(tmp_path: Path) -> None:
     path = tmp_path / "scripted.pt"
     torch.jit.script(_demo_lenet()).save(str(path))
     ref = json.loads(run("--json", "-").stdout)
-    got = json.loads(run("--checkpoint", str(path), "--json", "-").stdout)
+    assert run("--checkpoint", str(path)).exit_code == 2  # TorchScript is code: needs trust
+    got = json.loads(run("--checkpoint", str(path), "--trust-checkpoint", "--json", "-").stdout)
     assert got["model"]["checkpoint"]["format"] == "torchscript"
     assert [s["scores"] for s in got["samples"]] == [s["scores"] for s in ref["samples"]]
 
@@ -121,7 +122,8 @@ def test_torchscript_weights_into_a_named_architecture(tmp_path: Path) -> None:
 def test_torchscript_archive_as_the_model(tmp_path: Path) -> None:
     path = tmp_path / "scripted.pt"
     torch.jit.script(_demo_lenet()).save(str(path))
-    result = run("--model", "torchscript", "--checkpoint", str(path), "--json", "-")
+    result = run("--model", "torchscript", "--checkpoint", str(path), "--trust-checkpoint",
+                 "--json", "-")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["summary"]["backend"] == "autograd"
 

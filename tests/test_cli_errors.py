@@ -68,13 +68,13 @@ def test_architecture_mismatch_lists_keys() -> None:
 
 
 def test_input_shape_the_model_rejects(tmp_path: Path) -> None:
-    cfg = write_yaml(tmp_path, "model: {name: lenet, image_size: 8}\n"
+    cfg = write_yaml(tmp_path, "model: {name: lenet, image_size: 8, random_init: true}\n"
                                "data: {kind: digits, resize: 16, first: 4}\n")  # fmt: skip
     assert_one_line(run(["--config", cfg, *FAST[4:]]), "rejects", "(1, 16, 16)")
 
 
 def test_labels_out_of_range(tmp_path: Path) -> None:
-    cfg = write_yaml(tmp_path, "model: {name: lenet, num_classes: 5}\n"
+    cfg = write_yaml(tmp_path, "model: {name: lenet, num_classes: 5, random_init: true}\n"
                                "data: {kind: digits, first: 20}\n")  # fmt: skip
     assert_one_line(run(["--config", cfg, *FAST[4:]]), "out of range")
 
@@ -82,12 +82,14 @@ def test_labels_out_of_range(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_data(tmp_path: Path, bad: float) -> None:
     data = digits_npz(tmp_path, poison=bad)
-    assert_one_line(run(["--data-kind", "tensors", "--data", data, *FAST[4:]]), "non-finite")
+    assert_one_line(run(["--data-kind", "tensors", "--data", data, "--random-init", *FAST[4:]]),
+                    "non-finite")  # fmt: skip
 
 
 def test_empty_dataset(tmp_path: Path) -> None:
     data = digits_npz(tmp_path, n=0)
-    assert_one_line(run(["--data-kind", "tensors", "--data", data, *FAST[4:]]), "empty")
+    assert_one_line(run(["--data-kind", "tensors", "--data", data, "--random-init", *FAST[4:]]),
+                    "empty")  # fmt: skip
 
 
 def test_unknown_config_key_and_wrong_type(tmp_path: Path) -> None:

@@ -146,17 +146,21 @@ def test_torchscript_without_model(tmp_path: Path) -> None:
     original = _lenet(0)
     path = tmp_path / "scripted.pt"
     _script(original, path)
-    loaded, info = load_checkpoint(path, None)
+    with pytest.raises(InputError, match=r"TorchScript.*--trust-checkpoint"):
+        load_checkpoint(path, None)  # an archive is code: refused without trust
+    loaded, info = load_checkpoint(path, None, trust=True)
     assert isinstance(loaded, torch.jit.ScriptModule)
     _assert_same_outputs(loaded, original)
-    assert info.format == "torchscript" and not info.trusted
+    assert info.format == "torchscript" and info.trusted
 
 
 def test_torchscript_weights_into_given_model(tmp_path: Path) -> None:
     original, fresh = _convnet(0), _convnet(1)
     path = tmp_path / "scripted.zip"
     _script(original, path)
-    loaded, info = load_checkpoint(path, fresh)
+    with pytest.raises(InputError, match="--trust-checkpoint"):
+        load_checkpoint(path, fresh)
+    loaded, info = load_checkpoint(path, fresh, trust=True)
     assert loaded is fresh and not isinstance(loaded, torch.jit.ScriptModule)
     _assert_same_outputs(loaded, original)
     assert info.format == "torchscript"
@@ -300,4 +304,4 @@ def test_torchscript_mismatching_model_suggests_leaving_it_unset(tmp_path: Path)
     path = tmp_path / "scripted.pt"
     _script(_lenet(0), path)
     with pytest.raises(InputError, match=r"missing keys.*leave the model unset"):
-        load_checkpoint(path, _convnet(0))
+        load_checkpoint(path, _convnet(0), trust=True)

@@ -21,13 +21,14 @@ model:
   # lenet | convnet | resnet18 | resnet20 | torchvision:<name> | path/file.py:function
   # | package.module:function | torchscript (the architecture comes from the checkpoint)
   name: lenet
-  num_classes: null        # default: the dataset's number of classes
+  num_classes: null        # default: the checkpoint's classes, else the dataset's
   in_channels: null        # default: the dataset's channels
   image_size: null         # default: the dataset's image side
   kwargs: {{}}               # extra keyword arguments for the builder or your factory
   checkpoint: null         # .pt/.pth state_dict (nested and module.-prefixed ok),
                            # .safetensors, or a TorchScript archive
   trust_checkpoint: false  # true allows unpickling arbitrary objects: only for files you trust
+  random_init: false       # true: no checkpoint, a random model seeded by scores.seed
   strict: true             # require the checkpoint's keys to match the model's exactly
 
 data:

@@ -38,7 +38,12 @@ Checkpoint = Annotated[
     str | None, typer.Option(help="Weights: .pt/.pth, .safetensors, TorchScript.")
 ]
 TrustCheckpoint = Annotated[
-    bool, typer.Option(help="Allow unpickling arbitrary objects from the checkpoint (unsafe).")
+    bool,
+    typer.Option(help="Allow unpickling arbitrary objects and TorchScript code (unsafe)."),
+]
+RandomInit = Annotated[
+    bool,
+    typer.Option(help="No checkpoint: score a randomly initialised model, seeded by --seed."),
 ]
 Data = Annotated[str | None, typer.Option(help="Data root: folder or tensor file.")]
 DataKind = Annotated[
@@ -69,6 +74,7 @@ INPUT_KEYS: Keys = {
     "num_classes": ("model.num_classes", None),
     "checkpoint": ("model.checkpoint", None),
     "trust_checkpoint": ("model.trust_checkpoint", _only_on),
+    "random_init": ("model.random_init", _only_on),
     "data": ("data.root", None),
     "data_kind": ("data.kind", None),
     "split": ("data.split", None),

@@ -65,6 +65,7 @@ def validate_command(
     num_classes: opt.NumClasses = None,
     checkpoint: opt.Checkpoint = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
+    random_init: opt.RandomInit = False,
     data: opt.Data = None,
     data_kind: opt.DataKind = None,
     split: opt.Split = None,

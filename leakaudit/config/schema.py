@@ -28,7 +28,9 @@ DEFAULT_DEFENSE_PARAMS: dict[str, dict[str, float]] = {"gaussian": {"sigma": 0.0
 class ModelConfig:
     """Which architecture, with which weights.
 
-    ``num_classes``, ``in_channels`` and ``image_size`` default to what the dataset has.
+    ``num_classes`` defaults to the checkpoint's classifier size, else the dataset's;
+    ``in_channels`` and ``image_size`` to what the dataset has. Without a checkpoint the
+    scan is refused unless ``random_init`` asks for a model initialised from the seed.
     """
 
     name: str = "lenet"
@@ -39,11 +41,19 @@ class ModelConfig:
     checkpoint: str | None = None
     trust_checkpoint: bool = False
     strict: bool = True
+    random_init: bool = False
 
     def __post_init__(self) -> None:
         for key in ("num_classes", "in_channels", "image_size"):
             value = getattr(self, key)
+            is_int = isinstance(value, int) and not isinstance(value, bool)
+            require(value is None or is_int, key, f"expected int or null, got {value!r}")
             require(value is None or value >= 1, key, f"must be >= 1, got {value}")
+        require(
+            not (self.random_init and self.checkpoint),
+            "random_init",
+            "--random-init and --checkpoint exclude each other (drop one)",
+        )
 
 
 @dataclass

@@ -213,7 +213,12 @@ def tensors_source(path: Path, budget: int | None = None) -> Source:
         x_raw = _pick(obj, INPUT_KEYS, "inputs", source)
         y_raw = _pick(obj, LABEL_KEYS, "labels", source)
         if "num_classes" in obj:
-            num_classes = int(obj["num_classes"])
+            declared = obj["num_classes"]
+            if isinstance(declared, Tensor | np.ndarray | np.generic) and declared.ndim == 0:
+                declared = declared.item()
+            if isinstance(declared, bool) or not isinstance(declared, int) or declared < 1:
+                raise InputError(f"{source}: num_classes must be an integer >= 1, not {declared!r}")
+            num_classes = declared
         elif isinstance(obj.get("classes"), list | tuple):
             num_classes = len(obj["classes"])
     elif len(obj) == 2:

@@ -7,7 +7,7 @@ wrappers prefix the keys (``module.`` for DataParallel/DDP, ``_orig_mod.`` for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -173,3 +173,35 @@ def load_into(
     with torch.no_grad():
         model.load_state_dict(matched, strict=strict)
     return model, stripped
+
+
+def infer_num_classes(state: Mapping[str, Tensor], build: Callable[[int], nn.Module]) -> int | None:
+    """The number of classes K a state_dict was trained with, read off its weights.
+
+    The architecture is built for K = 2 and K = 3 on the meta device (nothing allocated);
+    the weights whose shapes change between the two are the classifier's, and the
+    checkpoint's size along that dimension is its K.
+
+    Args:
+        state: The checkpoint's weights (wrapper prefixes are matched as for loading).
+        build: ``build(K)`` returns the architecture with K outputs.
+
+    Returns:
+        K, or None when the architecture cannot be built on the meta device or the
+        checkpoint does not say (no classifier key, or classifier sizes that disagree).
+    """
+    try:
+        with torch.device("meta"):
+            two, three = (build(k).state_dict() for k in (2, 3))
+    except Exception:  # a best-effort probe: the real build reports what is wrong
+        return None
+    matched, _ = match_prefixes(state, set(two))
+    found = set()
+    for key, small in two.items():
+        large, saved = three.get(key), matched.get(key)
+        if large is None or saved is None or saved.ndim != small.ndim:
+            continue
+        for dim, sizes in enumerate(zip(small.shape, large.shape, strict=True)):
+            if sizes == (2, 3):
+                found.add(int(saved.shape[dim]))
+    return found.pop() if len(found) == 1 else None

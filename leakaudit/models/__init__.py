@@ -93,8 +93,8 @@ def build_model(
     Raises:
         InputError: with one line naming what is wrong and the choices.
     """
-    if num_classes < 1:
-        raise InputError(f"num_classes must be >= 1, not {num_classes}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise InputError(f"num_classes must be an integer >= 1, not {num_classes!r}")
     extra = dict(kwargs or {})
     if name in _BUILTINS:
         return _build_builtin(name, num_classes, in_channels, image_size, extra)
