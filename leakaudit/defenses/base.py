@@ -1,6 +1,6 @@
 """What a client-side gradient defence looks like to leakaudit.
 
-A defence maps the shared gradient g* to g* + δ. For I²F (Mo et al. 2023) only the
+A defence maps the shared gradient g* to g* + δ. For I²F (Zhang et al. 2023) only the
 first two moments of δ matter: E‖Mδ‖² = ‖M b‖² + s² tr(MᵀM) for any matrix M, where
 b = E[δ] is a deterministic *bias* (clipping, pruning) and s² the per-coordinate
 variance of the zero-mean, independent *noise* part. Each defence therefore states

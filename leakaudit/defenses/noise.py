@@ -1,4 +1,4 @@
-"""Additive noise defences: Gaussian and Laplace (Zhu et al. 2019, §5; Mo et al. 2023)."""
+"""Additive noise defences: Gaussian and Laplace (Zhu et al. 2019, §5; Zhang et al. 2023)."""
 
 from __future__ import annotations
 

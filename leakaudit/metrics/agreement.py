@@ -206,7 +206,7 @@ def precision_at_k(
 
 
 def expected_sign(score_direction: str, metric_direction: str) -> int:
-    """Sign of corr(score, metric) if riskier samples (SPEC direction) reconstruct better."""
+    """Sign of corr(score, metric) if riskier samples (assumed direction) reconstruct better."""
     s = 1 if score_direction == "higher_is_riskier" else -1
     m = 1 if metric_direction == "higher_is_better" else -1
     return s * m
@@ -240,8 +240,8 @@ class Agreement:
         kendall: Kendall τ-b(score, metric).
         k: the k of precision@k.
         precision_at_k: see :func:`precision_at_k`; ``None`` when the score is undefined.
-        expected_sign: the sign ρ has if the SPEC direction holds.
-        direction: verdict on the SPEC direction from ρ's interval.
+        expected_sign: the sign ρ has if the assumed direction holds.
+        direction: verdict on the assumed direction from ρ's interval.
     """
 
     score: str

@@ -29,7 +29,7 @@ def agreement_tables(result: ValidationResult) -> list[Table]:
         )
         for col in ("score", "risky when", "ρ PSNR [95% CI]", "p", "τ PSNR", "ρ SSIM", "P@k"):
             table.add_column(col, justify="left" if col in ("score", "risky when") else "right")
-        table.add_column("SPEC direction")
+        table.add_column("direction held?")
         rows = {(a.score, a.metric): a for a in result.agreement if a.attack == attack}
         for score in result.scores:
             p, s = rows[(score, "psnr")], rows.get((score, "ssim"))

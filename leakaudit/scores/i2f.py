@@ -1,4 +1,4 @@
-"""Inversion influence functions (Mo et al. 2023, "Understanding Deep Gradient Leakage via
+"""Inversion influence functions (Zhang et al. 2023, "Understanding Deep Gradient Leakage via
 Inversion Influence Functions").
 
 For a defence δ = b + ξ (bias b, zero-mean noise ξ of per-coordinate variance s²) and

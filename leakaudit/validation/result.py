@@ -97,7 +97,7 @@ class ValidationResult:
 
 def summarise(attack: str, records: list[Agreement], directions: dict[str, str]) -> dict[str, Any]:
     """Which score's Spearman ρ with :data:`PRIMARY_METRIC` is strongest for ``attack``,
-    whether its SPEC direction held, and a sentence saying so."""
+    whether its assumed risk direction held, and a sentence saying so."""
     rows = [r for r in records if r.attack == attack and r.metric == PRIMARY_METRIC]
     defined = [r for r in rows if r.spearman.value is not None]
     if not defined:
@@ -110,13 +110,13 @@ def summarise(attack: str, records: list[Agreement], directions: dict[str, str])
     rho = best.spearman
     ci = f"95% CI [{rho.ci95[0]:+.2f}, {rho.ci95[1]:+.2f}]" if rho.ci95 else "no CI"
     verdict = {
-        "held": "its SPEC risk direction held",
-        "reversed": "its SPEC risk direction was REVERSED (the opposite ordering predicts)",
+        "held": "its assumed risk direction held",
+        "reversed": "its assumed risk direction was REVERSED (the opposite ordering predicts)",
         "inconclusive": "the sign of the effect is not established at 95%",
     }.get(best.direction, best.direction)
     sentence = (
         f"{attack}: {best.score} has the strongest rank correlation with PSNR "
-        f"(Spearman ρ = {rho.value:+.2f}, {ci}, n = {best.n}; SPEC: "
+        f"(Spearman ρ = {rho.value:+.2f}, {ci}, n = {best.n}; assumed: "
         f"{directions[best.score].replace('_', ' ')}); {verdict}."
     )
     return {
