@@ -7,15 +7,27 @@ other statistics of the same images.
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
+
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 from sklearn.isotonic import IsotonicRegression
 
 from leakaudit.calibration import CalibrationError, Candidate, MonotoneMap, cross_validate
 from leakaudit.calibration.candidates import percentile_in
 from leakaudit.calibration.confounds import confound_table, partial_spearman
-from leakaudit.calibration.recovery import recovery
+from leakaudit.calibration.document import (
+    CalibrationFileError,
+    age,
+    architecture_signature,
+    check_applicable,
+    read_calibration,
+)
+from leakaudit.calibration.fit import fit_calibration
+from leakaudit.calibration.recovery import Recovery, recovery
 from leakaudit.calibration.stratify import stratified_subset
 from tests.ground_truth import digits
 
@@ -150,3 +162,113 @@ def test_percentile_in_reference() -> None:
     ref = np.array([1.0, 2.0, 2.0, 3.0])
     got = percentile_in(np.array([0.0, 2.0, 3.0, 9.0, np.nan]), ref)
     assert np.allclose(got, [0.0, 0.5, 0.875, 1.0, 0.0])
+
+
+# --- calibration.json -------------------------------------------------------------------
+
+
+def _meta(model: torch.nn.Module) -> dict:
+    return {
+        "model": {
+            "name": "lenet",
+            "architecture": architecture_signature(model),
+            "input_shape": [1, 8, 8],
+            "checkpoint_sha256": "a" * 64,
+        },
+        "data": {"fingerprint": "f" * 64},
+        "attack": {"attacks": ["idlg"], "budget": "fast"},
+        "defense": {"kind": "none"},
+    }
+
+
+def _measured(n: int = 48) -> tuple[dict[str, np.ndarray], Recovery]:
+    s = _digit_stats(n)
+    x = s["images"]
+    # The "attack" recovers images with little stroke edge best: noise ∝ edges.
+    amp = 0.02 + 0.6 * (s["edges"] - s["edges"].min()) / np.ptp(s["edges"])
+    recon = x + amp[:, None] * (-1.0) ** np.arange(x.shape[1])[None]
+    return {k: s[k] for k in ("ink", "edges")}, recovery(recon, x)
+
+
+def test_fit_writes_a_calibration_that_round_trips_and_predicts(tmp_path) -> None:
+    from leakaudit.models import build_model
+
+    model = build_model("lenet", num_classes=10, in_channels=1, image_size=8)
+    scores, quality = _measured()
+    assert 0.2 < quality.fraction < 1.0  # a real mix of recovered and not
+    cal = fit_calibration(scores, quality, meta=_meta(model))
+    assert cal.usable and cal.chosen == Candidate(("edges",), (-1,))
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(cal.to_dict()))
+    back = read_calibration(path)
+    mid, low, high = back.predict(scores)
+    assert np.allclose(mid, cal.predict(scores)[0])
+    assert np.all(low <= mid) and np.all(mid <= high)
+    assert stats.spearmanr(mid, quality.psnr_db).statistic > 0.9
+    assert (
+        check_applicable(
+            back,
+            architecture=architecture_signature(model),
+            input_shape=[1, 8, 8],
+            checkpoint_sha256="a" * 64,
+        )
+        == []
+    )
+
+
+def test_calibration_refuses_another_model_and_warns_for_another_round() -> None:
+    from leakaudit.models import build_model
+
+    lenet = build_model("lenet", num_classes=10, in_channels=1, image_size=8)
+    other = build_model("lenet", num_classes=4, in_channels=1, image_size=8)
+    scores, quality = _measured()
+    cal = fit_calibration(scores, quality, meta=_meta(lenet))
+    sig = architecture_signature(lenet)
+    with pytest.raises(CalibrationFileError, match="another architecture"):
+        check_applicable(
+            cal,
+            architecture=architecture_signature(other),
+            input_shape=[1, 8, 8],
+            checkpoint_sha256="a" * 64,
+        )
+    with pytest.raises(CalibrationFileError, match="inputs"):
+        check_applicable(cal, architecture=sig, input_shape=[3, 8, 8], checkpoint_sha256=None)
+    warnings = check_applicable(
+        cal, architecture=sig, input_shape=[1, 8, 8], checkpoint_sha256="b" * 64
+    )
+    assert len(warnings) == 1 and "another checkpoint" in warnings[0] and "today" in warnings[0]
+
+
+def test_failed_attacks_give_no_calibration_and_say_why() -> None:
+    from leakaudit.models import build_model
+
+    s = _digit_stats(24)
+    x = s["images"]
+    failed = recovery(np.full_like(x, 0.5), x)  # a flat grey guess recovers nothing
+    assert not failed.recovered.any()
+    cal = fit_calibration(
+        {"edges": s["edges"]},
+        failed,
+        meta=_meta(build_model("lenet", num_classes=10, in_channels=1, image_size=8)),
+    )
+    assert cal.status == "attacks_failed" and not cal.usable
+    assert "attacks failed" in cal.recovery["reason"]
+    assert cal.candidates == []  # no correlations of noise
+    with pytest.raises(CalibrationFileError, match="cannot predict"):
+        cal.predict({"edges": s["edges"]})
+
+
+def test_bad_calibration_files_are_refused(tmp_path) -> None:
+    p = tmp_path / "c.json"
+    p.write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(CalibrationFileError, match="not calibration JSON"):
+        read_calibration(p)
+    p.write_text(json.dumps({"calibration_version": "9.0"}))
+    with pytest.raises(CalibrationFileError, match="not supported"):
+        read_calibration(p)
+    p.write_text(json.dumps({"calibration_version": "1.0", "status": "calibrated"}))
+    with pytest.raises(CalibrationFileError, match="malformed"):
+        read_calibration(p)
+    assert age("2026-11-19T10:00:00+00:00", datetime(2026, 11, 22, tzinfo=timezone.utc)).startswith(
+        "2 days ago"
+    )

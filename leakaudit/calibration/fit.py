@@ -1,0 +1,86 @@
+"""From measured attack quality to a :class:`~leakaudit.calibration.document.Calibration`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from leakaudit.calibration.confounds import confound_table
+from leakaudit.calibration.crossval import cross_validate
+from leakaudit.calibration.document import Calibration
+from leakaudit.calibration.recovery import Recovery
+
+#: Fewest recovered samples for a calibration to mean anything.
+MIN_RECOVERED = 3
+
+
+def fit_calibration(
+    scores: dict[str, np.ndarray],
+    quality: Recovery,
+    *,
+    meta: dict[str, dict[str, Any]],
+    k: int = 4,
+    seed: int = 0,
+    min_recovered: int = MIN_RECOVERED,
+) -> Calibration:
+    """Cross-validate the ranking rule and the PSNR map on the attacked samples.
+
+    Args:
+        scores: score name → ``[N]`` values of the attacked samples.
+        quality: what the attacks recovered on those samples.
+        meta: ``model``, ``data``, ``attack`` and ``defense`` sections of the document.
+        k: cross-validation folds.
+        seed: folds and bootstrap.
+        min_recovered: below this many recovered samples the attacks are judged to have
+            failed and nothing is calibrated (the document says so).
+    """
+    n_ok = int(quality.recovered.sum())
+    recovery_info = {
+        "attacked": len(quality.psnr_db),
+        "recovered": n_ok,
+        "fraction": quality.fraction,
+        "min_psnr_db": quality.min_psnr_db,
+        "min_gain_db": quality.min_gain_db,
+        "median_psnr_db": float(np.median(quality.psnr_db)),
+        "max_psnr_db": float(np.max(quality.psnr_db)),
+        "psnr_db": quality.psnr_db.tolist(),
+    }
+    confounds = confound_table(scores, quality.psnr_db, quality.mean, quality.contrast)
+    if n_ok < min_recovered:
+        recovery_info["reason"] = (
+            f"only {n_ok} of {len(quality.psnr_db)} samples were recovered (PSNR ≥ "
+            f"{quality.min_psnr_db:g} dB and ≥ {quality.min_gain_db:g} dB better than the best "
+            "constant image): the attacks failed, so there is no ranking to calibrate. "
+            "Raise the attack budget, or treat these samples as not exposed to these attacks."
+        )
+        return Calibration(
+            status="attacks_failed",
+            model=meta["model"],
+            data=meta["data"],
+            attack=meta["attack"],
+            defense=meta["defense"],
+            recovery=recovery_info,
+            confounds=confounds,
+        )
+    cv = cross_validate(scores, quality.psnr_db, k=k, seed=seed)
+    assert cv.chosen is not None
+    return Calibration(
+        status="calibrated",
+        model=meta["model"],
+        data=meta["data"],
+        attack=meta["attack"],
+        defense=meta["defense"],
+        recovery=recovery_info,
+        candidates=[c.to_dict() for c in cv.candidates],
+        chosen=cv.chosen,
+        procedure={
+            "cv_spearman": cv.procedure_rho if np.isfinite(cv.procedure_rho) else None,
+            "ci95": list(cv.procedure_ci95) if cv.procedure_ci95 else None,
+            "k": cv.k,
+            "folds_chosen": [c.name for c in cv.folds_chosen],
+        },
+        map=cv.map,
+        reference={s: cv.reference[s].tolist() for s in cv.chosen.scores},
+        confounds=confounds,
+    )
