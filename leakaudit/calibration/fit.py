@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,15 @@ def fit_calibration(
         "max_psnr_db": float(np.max(quality.psnr_db)),
         "psnr_db": quality.psnr_db.tolist(),
     }
-    confounds = confound_table(scores, quality.psnr_db, quality.mean, quality.contrast)
+    cal = Calibration(
+        status="attacks_failed",
+        model=meta["model"],
+        data=meta["data"],
+        attack=meta["attack"],
+        defense=meta["defense"],
+        recovery=recovery_info,
+        confounds=confound_table(scores, quality.psnr_db, quality.mean, quality.contrast),
+    )
     if n_ok < min_recovered:
         recovery_info["reason"] = (
             f"only {n_ok} of {len(quality.psnr_db)} samples were recovered (PSNR ≥ "
@@ -54,24 +63,11 @@ def fit_calibration(
             "constant image): the attacks failed, so there is no ranking to calibrate. "
             "Raise the attack budget, or treat these samples as not exposed to these attacks."
         )
-        return Calibration(
-            status="attacks_failed",
-            model=meta["model"],
-            data=meta["data"],
-            attack=meta["attack"],
-            defense=meta["defense"],
-            recovery=recovery_info,
-            confounds=confounds,
-        )
+        return cal
     cv = cross_validate(scores, quality.psnr_db, k=k, seed=seed)
-    assert cv.chosen is not None
-    return Calibration(
+    return dataclasses.replace(
+        cal,
         status="calibrated",
-        model=meta["model"],
-        data=meta["data"],
-        attack=meta["attack"],
-        defense=meta["defense"],
-        recovery=recovery_info,
         candidates=[c.to_dict() for c in cv.candidates],
         chosen=cv.chosen,
         procedure={
@@ -82,5 +78,4 @@ def fit_calibration(
         },
         map=cv.map,
         reference={s: cv.reference[s].tolist() for s in cv.chosen.scores},
-        confounds=confounds,
     )
