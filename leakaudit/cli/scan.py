@@ -6,18 +6,18 @@ from __future__ import annotations
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from leakaudit import api
 from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, warning_line
-from leakaudit.cli.flags import parse_allow, parse_defense, parse_rule_flag
-from leakaudit.cli.options import flag_overrides
+from leakaudit.cli.flags import parse_allow, parse_rule_flag
 from leakaudit.cli.output import write_outputs
 from leakaudit.cli.progress import scan_progress
-from leakaudit.config import ScanConfig, load_config, with_overrides
+from leakaudit.cli.resolve import resolve_config
+from leakaudit.config import ScanConfig
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
 from leakaudit.report.files import check_writable
 from leakaudit.report.partial import check_partial_path, remove_partial
@@ -27,16 +27,6 @@ class Format(str, Enum):
     table = "table"
     md = "md"
     json = "json"
-
-
-def _base_config(config: Path | None, demo: bool) -> ScanConfig:
-    if demo and config is not None:
-        raise ConfigError("--demo and --config exclude each other")
-    if demo:
-        from leakaudit.demo import demo_config
-
-        return demo_config()
-    return load_config(config) if config is not None else ScanConfig()
 
 
 def scan_command(
@@ -119,24 +109,34 @@ def scan_command(
     """
     # The model, data, scoring and output flags reach the config through ctx.params.
     with handle_errors(debug):
-        if not (config or demo or data or data_kind):
-            raise ConfigError("nothing to scan: give --config FILE, --data PATH or --demo")
-        cfg = _base_config(config, demo)
-        overrides = flag_overrides(ctx.params, {**opt.INPUT_KEYS, **opt.SCAN_KEYS})
-        if defense:
-            tau = target_error or cfg.defense.target_error
-            overrides["defense"] = parse_defense(defense, tau)
-        if fail_on:
-            flag_rules = [asdict(parse_rule_flag(r, max_fraction)) for r in fail_on]
-            overrides["gate.rules"] = [asdict(r) for r in cfg.gate.rules] + flag_rules
-        if allow:
-            entries = [asdict(e) for e in cfg.gate.allowlist]
-            overrides["gate.allowlist"] = entries + [parse_allow(a) for a in allow]
-        if redact:
-            overrides["output.redact"] = True
-        cfg = with_overrides(cfg, overrides)
+        cfg = resolve_config(
+            "scan",
+            ctx.params,
+            {**opt.INPUT_KEYS, **opt.SCAN_KEYS},
+            extra=lambda base: _gate_overrides(base, fail_on, max_fraction, allow, redact),
+        )
         base = config.parent if config is not None else None
         run_scan(cfg, resume=resume, partial=partial, show_progress=progress, base_dir=base)
+
+
+def _gate_overrides(
+    base: ScanConfig,
+    fail_on: list[str] | None,
+    max_fraction: float,
+    allow: list[str] | None,
+    redact: bool,
+) -> dict[str, Any]:
+    """``--fail-on`` and ``--allow`` added to the configured rules and allowlist; ``--redact``."""
+    overrides: dict[str, Any] = {}
+    if fail_on:
+        flag_rules = [asdict(parse_rule_flag(r, max_fraction)) for r in fail_on]
+        overrides["gate.rules"] = [asdict(r) for r in base.gate.rules] + flag_rules
+    if allow:
+        entries = [asdict(e) for e in base.gate.allowlist]
+        overrides["gate.allowlist"] = entries + [parse_allow(a) for a in allow]
+    if redact:
+        overrides["output.redact"] = True
+    return overrides
 
 
 def run_scan(
