@@ -26,15 +26,15 @@ from leakaudit.defenses import make_defense
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.report.build import build_report
 from leakaudit.report.document import Report
-from leakaudit.report.partial import (
+from leakaudit.report.paths import relativize, report_file
+from leakaudit.report.redact import Redactor, redact_key
+from leakaudit.resume import (
     DigestingDataset,
     PartialResults,
     fingerprint,
     load_partial,
     weights_digest,
 )
-from leakaudit.report.paths import relativize, report_file
-from leakaudit.report.redact import Redactor, redact_key
 from leakaudit.scores.engine import concat_results, resolve_device, score_samples
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 from leakaudit.validation import ValidationResult

@@ -4,7 +4,6 @@ write the report, exit with the gate's code."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,13 +19,8 @@ from leakaudit.cli.resolve import resolve_config
 from leakaudit.config import ScanConfig
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
 from leakaudit.report.files import check_writable
-from leakaudit.report.partial import check_partial_path, remove_partial
-
-
-class Format(str, Enum):
-    table = "table"
-    md = "md"
-    json = "json"
+from leakaudit.report.formats import FormatName
+from leakaudit.resume import check_partial_path, remove_partial
 
 
 def scan_command(
@@ -81,7 +75,7 @@ def scan_command(
         str | None, typer.Option("--json", help="Write the JSON report here ('-': stdout).")
     ] = None,
     fmt: Annotated[
-        Format | None, typer.Option("--format", "-f", help="Report format for stdout/--output.")
+        FormatName | None, typer.Option("--format", "-f", help="Report format for stdout/--output.")
     ] = None,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="Write the --format report here.")

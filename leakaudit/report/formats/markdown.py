@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from leakaudit.report.document import Report, SampleRecord
+from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.ranking import QUANTILES
 from leakaudit.scores.names import converged_key
 
@@ -106,3 +107,13 @@ def render_markdown(report: Report, top_k: int = 10) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+class MarkdownFormat(ReportFormat):
+    """``md``: GitHub-flavoured markdown for a CI job summary (``$GITHUB_STEP_SUMMARY``)."""
+
+    name = "md"
+    extension = ".md"
+
+    def render(self, report: Report) -> str:
+        return render_markdown(report, self.top_k)
