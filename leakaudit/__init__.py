@@ -20,8 +20,9 @@ _EXPORTS: dict[str, str] = {
     "validate": "leakaudit.api",
     "load_inputs": "leakaudit.api",
     "score_options": "leakaudit.api",
-    # the engine
+    # the engine and its inputs
     "score_samples": "leakaudit.scores.engine",
+    "concat_results": "leakaudit.scores.engine",
     "ScoreOptions": "leakaudit.scores.options",
     "ScoreResult": "leakaudit.scores.options",
     # configuration
@@ -29,7 +30,12 @@ _EXPORTS: dict[str, str] = {
     "load_config": "leakaudit.config",
     "config_from_dict": "leakaudit.config",
     "with_overrides": "leakaudit.config",
+    "config_to_dict": "leakaudit.config",
     "demo_config": "leakaudit.demo",
+    "DEMO_CHECKPOINT": "leakaudit.demo",
+    # models and weights
+    "build_model": "leakaudit.models",
+    "load_checkpoint": "leakaudit.io.checkpoints",
     # defences
     "Defense": "leakaudit.defenses",
     "NoDefense": "leakaudit.defenses",
@@ -47,10 +53,12 @@ _EXPORTS: dict[str, str] = {
     "LeakauditError": "leakaudit.errors",
     "ConfigError": "leakaudit.errors",
     "InputError": "leakaudit.errors",
+    "RuntimeFailure": "leakaudit.errors",
 }
 
 #: Spelled out for linters; tests check it equals ``_EXPORTS``.
 __all__ = [
+    "DEMO_CHECKPOINT",
     "ConfigError",
     "DPClipNoise",
     "Defense",
@@ -62,13 +70,18 @@ __all__ = [
     "Pruning",
     "Report",
     "ReportFormat",
+    "RuntimeFailure",
     "ScanConfig",
     "ScoreOptions",
     "ScoreResult",
     "ValidationResult",
     "__version__",
+    "build_model",
+    "concat_results",
     "config_from_dict",
+    "config_to_dict",
     "demo_config",
+    "load_checkpoint",
     "load_config",
     "load_inputs",
     "make_defense",
@@ -82,7 +95,13 @@ __all__ = [
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from leakaudit.api import load_inputs, scan, score_options, validate
-    from leakaudit.config import ScanConfig, config_from_dict, load_config, with_overrides
+    from leakaudit.config import (
+        ScanConfig,
+        config_from_dict,
+        config_to_dict,
+        load_config,
+        with_overrides,
+    )
     from leakaudit.defenses import (
         Defense,
         DPClipNoise,
@@ -92,11 +111,13 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
         Pruning,
         make_defense,
     )
-    from leakaudit.demo import demo_config
-    from leakaudit.errors import ConfigError, InputError, LeakauditError
+    from leakaudit.demo import DEMO_CHECKPOINT, demo_config
+    from leakaudit.errors import ConfigError, InputError, LeakauditError, RuntimeFailure
+    from leakaudit.io.checkpoints import load_checkpoint
+    from leakaudit.models import build_model
     from leakaudit.report.document import Report
     from leakaudit.report.formats import ReportFormat, report_format
-    from leakaudit.scores.engine import score_samples
+    from leakaudit.scores.engine import concat_results, score_samples
     from leakaudit.scores.options import ScoreOptions, ScoreResult
     from leakaudit.validation.result import ValidationResult
 
