@@ -224,6 +224,72 @@ def load_inputs(config: ScanConfig) -> Inputs:
     )
 
 
+def _score_resumably(
+    config: ScanConfig,
+    inputs: Inputs,
+    options: ScoreOptions,
+    progress: ProgressFn | None,
+    resume_path: str | Path | None,
+    partial_path: str | Path | None,
+) -> tuple[ScoreResult, int]:
+    """Score ``inputs``, continuing the partial results at ``resume_path`` and saving
+    them to ``partial_path`` (default: ``resume_path``) after each chunk.
+
+    Returns:
+        The results of all samples, and how many of them were resumed.
+    """
+    total = len(inputs.ids)
+    key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model))
+    done = (
+        load_partial(Path(resume_path), key, inputs.dataset, inputs.ids)
+        if resume_path is not None
+        else None
+    )
+    sidecar = partial_path if partial_path is not None else resume_path
+    partial = PartialResults(Path(sidecar) if sidecar else None, key, total, *(done or ()))
+    resumed = partial.count
+    data = DigestingDataset(inputs.dataset)
+    if progress is not None:
+        progress(resumed, total)
+
+    def advance(n: int) -> None:
+        if progress is not None:
+            progress(partial.count, total)
+
+    if resumed < total:
+        fresh = score_samples(
+            inputs.model,
+            data,
+            options,
+            progress=advance,
+            on_chunk=lambda part: partial.add(part, data.take(part.indices)),
+            skip=resumed,
+        )
+        backend, device = fresh.backend, fresh.device
+    else:
+        assert partial.result is not None
+        backend, device = partial.result.backend, partial.result.device
+    result: ScoreResult = partial.result if partial.result is not None else concat_results([])
+    result.backend, result.device = backend, device
+    return result, resumed
+
+
+def _warnings(config: ScanConfig) -> list[str]:
+    """The report's warnings about settings that weaken or endanger the scan."""
+    warnings = []
+    if config.model.trust_checkpoint:
+        warnings.append(
+            "model.trust_checkpoint is on: the checkpoint was unpickled without restrictions"
+        )
+    if config.model.random_init:
+        warnings.append(
+            "model.random_init is on: the model has random weights (seeded by "
+            f"scores.seed = {config.scores.seed}), not trained ones; its scores say "
+            "nothing about a trained model"
+        )
+    return warnings
+
+
 #: What :func:`scan` and :func:`validate` accept as a configuration.
 ConfigLike = ScanConfig | dict[str, Any] | str | Path
 
@@ -273,39 +339,7 @@ def scan(
     options = score_options(config)
     resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
     inputs = load_inputs(config)
-    total = len(inputs.ids)
-    key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model))
-    done = (
-        load_partial(Path(resume_path), key, inputs.dataset, inputs.ids)
-        if resume_path is not None
-        else None
-    )
-    sidecar = partial_path if partial_path is not None else resume_path
-    partial = PartialResults(Path(sidecar) if sidecar else None, key, total, *(done or ()))
-    resumed = partial.count
-    data = DigestingDataset(inputs.dataset)
-    if progress is not None:
-        progress(resumed, total)
-
-    def advance(n: int) -> None:
-        if progress is not None:
-            progress(partial.count, total)
-
-    if resumed < total:
-        fresh = score_samples(
-            inputs.model,
-            data,
-            options,
-            progress=advance,
-            on_chunk=lambda part: partial.add(part, data.take(part.indices)),
-            skip=resumed,
-        )
-        backend, device = fresh.backend, fresh.device
-    else:
-        assert partial.result is not None
-        backend, device = partial.result.backend, partial.result.device
-    result: ScoreResult = partial.result if partial.result is not None else concat_results([])
-    result.backend, result.device = backend, device
+    result, resumed = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
         result,
@@ -315,20 +349,7 @@ def scan(
         dataset_info=inputs.dataset_info,
         seconds=time.perf_counter() - start,
         resumed=resumed,
-        warnings=(
-            ["model.trust_checkpoint is on: the checkpoint was unpickled without restrictions"]
-            if config.model.trust_checkpoint
-            else []
-        )
-        + (
-            [
-                "model.random_init is on: the model has random weights (seeded by "
-                f"scores.seed = {config.scores.seed}), not trained ones; its scores say "
-                "nothing about a trained model"
-            ]
-            if config.model.random_init
-            else []
-        ),
+        warnings=_warnings(config),
     )
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
     if redactor is not None:

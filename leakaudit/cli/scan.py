@@ -18,6 +18,7 @@ from leakaudit.cli.progress import scan_progress
 from leakaudit.cli.resolve import resolve_config
 from leakaudit.config import ScanConfig
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
+from leakaudit.report.document import Report
 from leakaudit.report.files import check_writable
 from leakaudit.report.formats import FormatName
 from leakaudit.resume import check_partial_path, remove_partial
@@ -142,23 +143,7 @@ def run_scan(
     base_dir: Path | None = None,
 ) -> None:
     """Check outputs, scan, write, exit with the gate's code."""
-    out = cfg.output
-    for path in (out.json, out.output):
-        if path and path != "-":
-            check_writable(path)
-    sidecar = partial or (f"{out.json}.partial.pt" if out.json and out.json != "-" else None)
-    if resume and sidecar is None:
-        raise ConfigError("--resume needs --json PATH or --partial PATH to find partial results")
-    if sidecar:
-        for flag, path in (("--json", out.json), ("--output", out.output)):
-            if path and path != "-" and Path(path).resolve() == Path(sidecar).resolve():
-                raise ConfigError(f"--partial {sidecar} is the {flag} report; choose another")
-        check_writable(sidecar)
-        check_partial_path(sidecar)
-        if resume and not Path(sidecar).exists():
-            warning_line(f"no partial results at {sidecar}; starting from the beginning")
-        if not resume and Path(sidecar).exists():
-            warning_line(f"replacing the partial results in {sidecar} (--resume continues them)")
+    sidecar = _check_outputs(cfg, resume, partial)
     opt.warn_if_trusted(cfg)
     try:
         with scan_progress(show_progress) as callback:
@@ -179,6 +164,34 @@ def run_scan(
     write_outputs(report, cfg)
     if sidecar:
         remove_partial(sidecar)
+    _verdict(report)
+
+
+def _check_outputs(cfg: ScanConfig, resume: bool, partial: str | None) -> str | None:
+    """Check that every output can be written before scanning; return the partial-results
+    file (``--partial``, else ``<json>.partial.pt``, else none)."""
+    out = cfg.output
+    for path in (out.json, out.output):
+        if path and path != "-":
+            check_writable(path)
+    sidecar = partial or (f"{out.json}.partial.pt" if out.json and out.json != "-" else None)
+    if resume and sidecar is None:
+        raise ConfigError("--resume needs --json PATH or --partial PATH to find partial results")
+    if sidecar:
+        for flag, path in (("--json", out.json), ("--output", out.output)):
+            if path and path != "-" and Path(path).resolve() == Path(sidecar).resolve():
+                raise ConfigError(f"--partial {sidecar} is the {flag} report; choose another")
+        check_writable(sidecar)
+        check_partial_path(sidecar)
+        if resume and not Path(sidecar).exists():
+            warning_line(f"no partial results at {sidecar}; starting from the beginning")
+        if not resume and Path(sidecar).exists():
+            warning_line(f"replacing the partial results in {sidecar} (--resume continues them)")
+    return sidecar
+
+
+def _verdict(report: Report) -> None:
+    """Warnings and the gate's verdict on stderr; a failed gate exits 1."""
     err = stderr_console()
     for line in report.summary["non_converged"][:1]:
         warning_line(
