@@ -1,39 +1,50 @@
-"""The Python API: ``scan(config) -> Report``. The CLI is a thin layer over it.
+"""The Python API: ``scan(config) -> Report`` and its peer
+``validate(config, scores) -> ValidationResult``. The CLI is a thin layer over both.
 
 Example:
-    >>> from leakaudit.api import scan
-    >>> from leakaudit.demo import demo_config
+    >>> from leakaudit import demo_config, scan, validate
     >>> report = scan(demo_config())
     >>> report.ranked()[0].id  # the riskiest sample
+    >>> result = validate(demo_config(), report, attacks=["dlg"], budget="fast")
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from leakaudit.attacks import InputSpace, check_attacks
+from leakaudit.attacks.base import check_budget
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
 from leakaudit.defenses import make_defense
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.report.build import build_report
 from leakaudit.report.document import Report
-from leakaudit.report.partial import (
+from leakaudit.report.paths import relativize, report_file
+from leakaudit.report.redact import Redactor, redact_key
+from leakaudit.resume import (
     DigestingDataset,
     PartialResults,
     fingerprint,
     load_partial,
     weights_digest,
 )
-from leakaudit.report.paths import relativize, report_file
-from leakaudit.report.redact import Redactor, redact_key
 from leakaudit.scores.engine import concat_results, resolve_device, score_samples
 from leakaudit.scores.options import ScoreOptions, ScoreResult
+from leakaudit.validation import ValidationResult
+from leakaudit.validation.sources import (
+    ScoreTable,
+    check_report_checkpoint,
+    scores_from_report,
+    scores_from_result,
+    validate_scores,
+)
 
 #: ``progress(done, total)``: samples finished so far (resumed ones included), of all.
 ProgressFn = Callable[[int, int], None]
@@ -213,44 +224,20 @@ def load_inputs(config: ScanConfig) -> Inputs:
     )
 
 
-def scan(
-    config: ScanConfig | dict[str, Any] | str | Path,
-    *,
-    progress: ProgressFn | None = None,
-    resume_path: str | Path | None = None,
-    partial_path: str | Path | None = None,
-    base_dir: str | Path | None = None,
-) -> Report:
-    """Score every sample of the configured data and return the ranked, gated report.
-
-    Args:
-        config: a :class:`ScanConfig`, a mapping in the YAML layout, or a YAML path.
-        progress: ``progress(done, total)`` after each chunk.
-        resume_path: partial results of an interrupted scan to continue from; a missing
-            file means there is nothing to resume and the scan starts afresh.
-        partial_path: where to checkpoint partial results after each chunk (default:
-            ``resume_path``). The caller removes it once the report is saved. An
-            existing file there must be a partial-results file (it is replaced).
-        base_dir: the report stores file paths relative to this directory (default:
-            the config file's directory, else the current one; see
-            :mod:`leakaudit.report.paths`).
+def _score_resumably(
+    config: ScanConfig,
+    inputs: Inputs,
+    options: ScoreOptions,
+    progress: ProgressFn | None,
+    resume_path: str | Path | None,
+    partial_path: str | Path | None,
+) -> tuple[ScoreResult, int]:
+    """Score ``inputs``, continuing the partial results at ``resume_path`` and saving
+    them to ``partial_path`` (default: ``resume_path``) after each chunk.
 
     Returns:
-        The report; it never prints. ``report.gate.passed`` is the CI verdict.
-
-    Raises:
-        ConfigError, InputError: bad configuration or inputs (exit 2), also partial
-            results of other settings or data.
+        The results of all samples, and how many of them were resumed.
     """
-    if isinstance(config, str | Path):
-        base_dir = Path(config).parent if base_dir is None else base_dir
-        config = load_config(config)
-    elif isinstance(config, dict):
-        config = config_from_dict(config)
-    start = time.perf_counter()
-    options = score_options(config)
-    resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
-    inputs = load_inputs(config)
     total = len(inputs.ids)
     key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model))
     done = (
@@ -284,6 +271,75 @@ def scan(
         backend, device = partial.result.backend, partial.result.device
     result: ScoreResult = partial.result if partial.result is not None else concat_results([])
     result.backend, result.device = backend, device
+    return result, resumed
+
+
+def _warnings(config: ScanConfig) -> list[str]:
+    """The report's warnings about settings that weaken or endanger the scan."""
+    warnings = []
+    if config.model.trust_checkpoint:
+        warnings.append(
+            "model.trust_checkpoint is on: the checkpoint was unpickled without restrictions"
+        )
+    if config.model.random_init:
+        warnings.append(
+            "model.random_init is on: the model has random weights (seeded by "
+            f"scores.seed = {config.scores.seed}), not trained ones; its scores say "
+            "nothing about a trained model"
+        )
+    return warnings
+
+
+#: What :func:`scan` and :func:`validate` accept as a configuration.
+ConfigLike = ScanConfig | dict[str, Any] | str | Path
+
+
+def _as_config(config: ConfigLike, base_dir: str | Path | None) -> tuple[ScanConfig, Any]:
+    """``config`` as a :class:`ScanConfig`, and the directory its relative paths are
+    relative to (a YAML file's own directory unless ``base_dir`` says otherwise)."""
+    if isinstance(config, str | Path):
+        base_dir = Path(config).parent if base_dir is None else base_dir
+        return load_config(config), base_dir
+    if isinstance(config, dict):
+        return config_from_dict(config), base_dir
+    return config, base_dir
+
+
+def scan(
+    config: ConfigLike,
+    *,
+    progress: ProgressFn | None = None,
+    resume_path: str | Path | None = None,
+    partial_path: str | Path | None = None,
+    base_dir: str | Path | None = None,
+) -> Report:
+    """Score every sample of the configured data and return the ranked, gated report.
+
+    Args:
+        config: a :class:`ScanConfig`, a mapping in the YAML layout, or a YAML path.
+        progress: ``progress(done, total)`` after each chunk.
+        resume_path: partial results of an interrupted scan to continue from; a missing
+            file means there is nothing to resume and the scan starts afresh.
+        partial_path: where to checkpoint partial results after each chunk (default:
+            ``resume_path``). The caller removes it once the report is saved. An
+            existing file there must be a partial-results file (it is replaced).
+        base_dir: the report stores file paths relative to this directory (default:
+            the config file's directory, else the current one; see
+            :mod:`leakaudit.report.paths`).
+
+    Returns:
+        The report; it never prints. ``report.gate.passed`` is the CI verdict.
+
+    Raises:
+        ConfigError, InputError: bad configuration or inputs (exit 2), also partial
+            results of other settings or data.
+    """
+    config, base_dir = _as_config(config, base_dir)
+    start = time.perf_counter()
+    options = score_options(config)
+    resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
+    inputs = load_inputs(config)
+    result, resumed = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
         result,
@@ -293,20 +349,7 @@ def scan(
         dataset_info=inputs.dataset_info,
         seconds=time.perf_counter() - start,
         resumed=resumed,
-        warnings=(
-            ["model.trust_checkpoint is on: the checkpoint was unpickled without restrictions"]
-            if config.model.trust_checkpoint
-            else []
-        )
-        + (
-            [
-                "model.random_init is on: the model has random weights (seeded by "
-                f"scores.seed = {config.scores.seed}), not trained ones; its scores say "
-                "nothing about a trained model"
-            ]
-            if config.model.random_init
-            else []
-        ),
+        warnings=_warnings(config),
     )
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
     if redactor is not None:
@@ -315,7 +358,134 @@ def scan(
     return report
 
 
+#: Scores :func:`validate` accepts: the engine's, a report, or a report's JSON document.
+ScoresLike = ScoreResult | Report | Mapping[str, Any]
+
+
+def validate(
+    config: ConfigLike,
+    scores: ScoresLike | None = None,
+    *,
+    attacks: Sequence[str] = ("dlg", "ig"),
+    budget: str = "standard",
+    n_samples: int = 32,
+    indices: Sequence[int] | None = None,
+    risk_score: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    scan_progress: ProgressFn | None = None,
+) -> ValidationResult:
+    """Attack a stratified subset of the configured samples and measure which score
+    predicts how well they are reconstructed: what ``leakaudit validate`` runs.
+
+    The model and data are loaded as :func:`scan` loads them; the attacker sees the
+    configured defence; pixels are un-normalised with the data's ``mean``/``std``.
+
+    Args:
+        config: as in :func:`scan`.
+        scores: the scan's scores: a :class:`Report` or its JSON document (its checkpoint
+            must be the configured one, checked by SHA-256), or a :class:`ScoreResult` of
+            this configuration; ``None`` scores the data now.
+        attacks: attack names (``dlg``, ``idlg``, ``ig``).
+        budget: ``fast``, ``standard`` or ``paper``.
+        n_samples: samples to attack (stratified over the risk ranking).
+        indices: dataset positions to attack instead.
+        risk_score: orders the selection (default: the scan's risk score).
+        seed: seeds selection, defence noise, attacks and bootstrap.
+        device: where to attack: ``auto``, ``cpu`` or ``cuda``.
+        progress: attack progress ``(done, total)`` in iterations.
+        scan_progress: scoring progress ``(done, total)`` when ``scores`` is ``None``.
+
+    Returns:
+        The :class:`ValidationResult`; it never prints.
+
+    Raises:
+        ConfigError: a bad configuration, attack, budget, score or index (exit 2).
+        InputError: bad inputs, or a report that did not scan this checkpoint (exit 2).
+    """
+    config = _as_config(config, None)[0]
+    try:
+        check_attacks(list(attacks))
+        check_budget(budget)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    dev = resolve_device(device)
+    options = score_options(config)
+    report = scores.to_dict() if isinstance(scores, Report) else scores
+    if isinstance(report, Mapping):
+        _check_report_model(config, report, None)
+    inputs = load_inputs(config)
+    if isinstance(report, Mapping):  # the file may have changed while it was loaded
+        _check_report_model(config, report, inputs.checkpoint_sha256)
+    table = _score_table(config, inputs, options, report, scan_progress)
+    try:
+        return validate_scores(
+            inputs.model,
+            inputs.dataset,
+            table,
+            n_samples=n_samples,
+            indices=indices,
+            risk_score=risk_score,
+            seed=seed,
+            attacks=attacks,
+            budget=budget,
+            defense=options.defense,
+            space=input_space(config),
+            directions=dict(config.scores.directions),
+            device=dev,
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_report_model(config: ScanConfig, report: Mapping[str, Any], sha: str | None) -> None:
+    """Refuse a report whose scores belong to other weights than ``config``'s checkpoint."""
+    if config.model.checkpoint is None:
+        raise ConfigError(
+            "--report: the scanned model has no checkpoint, so its random weights cannot be "
+            "rebuilt; validate would attack a different model (omit --report to rescore)"
+        )
+    check_report_checkpoint(dict(report), config.model.checkpoint, sha)
+
+
+def _score_table(
+    config: ScanConfig,
+    inputs: Inputs,
+    options: ScoreOptions,
+    scores: ScoreResult | Mapping[str, Any] | None,
+    progress: ProgressFn | None,
+) -> ScoreTable:
+    """The scores to validate: read from a report, taken from a result, or computed now."""
+    if isinstance(scores, Mapping):
+        try:
+            return scores_from_report(scores)
+        except ValueError as exc:
+            raise InputError(f"--report: {exc}") from None
+    if scores is None:
+        total, done = len(inputs.ids), 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        scores = score_samples(inputs.model, inputs.dataset, options, progress=advance)
+    return scores_from_result(scores, inputs.ids, config.scores.risk_score)
+
+
+def input_space(config: ScanConfig) -> InputSpace:
+    """The attacker's input space: pixels un-normalised with the data's ``mean``/``std``."""
+    data = config.data
+    if data.mean is None:
+        return InputSpace()
+    return InputSpace.from_normalization(data.mean, data.std or [1.0] * len(data.mean))
+
+
 __all__ = [
+    "ConfigLike",
     "Inputs",
     "ProgressFn",
     "ScoreOptions",
@@ -324,4 +494,5 @@ __all__ = [
     "scan",
     "score_options",
     "score_samples",
+    "validate",
 ]

@@ -14,8 +14,8 @@ from leakaudit.config import config_from_dict
 from leakaudit.errors import InputError
 from leakaudit.report.build import build_report, sigma_needed
 from leakaudit.report.files import check_writable, write_atomic
-from leakaudit.report.json_out import render_json
-from leakaudit.report.markdown import render_markdown
+from leakaudit.report.formats.json_format import render_json
+from leakaudit.report.formats.markdown import render_markdown
 from leakaudit.report.ranking import distribution, risk_percentiles, risk_ranks
 from leakaudit.report.schema import schema_errors
 from leakaudit.scores.options import ScoreResult
@@ -186,7 +186,7 @@ def test_check_writable(tmp_path: Path) -> None:
 def test_terminal_table_is_compact_on_narrow_terminals() -> None:
     from rich.console import Console
 
-    from leakaudit.report.terminal import top_table
+    from leakaudit.report.formats.table import top_table
 
     result = hand_result()
     result.scores["lavp_l2_max"] = 2 * GRAD

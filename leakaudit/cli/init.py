@@ -8,81 +8,9 @@ from typing import Annotated
 import typer
 
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console
-from leakaudit.config import DEFAULT_RISK_SCORE
+from leakaudit.config.template import TEMPLATE
 from leakaudit.errors import InputError
 from leakaudit.report.files import check_writable, write_atomic
-
-TEMPLATE = f"""\
-# leakaudit scan configuration. Every key is optional unless marked; the values shown
-# are the defaults. Relative paths are relative to this file. Reference:
-# docs/configuration.md. Run:  leakaudit scan --config THIS_FILE
-
-model:
-  # lenet | convnet | resnet18 | resnet20 | torchvision:<name> | path/file.py:function
-  # | package.module:function | torchscript (the architecture comes from the checkpoint)
-  name: lenet
-  num_classes: null        # default: the checkpoint's classes, else the dataset's
-  in_channels: null        # default: the dataset's channels
-  image_size: null         # default: the dataset's image side
-  kwargs: {{}}               # extra keyword arguments for the builder or your factory
-  checkpoint: null         # .pt/.pth state_dict (nested and module.-prefixed ok),
-                           # .safetensors, or a TorchScript archive
-  trust_checkpoint: false  # true allows unpickling arbitrary objects: only for files you trust
-  random_init: false       # true: no checkpoint, a random model seeded by scores.seed
-  strict: true             # require the checkpoint's keys to match the model's exactly
-
-data:
-  # imagefolder | cifar10 | cifar100 | mnist | fashionmnist | tensors | digits
-  kind: imagefolder
-  root: data/              # folder, torchvision root (no downloads), or .pt / .npz file
-  split: null              # train | test for torchvision roots and digits
-  resize: null             # resize images to this side
-  mean: null               # per-channel normalisation, e.g. [0.4914, 0.4822, 0.4465]
-  std: null
-  channels: null           # force 1 (grayscale) or 3 (RGB)
-  indices: null            # scan only these positions, e.g. [0, 5, 9]
-  first: null              # scan only the first N samples
-  per_class: null          # at most N samples per class
-
-scores:
-  select: [grad_norm, lavp_l2_max, lavp_l2_min, lavp_cos_max, lavp_cos_min, lavp_gm, i2f_lb, i2f]
-  risk_score: {DEFAULT_RISK_SCORE}       # the score that ranks samples
-  directions: {{}}           # e.g. {{lavp_gm: higher_is_riskier}} overrides SPEC's direction
-  gm_end: max              # spectrum end used by lavp_gm: max | min
-  n_probes: 8              # random probes of the I²F trace estimators
-  max_iter: 80             # Lanczos steps per operator
-  tol: 1.0e-4              # relative residual for convergence
-  damping: 1.0e-3          # I²F damping ε relative to λ_max(JᵀJ)
-  seed: 0
-  device: auto             # auto | cpu | cuda
-  dtype: float32           # float32 | float64
-  chunk_size: null         # samples scored together (default: from memory_budget)
-  memory_budget: 2GiB
-  backend: auto            # auto | func | autograd
-  model_mode: eval         # eval | train
-
-defense:
-  kind: gaussian           # none | gaussian | laplace | pruning | dp
-  params: {{sigma: 0.01}}    # gaussian: sigma; laplace: scale; pruning: ratio; dp: clip, sigma
-  target_error: 1.0        # τ: the reconstruction error (input units) of the σ what-if
-
-gate:
-  rules: []                # all must pass, e.g.
-  # - score: i2f           # risky when i2f < 0.5: the attack is predicted to get within 0.5
-  #   threshold: 0.5
-  #   max_fraction: 0.0    # fail if more than this fraction is risky (0: any)
-  #   risky_when: below    # below | above; default: the score's risk direction
-  allowlist: []            # samples the gate ignores, each with a reason, e.g.
-  # - id: "images/cat/003.png"
-  #   reason: public image, consent on file
-
-output:
-  top_k: 10                # rows of the riskiest-samples table
-  json: null               # write the JSON report here ("-": stdout)
-  format: table            # table | md | json, to stdout or `output`
-  output: null
-  redact: false            # hash sample ids, keep only file names of paths (--redact)
-"""
 
 
 def init_command(

@@ -4,39 +4,24 @@ write the report, exit with the gate's code."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from leakaudit import api
 from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, warning_line
-from leakaudit.cli.flags import parse_allow, parse_defense, parse_rule_flag
-from leakaudit.cli.options import flag_overrides
+from leakaudit.cli.flags import parse_allow, parse_rule_flag
 from leakaudit.cli.output import write_outputs
 from leakaudit.cli.progress import scan_progress
-from leakaudit.config import ScanConfig, load_config, with_overrides
+from leakaudit.cli.resolve import resolve_config
+from leakaudit.config import ScanConfig
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
+from leakaudit.report.document import Report
 from leakaudit.report.files import check_writable
-from leakaudit.report.partial import check_partial_path, remove_partial
-
-
-class Format(str, Enum):
-    table = "table"
-    md = "md"
-    json = "json"
-
-
-def _base_config(config: Path | None, demo: bool) -> ScanConfig:
-    if demo and config is not None:
-        raise ConfigError("--demo and --config exclude each other")
-    if demo:
-        from leakaudit.demo import demo_config
-
-        return demo_config()
-    return load_config(config) if config is not None else ScanConfig()
+from leakaudit.report.formats import FormatName
+from leakaudit.resume import check_partial_path, remove_partial
 
 
 def scan_command(
@@ -91,7 +76,7 @@ def scan_command(
         str | None, typer.Option("--json", help="Write the JSON report here ('-': stdout).")
     ] = None,
     fmt: Annotated[
-        Format | None, typer.Option("--format", "-f", help="Report format for stdout/--output.")
+        FormatName | None, typer.Option("--format", "-f", help="Report format for stdout/--output.")
     ] = None,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="Write the --format report here.")
@@ -119,24 +104,34 @@ def scan_command(
     """
     # The model, data, scoring and output flags reach the config through ctx.params.
     with handle_errors(debug):
-        if not (config or demo or data or data_kind):
-            raise ConfigError("nothing to scan: give --config FILE, --data PATH or --demo")
-        cfg = _base_config(config, demo)
-        overrides = flag_overrides(ctx.params, {**opt.INPUT_KEYS, **opt.SCAN_KEYS})
-        if defense:
-            tau = target_error or cfg.defense.target_error
-            overrides["defense"] = parse_defense(defense, tau)
-        if fail_on:
-            flag_rules = [asdict(parse_rule_flag(r, max_fraction)) for r in fail_on]
-            overrides["gate.rules"] = [asdict(r) for r in cfg.gate.rules] + flag_rules
-        if allow:
-            entries = [asdict(e) for e in cfg.gate.allowlist]
-            overrides["gate.allowlist"] = entries + [parse_allow(a) for a in allow]
-        if redact:
-            overrides["output.redact"] = True
-        cfg = with_overrides(cfg, overrides)
+        cfg = resolve_config(
+            "scan",
+            ctx.params,
+            {**opt.INPUT_KEYS, **opt.SCAN_KEYS},
+            extra=lambda base: _gate_overrides(base, fail_on, max_fraction, allow, redact),
+        )
         base = config.parent if config is not None else None
         run_scan(cfg, resume=resume, partial=partial, show_progress=progress, base_dir=base)
+
+
+def _gate_overrides(
+    base: ScanConfig,
+    fail_on: list[str] | None,
+    max_fraction: float,
+    allow: list[str] | None,
+    redact: bool,
+) -> dict[str, Any]:
+    """``--fail-on`` and ``--allow`` added to the configured rules and allowlist; ``--redact``."""
+    overrides: dict[str, Any] = {}
+    if fail_on:
+        flag_rules = [asdict(parse_rule_flag(r, max_fraction)) for r in fail_on]
+        overrides["gate.rules"] = [asdict(r) for r in base.gate.rules] + flag_rules
+    if allow:
+        entries = [asdict(e) for e in base.gate.allowlist]
+        overrides["gate.allowlist"] = entries + [parse_allow(a) for a in allow]
+    if redact:
+        overrides["output.redact"] = True
+    return overrides
 
 
 def run_scan(
@@ -148,23 +143,7 @@ def run_scan(
     base_dir: Path | None = None,
 ) -> None:
     """Check outputs, scan, write, exit with the gate's code."""
-    out = cfg.output
-    for path in (out.json, out.output):
-        if path and path != "-":
-            check_writable(path)
-    sidecar = partial or (f"{out.json}.partial.pt" if out.json and out.json != "-" else None)
-    if resume and sidecar is None:
-        raise ConfigError("--resume needs --json PATH or --partial PATH to find partial results")
-    if sidecar:
-        for flag, path in (("--json", out.json), ("--output", out.output)):
-            if path and path != "-" and Path(path).resolve() == Path(sidecar).resolve():
-                raise ConfigError(f"--partial {sidecar} is the {flag} report; choose another")
-        check_writable(sidecar)
-        check_partial_path(sidecar)
-        if resume and not Path(sidecar).exists():
-            warning_line(f"no partial results at {sidecar}; starting from the beginning")
-        if not resume and Path(sidecar).exists():
-            warning_line(f"replacing the partial results in {sidecar} (--resume continues them)")
+    sidecar = _check_outputs(cfg, resume, partial)
     opt.warn_if_trusted(cfg)
     try:
         with scan_progress(show_progress) as callback:
@@ -185,6 +164,34 @@ def run_scan(
     write_outputs(report, cfg)
     if sidecar:
         remove_partial(sidecar)
+    _verdict(report)
+
+
+def _check_outputs(cfg: ScanConfig, resume: bool, partial: str | None) -> str | None:
+    """Check that every output can be written before scanning; return the partial-results
+    file (``--partial``, else ``<json>.partial.pt``, else none)."""
+    out = cfg.output
+    for path in (out.json, out.output):
+        if path and path != "-":
+            check_writable(path)
+    sidecar = partial or (f"{out.json}.partial.pt" if out.json and out.json != "-" else None)
+    if resume and sidecar is None:
+        raise ConfigError("--resume needs --json PATH or --partial PATH to find partial results")
+    if sidecar:
+        for flag, path in (("--json", out.json), ("--output", out.output)):
+            if path and path != "-" and Path(path).resolve() == Path(sidecar).resolve():
+                raise ConfigError(f"--partial {sidecar} is the {flag} report; choose another")
+        check_writable(sidecar)
+        check_partial_path(sidecar)
+        if resume and not Path(sidecar).exists():
+            warning_line(f"no partial results at {sidecar}; starting from the beginning")
+        if not resume and Path(sidecar).exists():
+            warning_line(f"replacing the partial results in {sidecar} (--resume continues them)")
+    return sidecar
+
+
+def _verdict(report: Report) -> None:
+    """Warnings and the gate's verdict on stderr; a failed gate exits 1."""
     err = stderr_console()
     for line in report.summary["non_converged"][:1]:
         warning_line(

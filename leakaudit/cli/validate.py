@@ -1,6 +1,5 @@
 """``leakaudit validate``: parse flags, build the scan config, call
-:func:`leakaudit.validation.validate_config`, print the agreement table, write the JSON
-and the figure."""
+:func:`leakaudit.api.validate`, print the agreement table, write the JSON and the figure."""
 
 from __future__ import annotations
 
@@ -11,18 +10,15 @@ from typing import Annotated, Any
 
 import typer
 
+from leakaudit import api
 from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
-from leakaudit.cli.flags import parse_defense
-from leakaudit.cli.options import flag_overrides
 from leakaudit.cli.progress import validate_progress
-from leakaudit.config import ScanConfig, load_config, with_overrides
+from leakaudit.cli.resolve import resolve_config
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.report.files import check_writable, write_atomic
-from leakaudit.report.paths import config_from_report
 from leakaudit.report.validation_table import agreement_tables
-from leakaudit.validation import validate_config
-from leakaudit.validation.sources import report_config
+from leakaudit.validation import ValidationResult
 
 
 class Budget(str, Enum):
@@ -101,38 +97,15 @@ def validate_command(
             if path is not None and str(path) != "-":
                 check_writable(path)
         raw = _read_report(report) if report is not None else None
-        if raw is not None and (config or demo):
-            raise ConfigError("--report carries its own configuration; drop --config/--demo")
         # The model and data flags reach the config through ctx.params.
-        overrides = flag_overrides(ctx.params, opt.INPUT_KEYS)
-        cfg: ScanConfig
-        if raw is not None:  # data: trust and code-loading only from this run's flags
-            cfg = report_config(config_from_report(raw, report), overrides)
-        elif demo:
-            from leakaudit.demo import demo_config
-
-            cfg = demo_config()
-        elif config is not None:
-            cfg = load_config(config)
-        elif data or data_kind:
-            cfg = ScanConfig()
-        else:
-            raise ConfigError("nothing to validate: give --report, --config, --data or --demo")
-        if defense:
-            overrides["defense"] = parse_defense(defense, cfg.defense.target_error)
-        cfg = with_overrides(cfg, overrides)
+        cfg = resolve_config("validate", ctx.params, opt.INPUT_KEYS, report=raw, report_path=report)
         if figure is not None:
-            from leakaudit.report.plots import PLOTS_MISSING
-
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                raise ConfigError(f"--figure: {PLOTS_MISSING}") from None
+            _check_plots()
         opt.warn_if_trusted(cfg)
         with validate_progress(progress, scoring=raw is None) as (scoring, callback):
-            result = validate_config(
+            result = api.validate(
                 cfg,
-                report=raw,
+                raw,
                 scan_progress=scoring,
                 attacks=[a.strip() for a in attacks.split(",") if a.strip()],
                 budget=budget.value,
@@ -143,21 +116,36 @@ def validate_command(
                 device=device.value,
                 progress=callback,
             )
-        out = stderr_console() if json_path == "-" else stdout_console()
-        for table in agreement_tables(result):
-            out.print(table)
-        for summary in result.summary.values():
-            out.print(summary["sentence"], markup=False)
-        for note in result.notes:
-            warning_line(note)
-        if json_path:
-            text = json.dumps({"validation": result.to_dict()}, indent=2, allow_nan=False)
-            if json_path == "-":
-                stdout_console().out(text, highlight=False)
-            else:
-                write_atomic(json_path, text + "\n")
-        if figure is not None:
-            from leakaudit.report.plots import validation_figure
+        _write(result, json_path, figure)
 
-            validation_figure(result, figure)
-            stderr_console().print(f"figure written to {figure}", markup=False)
+
+def _check_plots() -> None:
+    """Refuse ``--figure`` before any work when matplotlib is missing."""
+    from leakaudit.report.plots import PLOTS_MISSING
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--figure: {PLOTS_MISSING}") from None
+
+
+def _write(result: ValidationResult, json_path: str | None, figure: Path | None) -> None:
+    """The agreement tables and sentences, the JSON (``-``: stdout) and the figure."""
+    out = stderr_console() if json_path == "-" else stdout_console()
+    for table in agreement_tables(result):
+        out.print(table)
+    for summary in result.summary.values():
+        out.print(summary["sentence"], markup=False)
+    for note in result.notes:
+        warning_line(note)
+    if json_path:
+        text = json.dumps({"validation": result.to_dict()}, indent=2, allow_nan=False)
+        if json_path == "-":
+            stdout_console().out(text, highlight=False)
+        else:
+            write_atomic(json_path, text + "\n")
+    if figure is not None:
+        from leakaudit.report.plots import validation_figure
+
+        validation_figure(result, figure)
+        stderr_console().print(f"figure written to {figure}", markup=False)

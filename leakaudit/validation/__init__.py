@@ -5,25 +5,38 @@ how well each score predicts how well they are reconstructed.
 - :mod:`~leakaudit.validation.run`: :func:`validate`, the attack-and-measure run.
 - :mod:`~leakaudit.validation.result`: :class:`ValidationResult`, its JSON form and the
   summary sentence per attack.
-- :mod:`~leakaudit.validation.sources`: scores from a scan report
-  (:func:`validate_report`) or a scan configuration (:func:`validate_config`).
+- :mod:`~leakaudit.validation.sources`: the scores to validate, a :class:`ScoreTable` read
+  from a scan report or made from the engine's result (:func:`validate_scores`,
+  :func:`validate_report`).
+
+:func:`leakaudit.api.validate` (the peer of :func:`leakaudit.api.scan`) loads a scan
+configuration's model and data and calls into this package; this package never imports
+the API.
 """
 
 from leakaudit.validation.result import PRIMARY_METRIC, ValidationResult, summarise
 from leakaudit.validation.run import ProgressFn, validate
 from leakaudit.validation.selection import oriented_risk, select, stratified_indices
-from leakaudit.validation.sources import scores_from_report, validate_config, validate_report
+from leakaudit.validation.sources import (
+    ScoreTable,
+    scores_from_report,
+    scores_from_result,
+    validate_report,
+    validate_scores,
+)
 
 __all__ = [
     "PRIMARY_METRIC",
     "ProgressFn",
+    "ScoreTable",
     "ValidationResult",
     "oriented_risk",
     "scores_from_report",
+    "scores_from_result",
     "select",
     "stratified_indices",
     "summarise",
     "validate",
-    "validate_config",
     "validate_report",
+    "validate_scores",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +33,7 @@ from leakaudit.attacks.base import check_budget, config_dict
 from leakaudit.defenses import Defense, NoDefense
 from leakaudit.metrics.agreement import Agreement, agreement
 from leakaudit.metrics.quality import METRIC_DIRECTIONS, quality_metrics
+from leakaudit.scores.engine import resolve_device
 from leakaudit.scores.names import ALL_SCORES, SCORES
 from leakaudit.validation.result import ValidationResult, summarise
 from leakaudit.validation.selection import oriented_risk, select
@@ -83,7 +85,7 @@ def validate(
         attack_configs: explicit hyperparameters per attack (else the budget's).
         batch_size: samples attacked together.
         seed: seeds selection, defence noise, attack starts and the bootstrap.
-        device: where to attack.
+        device: where to attack: ``auto`` (CUDA when available), ``cpu``, ``cuda``.
         n_resamples: bootstrap resamples.
         use_lpips: compute LPIPS when it is available locally.
         progress: ``progress(done, total)`` in attack iterations.
@@ -98,41 +100,124 @@ def validate(
     budget = check_budget(budget)
     defense = defense or NoDefense()
     space = space or InputSpace()
-    n_all = inputs.shape[0]
-    for name, values in scores.items():
-        if name not in SCORES:
-            raise ValueError(f"unknown score {name!r}; choose from: {', '.join(ALL_SCORES)}")
-        if values.shape[0] != n_all:
-            raise ValueError(f"score {name!r} has {values.shape[0]} values for {n_all} inputs")
-    if not scores:
-        raise ValueError("validate needs at least one score")
+    order = check_scores(scores, inputs.shape[0])
     dirs = {name: SCORES[name].direction for name in scores} | dict(directions or {})
-    order = [s for s in ALL_SCORES if s in scores]
-    risk_name = risk_score or ("i2f" if "i2f" in scores else order[0])
+    risk_name = risk_score or default_risk_score(order)
     if risk_name not in scores:
         raise ValueError(f"risk score {risk_name!r} is not among the given scores")
     risk = oriented_risk(scores[risk_name], dirs[risk_name])
     idx, selection_desc = select(risk, selection, n_samples, risk_name, seed)
-
-    dev = torch.device(device)
+    dev = resolve_device(str(device))
     net = copy.deepcopy(model).to(dev).eval()
     x = inputs[idx].to(dev, torch.float32)
     y = labels[idx].to(dev).long()
+    cfgs = {a: (attack_configs or {}).get(a) or attack_config(a, budget) for a in names}
+    attacked = _attack(net, x, y, cfgs, defense, space, batch_size, seed, use_lpips, progress)
+    sel_scores = {s: scores[s].double().cpu()[idx] for s in order}
+    records = _agreements(
+        sel_scores, attacked.quality, dirs, attacked.notes, n_resamples=n_resamples, seed=seed
+    )
+    config = {
+        "attacks": list(names),
+        "budget": budget,
+        "defense": defense.describe(),
+        "selection": selection_desc,
+        "attack_configs": {a: config_dict(c) for a, c in cfgs.items()},
+        "seed": seed,
+        "device": str(dev),
+    }
+    all_ids = list(ids) if ids is not None else [str(i) for i in range(inputs.shape[0])]
+    return ValidationResult(
+        indices=idx,
+        ids=[all_ids[int(i)] for i in idx],
+        labels=y.cpu(),
+        risk_score=risk_name,
+        directions={s: dirs[s] for s in order},
+        scores=sel_scores,
+        originals=space.to_unit(x).clamp(0, 1).cpu(),
+        reconstructions=attacked.reconstructions,
+        attack_labels=attacked.labels,
+        matching_loss=attacked.losses,
+        quality=attacked.quality,
+        agreement=records,
+        summary={a: summarise(a, records, dirs) for a in names},
+        config=config,
+        notes=attacked.notes,
+        seconds=attacked.seconds,
+    )
+
+
+def check_scores(scores: dict[str, Tensor], n_inputs: int) -> list[str]:
+    """The names of ``scores`` in report order, after checking them.
+
+    Raises:
+        ValueError: no scores, an unknown name, or a score whose length is not ``n_inputs``.
+    """
+    for name, values in scores.items():
+        if name not in SCORES:
+            raise ValueError(f"unknown score {name!r}; choose from: {', '.join(ALL_SCORES)}")
+        if values.shape[0] != n_inputs:
+            raise ValueError(f"score {name!r} has {values.shape[0]} values for {n_inputs} inputs")
+    if not scores:
+        raise ValueError("validate needs at least one score")
+    return [s for s in ALL_SCORES if s in scores]
+
+
+def default_risk_score(names: Sequence[str]) -> str:
+    """The score that orders the selection when none is named: ``i2f`` when given, else
+    the first of ``names`` (in report order)."""
+    return "i2f" if "i2f" in names else names[0]
+
+
+@dataclass
+class _Attacked:
+    """Every attack's outcome on the selected samples (CPU tensors)."""
+
+    reconstructions: dict[str, Tensor] = field(default_factory=dict)
+    labels: dict[str, Tensor] = field(default_factory=dict)
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    quality: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _attack(
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    cfgs: dict[str, AttackConfig],
+    defense: Defense,
+    space: InputSpace,
+    batch_size: int,
+    seed: int,
+    use_lpips: bool,
+    progress: ProgressFn | None,
+) -> _Attacked:
+    """Run each attack of ``cfgs`` on the defended gradients of ``x`` and measure quality.
+
+    Args:
+        net: the model in eval mode, on ``x``'s device.
+        x: ``[n, C, H, W]`` selected samples; ``y``: their ``[n]`` labels.
+        cfgs: attack name → its hyperparameters.
+        defense: applied to each sample's gradient before the attacker sees it.
+        space: the input space; reconstructions are compared in [0, 1].
+        batch_size: samples attacked together.
+        seed: seeds the defence noise and the attack starts.
+        use_lpips: compute LPIPS when available.
+        progress: ``progress(done, total)`` in attack iterations over all attacks.
+    """
     with torch.no_grad():
         num_classes = int(net(x[:1]).shape[1])
-    cfgs = {a: (attack_configs or {}).get(a) or attack_config(a, budget) for a in names}
     iters = {a: getattr(c, "iterations", 1) for a, c in cfgs.items()}
-    chunks = [slice(s, s + batch_size) for s in range(0, len(idx), batch_size)]
+    chunks = [slice(s, s + batch_size) for s in range(0, x.shape[0], batch_size)]
     total, done = sum(iters.values()) * len(chunks), 0
-
     gen = torch.Generator().manual_seed(seed)
     observed = torch.cat(
         [defense.apply(observed_gradients(net, x[c], y[c], num_classes), gen) for c in chunks]
     )
     originals = space.to_unit(x).clamp(0, 1).cpu()
-    recon, att_labels, losses, quality, seconds = {}, {}, {}, {}, {}
-    notes: list[str] = []
-    for a in names:
+    out = _Attacked()
+    for a, cfg in cfgs.items():
         start, parts = time.perf_counter(), []
         for c in chunks:
 
@@ -149,47 +234,19 @@ def validate(
                     num_classes=num_classes,
                     space=space,
                     labels=y[c],
-                    config=cfgs[a],
+                    config=cfg,
                     seed=seed,
                     progress=tick,
                 )
             )
             done += iters[a]
-        seconds[a] = time.perf_counter() - start
-        recon[a], att_labels[a], losses[a] = _joined(parts, space)
-        quality[a], qnotes = quality_metrics(recon[a], originals, use_lpips=use_lpips)
-        notes.extend(n for n in qnotes if n not in notes)
-
-    sel_scores = {s: scores[s].double().cpu()[idx] for s in order}
-    records = _agreements(sel_scores, quality, dirs, notes, n_resamples=n_resamples, seed=seed)
-    config = {
-        "attacks": list(names),
-        "budget": budget,
-        "defense": defense.describe(),
-        "selection": selection_desc,
-        "attack_configs": {a: config_dict(c) for a, c in cfgs.items()},
-        "seed": seed,
-        "device": str(dev),
-    }
-    all_ids = list(ids) if ids is not None else [str(i) for i in range(n_all)]
-    return ValidationResult(
-        indices=idx,
-        ids=[all_ids[int(i)] for i in idx],
-        labels=y.cpu(),
-        risk_score=risk_name,
-        directions={s: dirs[s] for s in order},
-        scores=sel_scores,
-        originals=originals,
-        reconstructions=recon,
-        attack_labels=att_labels,
-        matching_loss=losses,
-        quality=quality,
-        agreement=records,
-        summary={a: summarise(a, records, dirs) for a in names},
-        config=config,
-        notes=notes,
-        seconds=seconds,
-    )
+        out.seconds[a] = time.perf_counter() - start
+        out.reconstructions[a], out.labels[a], out.losses[a] = _joined(parts, space)
+        out.quality[a], qnotes = quality_metrics(
+            out.reconstructions[a], originals, use_lpips=use_lpips
+        )
+        out.notes.extend(n for n in qnotes if n not in out.notes)
+    return out
 
 
 def _joined(parts: list[AttackResult], space: InputSpace) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,10 +1,14 @@
-"""``validate`` with the scores of an earlier scan: read them from its report, or from a
-scan configuration (loading the model and data as ``leakaudit scan`` does, and scoring
-afresh when there is no report)."""
+"""Where ``validate`` gets its scores: a :class:`ScoreTable` read from a scan report (JSON
+data, never trusted to run code) or made from the engine's :class:`ScoreResult`.
+
+:func:`leakaudit.api.validate` loads the model and data and calls :func:`validate_scores`;
+this module never loads inputs or scores itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,18 +16,45 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from leakaudit.attacks import InputSpace, check_attacks
-from leakaudit.attacks.base import check_budget
 from leakaudit.scores.names import ALL_SCORES, SCORES
 from leakaudit.validation.result import ValidationResult
-from leakaudit.validation.run import ProgressFn, validate
+from leakaudit.validation.run import validate
 from leakaudit.validation.selection import oriented_risk, stratified_indices
 
 if TYPE_CHECKING:
     from leakaudit.config import ScanConfig
+    from leakaudit.scores.options import ScoreResult
+
+#: :attr:`ScoreTable.origin` of scores read from a scan report.
+FROM_REPORT = "scan report"
+#: :attr:`ScoreTable.origin` of scores computed for this validation.
+SCORED_NOW = "scored now"
 
 
-def scores_from_report(report: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class ScoreTable:
+    """Per-sample scores of a scanned dataset, the input that ``validate`` selects from.
+
+    Attributes:
+        positions: ``[N]`` int64 positions of the scored samples in the dataset.
+        ids: ``N`` sample ids.
+        labels: ``[N]`` int64 labels.
+        scores: score name → ``[N]`` float64 (NaN where missing).
+        risk_score: the scan's risk score, if it named one.
+        directions: score name → risk direction.
+        origin: :data:`FROM_REPORT` or :data:`SCORED_NOW` (the result's ``scores_from``).
+    """
+
+    positions: Tensor
+    ids: list[str]
+    labels: Tensor
+    scores: dict[str, Tensor]
+    risk_score: str | None
+    directions: dict[str, str]
+    origin: str = FROM_REPORT
+
+
+def scores_from_report(report: Mapping[str, Any]) -> ScoreTable:
     """Per-sample scores of a scan report (``Report.to_dict()`` or its JSON).
 
     Args:
@@ -31,9 +62,8 @@ def scores_from_report(report: dict[str, Any]) -> dict[str, Any]:
             ``scores`` (``None`` for a missing value), ``risk`` names the risk score.
 
     Returns:
-        ``{"positions": [N] int64, "ids": list[str], "labels": [N] int64,
-        "scores": name → [N] float64 (NaN where missing), "risk_score": str | None,
-        "directions": name → direction}``.
+        The :class:`ScoreTable`; directions are the report's ``config.scores.directions``
+        over each score's assumed direction.
 
     Raises:
         ValueError: the report has no samples or no scores.
@@ -52,14 +82,35 @@ def scores_from_report(report: dict[str, Any]) -> dict[str, Any]:
         for n in names
     }
     overrides = ((report.get("config") or {}).get("scores") or {}).get("directions") or {}
-    return {
-        "positions": torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
-        "ids": [str(s.get("id", s["index"])) for s in samples],
-        "labels": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
-        "scores": values,
-        "risk_score": (report.get("risk") or {}).get("score"),
-        "directions": {n: overrides.get(n, SCORES[n].direction) for n in names},
-    }
+    return ScoreTable(
+        positions=torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
+        ids=[str(s.get("id", s["index"])) for s in samples],
+        labels=torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
+        scores=values,
+        risk_score=(report.get("risk") or {}).get("score"),
+        directions={n: overrides.get(n, SCORES[n].direction) for n in names},
+    )
+
+
+def scores_from_result(
+    result: ScoreResult, ids: Sequence[str], risk_score: str | None = None
+) -> ScoreTable:
+    """The engine's scores as a :class:`ScoreTable`, without a detour through JSON.
+
+    Args:
+        result: :func:`leakaudit.scores.engine.score_samples`'s result.
+        ids: the dataset's sample ids, by position.
+        risk_score: the scan's risk score.
+    """
+    return ScoreTable(
+        positions=result.indices.long(),
+        ids=[str(ids[int(i)]) for i in result.indices.tolist()],
+        labels=result.labels.long(),
+        scores={n: v.double().cpu() for n, v in result.scores.items()},
+        risk_score=risk_score,
+        directions={n: SCORES[n].direction for n in result.scores},
+        origin=SCORED_NOW,
+    )
 
 
 def report_config(stored: ScanConfig, flags: Mapping[str, Any]) -> ScanConfig:
@@ -172,20 +223,60 @@ def validate_report(
     Returns:
         The result; ``indices`` are positions in ``dataset``.
     """
-    parsed = scores_from_report(report)
-    positions: Tensor = parsed["positions"]
-    risk_name = risk_score or parsed["risk_score"] or next(iter(parsed["scores"]))
-    if risk_name not in parsed["scores"]:
-        raise ValueError(f"the scan report has no score {risk_name!r}")
-    directions = parsed["directions"] | dict(kwargs.pop("directions", None) or {})
+    return validate_scores(
+        model,
+        dataset,
+        scores_from_report(report),
+        n_samples=n_samples,
+        indices=indices,
+        risk_score=risk_score,
+        seed=seed,
+        **kwargs,
+    )
+
+
+def validate_scores(
+    model: nn.Module,
+    dataset: Any,
+    table: ScoreTable,
+    *,
+    n_samples: int = 32,
+    indices: Sequence[int] | None = None,
+    risk_score: str | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> ValidationResult:
+    """``validate`` with the scores of ``table``; only the selected samples are read.
+
+    Args:
+        model: the scanned model.
+        dataset: the scanned (map-style) dataset, yielding ``(x, y)``; the table's
+            ``positions`` are positions in it.
+        table: the samples' scores (:func:`scores_from_report`, :func:`scores_from_result`).
+        n_samples: samples to attack, stratified over the table's risk ranking.
+        indices: dataset positions to attack instead (must be in the table).
+        risk_score: orders the selection (default: the table's risk score, else its first).
+        seed: as in :func:`validate`.
+        **kwargs: passed to :func:`validate` (attacks, defense, budget, space,
+            directions over the table's, ...).
+
+    Returns:
+        The result; ``indices`` are positions in ``dataset``.
+    """
+    positions = table.positions
+    source = "the scan report" if table.origin == FROM_REPORT else "the scan"
+    risk_name = risk_score or table.risk_score or next(iter(table.scores))
+    if risk_name not in table.scores:
+        raise ValueError(f"{source} has no score {risk_name!r}")
+    directions = table.directions | dict(kwargs.pop("directions", None) or {})
     if indices is not None:
         where = {int(p): k for k, p in enumerate(positions.tolist())}
         missing = [i for i in indices if int(i) not in where]
         if missing:
-            raise ValueError(f"sample {missing[0]} is not in the scan report")
+            raise ValueError(f"sample {missing[0]} is not in {source}")
         rows = torch.tensor([where[int(i)] for i in indices], dtype=torch.long)
     else:
-        risk = oriented_risk(parsed["scores"][risk_name], directions[risk_name])
+        risk = oriented_risk(table.scores[risk_name], directions[risk_name])
         rows = stratified_indices(risk, n_samples, seed)
     items = [dataset[int(positions[r])] for r in rows]
     inputs = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x, _ in items])
@@ -194,11 +285,11 @@ def validate_report(
         model,
         inputs,
         labels,
-        {n: v[rows] for n, v in parsed["scores"].items()},
+        {n: v[rows] for n, v in table.scores.items()},
         selection=list(range(len(rows))),
         risk_score=risk_name,
         directions=directions,
-        ids=[parsed["ids"][int(r)] for r in rows],
+        ids=[table.ids[int(r)] for r in rows],
         seed=seed,
         **kwargs,
     )
@@ -206,125 +297,5 @@ def validate_report(
     result.config["selection"] = (
         {"method": "indices"} if indices is not None else {"method": "stratified", "by": risk_name}
     )
-    result.config["scores_from"] = "scan report"
-    return result
-
-
-def _score_report(inputs: Any, options: Any, progress: ProgressFn | None) -> dict[str, Any]:
-    """Score ``inputs`` (an ``api.Inputs``) with the engine, as a minimal scan report."""
-    from leakaudit.scores.engine import score_samples
-
-    total, done = len(inputs.ids), 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
-
-    res = score_samples(inputs.model, inputs.dataset, options, progress=advance)
-    samples = [
-        {
-            "index": int(i),
-            "id": inputs.ids[int(i)],
-            "label": int(res.labels[k]),
-            "scores": {n: float(v[k]) for n, v in res.scores.items()},
-        }
-        for k, i in enumerate(res.indices.tolist())
-    ]
-    return {"samples": samples}
-
-
-def validate_config(
-    config: Any,
-    *,
-    report: dict[str, Any] | None = None,
-    attacks: Sequence[str] = ("dlg", "ig"),
-    budget: str = "standard",
-    n_samples: int = 32,
-    indices: Sequence[int] | None = None,
-    risk_score: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    progress: ProgressFn | None = None,
-    scan_progress: ProgressFn | None = None,
-) -> ValidationResult:
-    """Validate the model and data of a scan configuration.
-
-    The model and data are loaded as ``leakaudit scan`` loads them; the scores come from
-    ``report`` when given (no rescoring), else from a fresh scan. The attacker sees
-    the configured defence; pixels are un-normalised with the data's ``mean``/``std``.
-
-    Args:
-        config: a :class:`leakaudit.config.ScanConfig`.
-        report: a scan report of the same configuration, to reuse its scores.
-        attacks: attack names.
-        budget: ``fast``, ``standard`` or ``paper``.
-        n_samples: samples to attack (stratified over the risk ranking).
-        indices: dataset positions to attack instead.
-        risk_score: orders the selection (default: the scan's risk score).
-        seed: seeds selection, defence noise, attacks and bootstrap.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        progress: attack progress ``(done, total)``.
-        scan_progress: scan progress when scoring afresh.
-
-    Returns:
-        The :class:`ValidationResult`.
-
-    Raises:
-        ConfigError: a bad attack, budget, score or index (the message names it).
-        InputError: ``report`` did not scan this checkpoint (its SHA-256 differs).
-    """
-    from leakaudit import api
-    from leakaudit.defenses import make_defense
-    from leakaudit.errors import ConfigError
-    from leakaudit.scores.engine import resolve_device
-
-    try:
-        check_attacks(list(attacks))
-        check_budget(budget)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    dev = resolve_device(device)
-    if report is not None and config.model.checkpoint is None:
-        raise ConfigError(
-            "--report: the scanned model has no checkpoint, so its random weights cannot be "
-            "rebuilt; validate would attack a different model (omit --report to rescore)"
-        )
-    if report is not None:
-        check_report_checkpoint(report, config.model.checkpoint, None)
-    inputs = api.load_inputs(config)
-    if report is not None:  # the file may have changed while it was loaded
-        check_report_checkpoint(report, config.model.checkpoint, inputs.checkpoint_sha256)
-    scored_now = report is None
-    if report is None:
-        report = _score_report(inputs, api.score_options(config), scan_progress)
-        report["risk"] = {"score": config.scores.risk_score}
-    data = config.data
-    space = (
-        InputSpace.from_normalization(data.mean, data.std or [1.0] * len(data.mean))
-        if data.mean is not None
-        else InputSpace()
-    )
-    try:
-        result = validate_report(
-            inputs.model,
-            inputs.dataset,
-            report,
-            n_samples=n_samples,
-            indices=indices,
-            risk_score=risk_score,
-            seed=seed,
-            attacks=attacks,
-            budget=budget,
-            defense=make_defense(config.defense.kind, **config.defense.params),
-            space=space,
-            directions=dict(config.scores.directions),
-            device=dev,
-            progress=progress,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if scored_now:
-        result.config["scores_from"] = "scored now"
+    result.config["scores_from"] = table.origin
     return result

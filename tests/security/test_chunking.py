@@ -14,7 +14,7 @@ import torch
 from leakaudit.defenses import DPClipNoise, GaussianNoise
 from leakaudit.linalg.cg import conjugate_gradient
 from leakaudit.linalg.lanczos import lanczos
-from leakaudit.report.markdown import APPROX, APPROX_NOTE, render_markdown
+from leakaudit.report.formats.markdown import APPROX, APPROX_NOTE, render_markdown
 from leakaudit.scores.engine import score_samples
 from leakaudit.scores.names import ALL_SCORES, converged_key
 from leakaudit.scores.options import ScoreOptions

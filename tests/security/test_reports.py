@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 
 from leakaudit import api
 from leakaudit.cli import app
-from leakaudit.cli import validate as validate_cli
 from leakaudit.demo import DEMO_CHECKPOINT
 from leakaudit.report.files import write_atomic
 from tests.test_cli_errors import FAST, assert_one_line
@@ -162,7 +161,7 @@ def test_unwritable_json_fails_before_any_attack(target: str, monkeypatch) -> No
     def no_work(*args, **kwargs):
         raise AssertionError("validate must not start")
 
-    monkeypatch.setattr(validate_cli, "validate_config", no_work)
+    monkeypatch.setattr(api, "validate", no_work)
     monkeypatch.setattr(api, "load_inputs", no_work)
     start = time.perf_counter()
     assert_one_line(validate("--demo", *TINY, "--json", target), target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from leakaudit.report.document import Report, SampleRecord
+from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.ranking import QUANTILES
 from leakaudit.scores.names import converged_key
 
@@ -42,10 +43,21 @@ def _row(cells: list[str]) -> str:
 def render_markdown(report: Report, top_k: int = 10) -> str:
     """The report as GitHub-flavoured markdown: verdict, top-k table, distributions,
     the σ what-if, the gate's rules."""
-    names = list(report.summary["scores"])
+    lines = [
+        *_header(report),
+        *_top_table(report, top_k),
+        *_distributions(report),
+        *_whatif(report),
+        *_gate(report),
+        *_footer(report),
+    ]
+    return "\n".join(lines)
+
+
+def _header(report: Report) -> list[str]:
     verdict = "✅ gate passed" if report.gate.passed else "❌ gate failed"
     ckpt = report.model.get("checkpoint") or {}
-    lines = [
+    return [
         f"## leakaudit scan: {verdict}",
         "",
         f"**Model** `{report.model.get('name')}` ({fmt(report.model.get('parameters'))} "
@@ -54,6 +66,12 @@ def render_markdown(report: Report, top_k: int = 10) -> str:
         + f" · **Data** {report.dataset.get('kind')} {report.dataset.get('root') or ''} "
         f"({report.summary['num_samples']} samples) · **Risk score** `{report.risk['score']}` "
         f"({report.risk['direction'].replace('_', ' ')})",
+    ]
+
+
+def _top_table(report: Report, top_k: int) -> list[str]:
+    names = list(report.summary["scores"])
+    lines = [
         "",
         f"### Top {min(top_k, len(report.samples))} riskiest samples",
         "",
@@ -66,38 +84,53 @@ def render_markdown(report: Report, top_k: int = 10) -> str:
         lines.append(_row(cells + [fmt_score(s, n) for n in names]))
     if any_approx(top, names):
         lines += ["", APPROX_NOTE]
+    return lines
+
+
+def _distributions(report: Report) -> list[str]:
     qs = [f"q{round(q * 100):02d}" for q in QUANTILES]
     cols = ["min", *qs[:2], "median", *qs[2:], "max"]
-    lines += ["", "### Score distributions", "", _row(["score", *cols])]
+    lines = ["", "### Score distributions", "", _row(["score", *cols])]
     lines.append(_row(["---", *["---:"] * len(cols)]))
     for name, st in report.summary["scores"].items():
         lines.append(_row([f"`{name}`", *(fmt(st[k]) for k in cols)]))
+    return lines
+
+
+def _whatif(report: Report) -> list[str]:
     w = report.whatif
-    if w.get("available"):
-        lines += [
-            "",
-            "### Defence what-if",
-            "",
-            f"Gaussian σ for an I²F-predicted reconstruction error of τ = {fmt(w['target_error'])}"
-            f": median sample {fmt(w['sigma_median'])}, whole dataset "
-            f"**{fmt(w['sigma_dataset'])}**.",
-        ]
-    lines += ["", "### Gate", ""]
+    if not w.get("available"):
+        return []
+    return [
+        "",
+        "### Defence what-if",
+        "",
+        f"Gaussian σ for an I²F-predicted reconstruction error of τ = {fmt(w['target_error'])}"
+        f": median sample {fmt(w['sigma_median'])}, whole dataset "
+        f"**{fmt(w['sigma_dataset'])}**.",
+    ]
+
+
+def _gate(report: Report) -> list[str]:
+    lines = ["", "### Gate", ""]
     if not report.gate.rules:
-        lines.append("No rules configured.")
-    else:
-        lines += [_row(["rule", "risky", "fraction", "result"])]
-        lines += [_row(["---", "---:", "---:", "---"])]
-        for r in report.gate.rules:
-            verdict = "pass" if r.passed else "**fail**"
-            risky = f"{r.risky}/{r.considered}"
-            lines.append(_row([r.describe(), risky, f"{r.fraction:.1%}", verdict]))
-        if report.gate.offending:
-            shown = ", ".join(f"`{i}`" for i in report.gate.offending[:20])
-            more = len(report.gate.offending) - 20
-            lines += ["", f"Offending samples: {shown}" + (f" and {more} more" if more > 0 else "")]
+        return [*lines, "No rules configured."]
+    lines += [_row(["rule", "risky", "fraction", "result"])]
+    lines += [_row(["---", "---:", "---:", "---"])]
+    for r in report.gate.rules:
+        verdict = "pass" if r.passed else "**fail**"
+        risky = f"{r.risky}/{r.considered}"
+        lines.append(_row([r.describe(), risky, f"{r.fraction:.1%}", verdict]))
+    if report.gate.offending:
+        shown = ", ".join(f"`{i}`" for i in report.gate.offending[:20])
+        more = len(report.gate.offending) - 20
+        lines += ["", f"Offending samples: {shown}" + (f" and {more} more" if more > 0 else "")]
+    return lines
+
+
+def _footer(report: Report) -> list[str]:
     summ = report.summary
-    lines += [
+    return [
         "",
         f"{summ['num_samples']} samples in {summ['seconds']:.1f} s on {summ['device']} "
         f"({summ['backend']})"
@@ -105,4 +138,13 @@ def render_markdown(report: Report, top_k: int = 10) -> str:
         + f" · leakaudit {report.tool['version']}",
         "",
     ]
-    return "\n".join(lines)
+
+
+class MarkdownFormat(ReportFormat):
+    """``md``: GitHub-flavoured markdown for a CI job summary (``$GITHUB_STEP_SUMMARY``)."""
+
+    name = "md"
+    extension = ".md"
+
+    def render(self, report: Report) -> str:
+        return render_markdown(report, self.top_k)

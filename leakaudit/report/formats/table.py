@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
+import io
+
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from leakaudit.report.document import Report
-from leakaudit.report.markdown import APPROX_NOTE, any_approx, fmt, fmt_score
+from leakaudit.report.formats.interface import ReportFormat
+from leakaudit.report.formats.markdown import APPROX_NOTE, any_approx, fmt, fmt_score
 
 #: Columns a narrow terminal keeps besides the risk score.
 COMPACT_SCORES = ("grad_norm", "i2f")
@@ -96,3 +99,21 @@ def render_terminal(report: Report, top_k: int = 10, width: int | None = None) -
     """Everything the terminal shows, as one rich renderable (compact below ``width``
     :data:`COMPACT_BELOW`; ``None``: every score)."""
     return Group(top_table(report, top_k, width), distribution_table(report), summary_text(report))
+
+
+class TableFormat(ReportFormat):
+    """``table``: rich tables of the riskiest samples and the score distributions, then a
+    summary; on a narrow console the table keeps the compact score set."""
+
+    name = "table"
+    extension = ".txt"
+
+    def render(self, report: Report) -> str:
+        """Plain text (no colours), every score shown."""
+        console = Console(file=io.StringIO(), highlight=False, soft_wrap=True, color_system=None)
+        with console.capture() as cap:
+            console.print(render_terminal(report, self.top_k))
+        return cap.get()
+
+    def show(self, report: Report, console: Console) -> None:
+        console.print(render_terminal(report, self.top_k, console.width))

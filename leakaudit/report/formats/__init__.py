@@ -1,0 +1,67 @@
+"""Report formats, one per module, behind one interface (:class:`ReportFormat`).
+
+- :mod:`~leakaudit.report.formats.table`: rich tables for a terminal (``table``).
+- :mod:`~leakaudit.report.formats.markdown`: a CI job summary (``md``).
+- :mod:`~leakaudit.report.formats.json_format`: the full versioned document (``json``).
+
+:class:`FormatName` is the one map from a format's name (the CLI's ``--format`` choices,
+``output.format`` in a config) to its implementation. A new format is a module here with
+a :class:`ReportFormat` subclass, and a member of :class:`FormatName` with its branch in
+:meth:`FormatName.to_format` (mypy checks that every member has one).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+
+from leakaudit.report.formats.interface import ReportFormat
+from leakaudit.report.formats.json_format import JsonFormat
+from leakaudit.report.formats.markdown import MarkdownFormat
+from leakaudit.report.formats.table import TableFormat
+
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:  # pragma: no cover
+    from typing_extensions import assert_never
+
+
+class FormatName(str, Enum):
+    """The report formats, by the name that selects them."""
+
+    table = "table"
+    md = "md"
+    json = "json"
+
+    def to_format(self, top_k: int = 10) -> ReportFormat:
+        """The format this name selects, showing ``top_k`` rows where it has a table."""
+        if self is FormatName.table:
+            return TableFormat(top_k)
+        if self is FormatName.md:
+            return MarkdownFormat(top_k)
+        if self is FormatName.json:
+            return JsonFormat(top_k)
+        assert_never(self)  # a new member without a branch fails mypy here
+
+
+def report_format(name: str, top_k: int = 10) -> ReportFormat:
+    """The format called ``name`` (``table``, ``md``, ``json``).
+
+    Raises:
+        ValueError: an unknown name (the message lists the formats).
+    """
+    try:
+        return FormatName(name).to_format(top_k)
+    except ValueError:
+        choices = ", ".join(f.value for f in FormatName)
+        raise ValueError(f"unknown format {name!r}; choose from: {choices}") from None
+
+
+__all__ = [
+    "FormatName",
+    "JsonFormat",
+    "MarkdownFormat",
+    "ReportFormat",
+    "TableFormat",
+    "report_format",
+]
