@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"api", "resume"},
     {"report", "gate", "validation"},
     {"config", "io", "demo"},
-    {"scores", "attacks", "models", "jacobians", "metrics", "defenses"},
+    {"scores", "attacks", "models", "jacobians", "metrics", "defenses", "calibration"},
     {"linalg"},
     {"errors", "choices", "registry"},
 ]
