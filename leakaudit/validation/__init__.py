@@ -11,14 +11,13 @@ how well each score predicts how well they are reconstructed.
 
 from leakaudit.validation.result import PRIMARY_METRIC, ValidationResult, summarise
 from leakaudit.validation.run import ProgressFn, validate
-from leakaudit.validation.selection import oriented_risk, select, stratified_indices
+from leakaudit.validation.selection import select, stratified_indices
 from leakaudit.validation.sources import scores_from_report, validate_config, validate_report
 
 __all__ = [
     "PRIMARY_METRIC",
     "ProgressFn",
     "ValidationResult",
-    "oriented_risk",
     "scores_from_report",
     "select",
     "stratified_indices",

@@ -30,11 +30,13 @@ from leakaudit.attacks import (
 )
 from leakaudit.attacks.base import check_budget, config_dict
 from leakaudit.defenses import Defense, NoDefense
+from leakaudit.direction import orient
 from leakaudit.metrics.agreement import Agreement, agreement
-from leakaudit.metrics.quality import METRIC_DIRECTIONS, quality_metrics
-from leakaudit.scores.names import ALL_SCORES, SCORES
+from leakaudit.metrics.quality import METRICS, quality_metrics
+from leakaudit.scores.names import SCORES
+from leakaudit.scores.risk import resolve_risk
 from leakaudit.validation.result import ValidationResult, summarise
-from leakaudit.validation.selection import oriented_risk, select
+from leakaudit.validation.selection import select
 
 #: progress(done, total) in attack iterations over all attacks.
 ProgressFn = Callable[[int, int], None]
@@ -76,9 +78,9 @@ def validate(
         space: the input space (pixel box, un-normalisation); ``[0, 1]`` if not given.
         n_samples: samples to attack under ``"stratified"`` selection.
         selection: ``"stratified"`` over the ranking of ``risk_score``, or positions.
-        risk_score: score that orders the selection; default ``i2f`` when given, else
-            the first score in SPEC order.
-        directions: risk direction per score (default: SPEC).
+        risk_score: score that orders the selection; default
+            :func:`~leakaudit.scores.risk.default_risk_score` of the given scores.
+        directions: risk direction overrides per score (default: the shipped ones).
         ids: display ids per input position.
         attack_configs: explicit hyperparameters per attack (else the budget's).
         batch_size: samples attacked together.
@@ -100,18 +102,15 @@ def validate(
     space = space or InputSpace()
     n_all = inputs.shape[0]
     for name, values in scores.items():
-        if name not in SCORES:
-            raise ValueError(f"unknown score {name!r}; choose from: {', '.join(ALL_SCORES)}")
+        SCORES.check(name)
         if values.shape[0] != n_all:
             raise ValueError(f"score {name!r} has {values.shape[0]} values for {n_all} inputs")
     if not scores:
         raise ValueError("validate needs at least one score")
-    dirs = {name: SCORES[name].direction for name in scores} | dict(directions or {})
-    order = [s for s in ALL_SCORES if s in scores]
-    risk_name = risk_score or ("i2f" if "i2f" in scores else order[0])
-    if risk_name not in scores:
-        raise ValueError(f"risk score {risk_name!r} is not among the given scores")
-    risk = oriented_risk(scores[risk_name], dirs[risk_name])
+    resolved = resolve_risk(risk_score, directions, available=scores)
+    dirs: dict[str, str] = dict(resolved.only(scores))
+    risk_name, order = resolved.score, list(dirs)
+    risk = orient(scores[risk_name], resolved.direction)
     idx, selection_desc = select(risk, selection, n_samples, risk_name, seed)
 
     dev = torch.device(device)
@@ -177,7 +176,7 @@ def validate(
         ids=[all_ids[int(i)] for i in idx],
         labels=y.cpu(),
         risk_score=risk_name,
-        directions={s: dirs[s] for s in order},
+        directions=dirs,
         scores=sel_scores,
         originals=originals,
         reconstructions=recon,
@@ -242,7 +241,7 @@ def _agreements(
                         attack=a,
                         metric=m,
                         score_direction=directions[s],
-                        metric_direction=METRIC_DIRECTIONS[m],
+                        metric_direction=METRICS[m].direction,
                         n_resamples=n_resamples,
                         seed=seed,
                     )

@@ -14,10 +14,12 @@ from torch import Tensor, nn
 
 from leakaudit.attacks import InputSpace, check_attacks
 from leakaudit.attacks.base import check_budget
-from leakaudit.scores.names import ALL_SCORES, SCORES
+from leakaudit.direction import orient
+from leakaudit.scores.names import ALL_SCORES
+from leakaudit.scores.risk import resolve_risk
 from leakaudit.validation.result import ValidationResult
 from leakaudit.validation.run import ProgressFn, validate
-from leakaudit.validation.selection import oriented_risk, stratified_indices
+from leakaudit.validation.selection import stratified_indices
 
 if TYPE_CHECKING:
     from leakaudit.config import ScanConfig
@@ -58,7 +60,7 @@ def scores_from_report(report: dict[str, Any]) -> dict[str, Any]:
         "labels": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
         "scores": values,
         "risk_score": (report.get("risk") or {}).get("score"),
-        "directions": {n: overrides.get(n, SCORES[n].direction) for n in names},
+        "directions": resolve_risk(None, overrides, names).only(names),
     }
 
 
@@ -174,10 +176,12 @@ def validate_report(
     """
     parsed = scores_from_report(report)
     positions: Tensor = parsed["positions"]
-    risk_name = risk_score or parsed["risk_score"] or next(iter(parsed["scores"]))
-    if risk_name not in parsed["scores"]:
+    overrides = parsed["directions"] | dict(kwargs.pop("directions", None) or {})
+    risk_name = risk_score or parsed["risk_score"]
+    if risk_name is not None and risk_name not in parsed["scores"]:
         raise ValueError(f"the scan report has no score {risk_name!r}")
-    directions = parsed["directions"] | dict(kwargs.pop("directions", None) or {})
+    resolved = resolve_risk(risk_name, overrides, available=parsed["scores"])
+    risk_name = resolved.score
     if indices is not None:
         where = {int(p): k for k, p in enumerate(positions.tolist())}
         missing = [i for i in indices if int(i) not in where]
@@ -185,7 +189,7 @@ def validate_report(
             raise ValueError(f"sample {missing[0]} is not in the scan report")
         rows = torch.tensor([where[int(i)] for i in indices], dtype=torch.long)
     else:
-        risk = oriented_risk(parsed["scores"][risk_name], directions[risk_name])
+        risk = orient(parsed["scores"][risk_name], resolved.direction)
         rows = stratified_indices(risk, n_samples, seed)
     items = [dataset[int(positions[r])] for r in rows]
     inputs = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x, _ in items])
@@ -197,7 +201,7 @@ def validate_report(
         {n: v[rows] for n, v in parsed["scores"].items()},
         selection=list(range(len(rows))),
         risk_score=risk_name,
-        directions=directions,
+        directions=overrides,
         ids=[parsed["ids"][int(r)] for r in rows],
         seed=seed,
         **kwargs,
