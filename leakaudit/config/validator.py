@@ -34,9 +34,9 @@ def require(ok: bool, key: str, message: str) -> None:
         raise FieldError(key, message)
 
 
-def unknown(what: str, name: str, choices: typing.Iterable[str]) -> str:
-    """``"unknown score 'i2g' (did you mean i2f?)"``, or the choices when none is close."""
-    return unknown_message(what, name, choices)
+#: ``"unknown score 'i2g' (did you mean i2f?)"``: the registry's message, for the schema's
+#: ``__post_init__`` checks.
+unknown = unknown_message
 
 
 def _type_name(tp: Any) -> str:
