@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from leakaudit.config import AllowEntry, GateRule
-from leakaudit.scores.names import Direction
+from leakaudit.direction import Direction, sign
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def rule_direction(rule: GateRule, direction: Direction) -> Literal["below", "ab
     """The side of the threshold that is risky: the rule's own, else the score's."""
     if rule.risky_when is not None:
         return rule.risky_when
-    return "below" if direction == "lower_is_riskier" else "above"
+    return "above" if sign(direction) > 0 else "below"
 
 
 def risky_mask(values: np.ndarray, threshold: float, side: Literal["below", "above"]) -> np.ndarray:

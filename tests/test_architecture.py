@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"config", "io", "demo"},
     {"scores", "attacks", "models", "jacobians", "metrics", "defenses", "calibration"},
     {"linalg"},
-    {"errors", "choices", "registry"},
+    {"errors", "registry", "direction"},
 ]
 LAYER = {part: depth for depth, parts in enumerate(LAYERS) for part in parts}
 

@@ -124,9 +124,10 @@ def test_defaults_and_defense_params() -> None:
     assert cfg.defense.params == {"sigma": 0.01}
     assert config_from_dict({"defense": {"kind": "none"}}).defense.params == {}
     cfg = config_from_dict({"scores": {"directions": {"lavp_gm": "higher_is_riskier"}}})
-    assert cfg.scores.direction("lavp_gm") == "higher_is_riskier"
-    assert cfg.scores.direction("grad_norm") == "higher_is_riskier"
-    assert cfg.scores.direction("i2f") == "lower_is_riskier"
+    directions = cfg.scores.risk().directions
+    assert directions["lavp_gm"] == "higher_is_riskier"
+    assert directions["grad_norm"] == "higher_is_riskier"
+    assert directions["i2f"] == "lower_is_riskier"
 
 
 def test_parse_bytes() -> None:

@@ -24,6 +24,7 @@ from leakaudit.report.plots import validation_figure
 from leakaudit.scores.engine import score_samples
 from leakaudit.scores.names import ALL_SCORES
 from leakaudit.scores.options import ScoreOptions
+from leakaudit.scores.risk import DEFAULT_RISK_SCORE
 from leakaudit.validation import (
     ValidationResult,
     stratified_indices,
@@ -95,7 +96,8 @@ def test_validate_end_to_end_with_engine_scores(engine_case) -> None:
     n = len(result.indices)
     assert n == 6
     torch.testing.assert_close(result.originals, x[result.indices])  # identity space
-    risk = -scores["i2f"][result.indices]  # the default risk score, lower is riskier
+    assert result.risk_score == DEFAULT_RISK_SCORE == "grad_norm"  # higher is riskier
+    risk = scores["grad_norm"][result.indices]
     assert torch.all(risk[:-1] >= risk[1:])
     for attack in ("dlg", "ig"):
         rec = result.reconstructions[attack]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -28,24 +28,35 @@ from leakaudit.attacks.idlg import idlg_attack, infer_labels
 from leakaudit.attacks.ig import IGConfig, ig_attack
 from leakaudit.attacks.objective import make_per_sample_grads, observed_gradients
 from leakaudit.attacks.space import InputSpace
-from leakaudit.choices import ordered_selection
+from leakaudit.registry import Registry
 
 AttackConfig = DLGConfig | IGConfig
 
-#: Attack name → (its hyperparameter class, the attack), in report order.
-REGISTRY: dict[str, tuple[type[AttackConfig], Callable[..., AttackResult]]] = {
-    "dlg": (DLGConfig, dlg_attack),
-    "idlg": (DLGConfig, idlg_attack),
-    "ig": (IGConfig, ig_attack),
-}
+
+class AttackEntry(NamedTuple):
+    """A registered attack: its hyperparameter class and the attack itself."""
+
+    config: type[AttackConfig]
+    attack: Callable[..., AttackResult]
+
+
+#: Attack name → its entry, in report order.
+REGISTRY: Registry[AttackEntry] = Registry(
+    "attack",
+    [
+        ("dlg", AttackEntry(DLGConfig, dlg_attack)),
+        ("idlg", AttackEntry(DLGConfig, idlg_attack)),
+        ("ig", AttackEntry(IGConfig, ig_attack)),
+    ],
+)
 
 #: Attack names, in report order.
-ATTACKS: tuple[str, ...] = tuple(REGISTRY)
+ATTACKS: tuple[str, ...] = REGISTRY.names()
 
 
 def check_attacks(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Return ``names`` de-duplicated in report order, or raise ``ValueError``."""
-    return ordered_selection(names, ATTACKS, "attack")
+    return REGISTRY.select(names)
 
 
 def attack_config(name: str, budget: Budget = "standard", **overrides: Any) -> AttackConfig:
@@ -54,8 +65,7 @@ def attack_config(name: str, budget: Budget = "standard", **overrides: Any) -> A
     Raises:
         ValueError: unknown attack, budget or hyperparameter (the message names it).
     """
-    check_attacks([name])
-    base: AttackConfig = REGISTRY[name][0].for_budget(check_budget(budget))
+    base: AttackConfig = REGISTRY[name].config.for_budget(check_budget(budget))
     fields = set(base.__dataclass_fields__)
     bad = sorted(set(overrides) - fields)
     if bad:
@@ -124,6 +134,7 @@ __all__ = [
     "BUDGETS",
     "REGISTRY",
     "AttackConfig",
+    "AttackEntry",
     "AttackResult",
     "AttackTarget",
     "Budget",

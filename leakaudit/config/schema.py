@@ -13,12 +13,10 @@ from typing import Any, Literal
 
 from leakaudit.config.validator import FieldError, require, unknown
 from leakaudit.defenses import DEFENSES
+from leakaudit.direction import Direction
 from leakaudit.io.imagefolder import DEFAULT_MAX_PIXELS
-from leakaudit.scores.names import ALL_SCORES, GRAD_NORM, SCORES, Direction
-
-#: The score that ranks samples unless the config says otherwise. One place only:
-#: the reproduction study (issue 5) may change it.
-DEFAULT_RISK_SCORE = GRAD_NORM
+from leakaudit.scores.names import ALL_SCORES, SCORES
+from leakaudit.scores.risk import DEFAULT_RISK_SCORE, Risk, resolve_risk
 
 #: Parameters a defence gets when the config names its kind without them.
 DEFAULT_DEFENSE_PARAMS: dict[str, dict[str, float]] = {"gaussian": {"sigma": 0.01}}
@@ -135,9 +133,9 @@ class ScoresConfig:
         except ValueError as exc:
             raise FieldError("memory_budget", str(exc)) from None
 
-    def direction(self, name: str) -> Direction:
-        """The risk direction used for score ``name``: the override, else SPEC's."""
-        return self.directions.get(name, SCORES[name].direction)
+    def risk(self) -> Risk:
+        """The risk score and every score's direction (the override, else the shipped one)."""
+        return resolve_risk(self.risk_score, self.directions, self.select)
 
 
 @dataclass

@@ -10,13 +10,13 @@ mean per_class?)``). Errors are :class:`~leakaudit.errors.ConfigError` (exit 2).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
 from typing import Any, Literal
 
 from leakaudit.errors import ConfigError
+from leakaudit.registry import closest, unknown_message
 
 
 class FieldError(ConfigError):
@@ -34,12 +34,9 @@ def require(ok: bool, key: str, message: str) -> None:
         raise FieldError(key, message)
 
 
-def unknown(what: str, name: str, choices: typing.Iterable[str]) -> str:
-    """``"unknown score 'i2g' (did you mean i2f?)"``, or the choices when none is close."""
-    choices = list(choices)
-    close = difflib.get_close_matches(name, choices, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else f"; choose from: {', '.join(choices)}"
-    return f"unknown {what} {name!r}{hint}"
+#: ``"unknown score 'i2g' (did you mean i2f?)"``: the registry's message, for the schema's
+#: ``__post_init__`` checks.
+unknown = unknown_message
 
 
 def _type_name(tp: Any) -> str:
@@ -126,8 +123,8 @@ def build(cls: type, raw: Any, path: str) -> Any:
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(known)}"
+            near = closest(str(key), known)
+            hint = f" (did you mean {near}?)" if near else f"; known: {', '.join(known)}"
             raise ConfigError(f"{path + '.' if path else ''}{key}: unknown key{hint}")
     missing = [
         name

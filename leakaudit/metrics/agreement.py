@@ -22,6 +22,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from leakaudit.direction import orient, sign
+
 Verdict = Literal["held", "reversed", "inconclusive", "undefined"]
 
 
@@ -198,8 +200,7 @@ def precision_at_k(
     s, q = _as_array(score), _as_array(quality)
     if not 1 <= k <= s.size:
         raise ValueError(f"k must be in [1, {s.size}], got {k}")
-    risk = s if score_direction == "higher_is_riskier" else -s
-    good = q if metric_direction == "higher_is_better" else -q
+    risk, good = orient(s, score_direction), orient(q, metric_direction)
     riskiest = set(np.argsort(-risk, kind="stable")[:k].tolist())
     best = set(np.argsort(-good, kind="stable")[:k].tolist())
     return len(riskiest & best) / k
@@ -207,9 +208,7 @@ def precision_at_k(
 
 def expected_sign(score_direction: str, metric_direction: str) -> int:
     """Sign of corr(score, metric) if riskier samples (assumed direction) reconstruct better."""
-    s = 1 if score_direction == "higher_is_riskier" else -1
-    m = 1 if metric_direction == "higher_is_better" else -1
-    return s * m
+    return sign(score_direction) * sign(metric_direction)
 
 
 def direction_verdict(rho: Correlation, sign: int) -> Verdict:

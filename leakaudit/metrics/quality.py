@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,13 +21,8 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import Tensor
 
-#: Which way is better for each quality metric.
-METRIC_DIRECTIONS: dict[str, str] = {
-    "mse": "lower_is_better",
-    "psnr": "higher_is_better",
-    "ssim": "higher_is_better",
-    "lpips": "lower_is_better",
-}
+from leakaudit.direction import MetricDirection
+from leakaudit.registry import Registry
 
 #: MSE floor, so that a perfect reconstruction reports PSNR = 120 dB, not infinity.
 MSE_FLOOR = 1e-12
@@ -108,6 +105,42 @@ def lpips_distance(x: Tensor, ref: Tensor) -> Tensor:
     return d.flatten().double()
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """A reconstruction quality metric and which way is better (as torchmetrics'
+    ``Metric.higher_is_better``).
+
+    Attributes:
+        name: the JSON name.
+        fn: ``fn(reconstructions, originals)`` → ``[B]`` float64, images in [0, 1].
+        higher_is_better: larger values mean a better reconstruction.
+    """
+
+    name: str
+    fn: Callable[[Tensor, Tensor], Tensor]
+    higher_is_better: bool
+
+    @property
+    def direction(self) -> MetricDirection:
+        """``"higher_is_better"`` or ``"lower_is_better"``."""
+        return "higher_is_better" if self.higher_is_better else "lower_is_better"
+
+
+#: Every quality metric, in report order; LPIPS runs only when it is available locally.
+METRICS: Registry[MetricSpec] = Registry(
+    "metric",
+    (
+        (spec.name, spec)
+        for spec in (
+            MetricSpec("mse", mse, higher_is_better=False),
+            MetricSpec("psnr", psnr, higher_is_better=True),
+            MetricSpec("ssim", ssim, higher_is_better=True),
+            MetricSpec("lpips", lpips_distance, higher_is_better=False),
+        )
+    ),
+)
+
+
 def quality_metrics(
     x: Tensor, ref: Tensor, *, use_lpips: bool = True
 ) -> tuple[dict[str, Tensor], list[str]]:
@@ -125,13 +158,13 @@ def quality_metrics(
         ``({"mse", "psnr", "ssim"[, "lpips"]} → [B] float64, notes)``.
     """
     xc = x.detach().clamp(0.0, 1.0)
-    out = {"mse": mse(xc, ref), "psnr": psnr(xc, ref), "ssim": ssim(xc, ref)}
+    out = {name: spec.fn(xc, ref) for name, spec in METRICS.items() if name != "lpips"}
     notes: list[str] = []
     if use_lpips:
         ok, note = lpips_status()
         if ok:
             try:
-                out["lpips"] = lpips_distance(xc, ref)
+                out["lpips"] = METRICS["lpips"].fn(xc, ref)
             except (RuntimeError, ValueError, OSError) as err:  # e.g. images too small
                 notes.append(f"LPIPS skipped: {err}")
         else:

@@ -23,23 +23,28 @@ from leakaudit.models.factory import build_from_factory, is_factory_spec
 from leakaudit.models.lenet import LeNet, build_lenet, dlg_init_
 from leakaudit.models.resnet import CifarResNet, build_resnet18, build_resnet20
 from leakaudit.models.torchvision_models import PREFIX, build_torchvision, torchvision_names
+from leakaudit.registry import Registry
 
-_BUILTINS: dict[str, Callable[..., nn.Module]] = {
-    "lenet": build_lenet,
-    "convnet": build_convnet,
-    "resnet18": build_resnet18,
-    "resnet20": build_resnet20,
-}
+#: Built-in architecture name → its builder.
+MODELS: Registry[Callable[..., nn.Module]] = Registry(
+    "model",
+    [
+        ("lenet", build_lenet),
+        ("convnet", build_convnet),
+        ("resnet18", build_resnet18),
+        ("resnet20", build_resnet20),
+    ],
+)
 
 #: Names of the built-in architectures.
-BUILTIN_MODELS: tuple[str, ...] = tuple(_BUILTINS)
+BUILTIN_MODELS: tuple[str, ...] = MODELS.names()
 
 _FIXED = ("num_classes", "in_channels", "image_size")
 
 
 def builtin_kwargs(name: str) -> tuple[str, ...]:
     """The extra keyword arguments a built-in model accepts (e.g. ``("init",)`` for lenet)."""
-    params = inspect.signature(_BUILTINS[name]).parameters
+    params = inspect.signature(MODELS[name]).parameters
     return tuple(p for p in params if p not in _FIXED)
 
 
@@ -54,7 +59,7 @@ def _build_builtin(
             f"(accepted: {', '.join(allowed) or 'none'})"
         )
     try:
-        return _BUILTINS[name](
+        return MODELS[name](
             num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs
         )
     except (TypeError, ValueError) as exc:
@@ -96,7 +101,7 @@ def build_model(
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise InputError(f"num_classes must be an integer >= 1, not {num_classes!r}")
     extra = dict(kwargs or {})
-    if name in _BUILTINS:
+    if name in MODELS:
         return _build_builtin(name, num_classes, in_channels, image_size, extra)
     if name.startswith(PREFIX):
         return build_torchvision(
@@ -119,6 +124,7 @@ def build_model(
 
 __all__ = [
     "BUILTIN_MODELS",
+    "MODELS",
     "CifarResNet",
     "ConvNet",
     "LeNet",

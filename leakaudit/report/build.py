@@ -15,7 +15,7 @@ from leakaudit.config import ScanConfig, config_to_dict
 from leakaudit.gate import evaluate_gate
 from leakaudit.report.document import Report, SampleRecord
 from leakaudit.report.ranking import distribution, risk_percentiles, risk_ranks
-from leakaudit.scores.names import I2F, SCORES
+from leakaudit.scores.names import I2F
 from leakaudit.scores.options import ScoreResult
 
 
@@ -78,11 +78,10 @@ def build_report(
         warnings: lines to carry into the report.
     """
     n = int(result.indices.numel())
-    risk_name = config.scores.risk_score
-    direction = config.scores.direction(risk_name)
-    risk_values = result.scores[risk_name].double().numpy()
-    ranks = risk_ranks(risk_values, direction)
-    pct = risk_percentiles(risk_values, direction)
+    risk = config.scores.risk()
+    risk_values = result.scores[risk.score].double().numpy()
+    ranks = risk_ranks(risk_values, risk.direction)
+    pct = risk_percentiles(risk_values, risk.direction)
     whatif, sig = _whatif(result, config, n)
     score_np = {k: v.double().numpy() for k, v in result.scores.items()}
     converged = result.diagnostics.get("converged", torch.ones(n, dtype=torch.bool))
@@ -100,9 +99,8 @@ def build_report(
                 sigma_needed=float(sig[k]),
             )
         )
-    directions = {name: config.scores.direction(name) for name in SCORES}
     gate = evaluate_gate(
-        [str(i) for i in ids], score_np, config.gate.rules, config.gate.allowlist, directions
+        [str(i) for i in ids], score_np, config.gate.rules, config.gate.allowlist, risk.directions
     )
     summary = {
         "num_samples": n,
@@ -121,11 +119,7 @@ def build_report(
         config=config_to_dict(config),
         model=model_info,
         dataset=dataset_info,
-        risk={
-            "score": risk_name,
-            "direction": direction,
-            "direction_source": "config" if risk_name in config.scores.directions else "default",
-        },
+        risk=risk.to_dict(),
         defense={"kind": config.defense.kind, **config.defense.params},
         whatif=whatif,
         samples=samples,

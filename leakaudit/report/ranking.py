@@ -5,21 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from leakaudit.scores.names import Direction
+from leakaudit.direction import Direction, orient
 
 #: Quantiles reported for every score's distribution.
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.75, 0.95)
 
 
-def riskiness(values: np.ndarray, direction: Direction) -> np.ndarray:
-    """``[N]`` values oriented so that larger means riskier (NaN stays NaN)."""
-    values = np.asarray(values, dtype=np.float64)
-    return values if direction == "higher_is_riskier" else -values
-
-
 def risk_ranks(values: np.ndarray, direction: Direction) -> np.ndarray:
     """``[N]`` int ranks, 1 = riskiest; ties keep dataset order; non-finite values last."""
-    r = riskiness(values, direction)
+    r = orient(values, direction)
     key = np.where(np.isfinite(r), -r, np.inf)  # ascending key: riskiest first
     order = np.argsort(key, kind="stable")
     ranks = np.empty(len(r), dtype=np.int64)
@@ -34,7 +28,7 @@ def risk_percentiles(values: np.ndarray, direction: Direction) -> np.ndarray:
     The percentile of a sample is ``100 · (rank_from_safest − 1) / (n − 1)`` over the
     ``n`` finite values, with average ranks for ties (100 when ``n == 1``).
     """
-    r = riskiness(values, direction)
+    r = orient(values, direction)
     finite = np.isfinite(r)
     out = np.full(len(r), np.nan)
     n = int(finite.sum())

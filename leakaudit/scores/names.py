@@ -1,4 +1,5 @@
-"""Score names, directions and dependencies, as defined in SPEC.md.
+"""Score names, and the one registry of what each score is, which way is risky and what
+work it needs (see docs/scores.md).
 
 Every module that reports a score uses these names; nothing else spells them.
 """
@@ -8,18 +9,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from leakaudit.choices import ordered_selection
+from leakaudit.direction import Direction
+from leakaudit.registry import Registry
 
-Direction = Literal["higher_is_riskier", "lower_is_riskier"]
+#: Work a score needs from the scan (see :class:`leakaudit.scores.plan.Plan`): the L2 or
+#: cosine matching Hessian's Lanczos run (``l2``, ``cos``), its smallest end too
+#: (``l2_min``, ``cos_min``), the SLQ estimate of I²F (``slq``), the trace of JᵀJ
+#: (``trace``).
+Need = Literal["l2", "l2_min", "cos", "cos_min", "slq", "trace"]
 
 
 @dataclass(frozen=True)
-class ScoreInfo:
-    """What a score is and which way is risky."""
+class ScoreSpec:
+    """What a score is, which way is risky, and what it needs from the plan.
+
+    Attributes:
+        name: the JSON name (one of the constants below).
+        summary: the formula in one line.
+        direction: the shipped risk direction (overridable per score in the config).
+        needs: the work it needs, whatever the options.
+        follows_gm_end: its spectrum end is the config's ``gm_end`` (``lavp_gm``): with
+            ``gm_end: min`` it also needs both ``*_min`` ends.
+    """
 
     name: str
     summary: str
     direction: Direction
+    needs: frozenset[Need] = frozenset()
+    follows_gm_end: bool = False
+
+    def plan_needs(self, gm_end: str = "max") -> frozenset[Need]:
+        """The work this score needs under ``gm_end``."""
+        if self.follows_gm_end and gm_end == "min":
+            return self.needs | {"l2_min", "cos_min"}
+        return self.needs
 
 
 GRAD_NORM = "grad_norm"
@@ -31,37 +54,48 @@ LAVP_GM = "lavp_gm"
 I2F_LB = "i2f_lb"
 I2F = "i2f"
 
-#: Every score, in report order.
-ALL_SCORES: tuple[str, ...] = (
-    GRAD_NORM,
-    LAVP_L2_MAX,
-    LAVP_L2_MIN,
-    LAVP_COS_MAX,
-    LAVP_COS_MIN,
-    LAVP_GM,
-    I2F_LB,
-    I2F,
+_L2 = "λ_{end} of 2JᵀJ (L2 matching Hessian)"
+_COS = "λ_{end} of Jᵀ(I−uuᵀ)J/‖g*‖² (cosine matching Hessian)"
+
+#: Every score, in report order, with its shipped direction. The reproduction study
+#: (docs/reproduction.md, LeNet with DLG/iDLG and Inverting Gradients on digits and photo
+#: patches, 100 samples each) supported "smaller is riskier" for the max end and lavp_gm
+#: but found the min end the other way round (larger λ_min went with better
+#: reconstructions in 7 of 12 LeNet cells, against in 1).
+SCORES: Registry[ScoreSpec] = Registry(
+    "score",
+    (
+        (spec.name, spec)
+        for spec in (
+            ScoreSpec(GRAD_NORM, "‖g(x*)‖₂", "higher_is_riskier"),
+            ScoreSpec(LAVP_L2_MAX, _L2.format(end="max"), "lower_is_riskier", frozenset({"l2"})),
+            ScoreSpec(
+                LAVP_L2_MIN, _L2.format(end="min"), "higher_is_riskier", frozenset({"l2", "l2_min"})
+            ),
+            ScoreSpec(LAVP_COS_MAX, _COS.format(end="max"), "lower_is_riskier", frozenset({"cos"})),
+            ScoreSpec(
+                LAVP_COS_MIN,
+                _COS.format(end="min"),
+                "higher_is_riskier",
+                frozenset({"cos", "cos_min"}),
+            ),
+            ScoreSpec(
+                LAVP_GM,
+                "√(lavp_l2 · lavp_cos), same spectrum end",
+                "lower_is_riskier",
+                frozenset({"l2", "cos"}),
+                follows_gm_end=True,
+            ),
+            ScoreSpec(
+                I2F_LB, "√E‖Jᵀδ‖² / λ_max(JᵀJ)", "lower_is_riskier", frozenset({"l2", "trace"})
+            ),
+            ScoreSpec(I2F, "√E‖(JᵀJ+εI)⁻¹Jᵀδ‖²", "lower_is_riskier", frozenset({"l2", "slq"})),
+        )
+    ),
 )
 
-#: Shipped directions (overridable per score in the configuration). SPEC reads every LAVP
-#: as "smaller is riskier"; the project's reproduction study (docs/reproduction.md, LeNet
-#: with DLG/iDLG and Inverting Gradients on digits and photo patches, 100 samples each)
-#: supported that for the max end and lavp_gm but found the min end the other way round
-#: (larger λ_min went with better reconstructions in 7 of 12 LeNet cells, against in 1).
-SCORES: dict[str, ScoreInfo] = {
-    GRAD_NORM: ScoreInfo(GRAD_NORM, "‖g(x*)‖₂", "higher_is_riskier"),
-    LAVP_L2_MAX: ScoreInfo(LAVP_L2_MAX, "λ_max of 2JᵀJ (L2 matching Hessian)", "lower_is_riskier"),
-    LAVP_L2_MIN: ScoreInfo(LAVP_L2_MIN, "λ_min of 2JᵀJ (L2 matching Hessian)", "higher_is_riskier"),
-    LAVP_COS_MAX: ScoreInfo(
-        LAVP_COS_MAX, "λ_max of Jᵀ(I−uuᵀ)J/‖g*‖² (cosine matching Hessian)", "lower_is_riskier"
-    ),
-    LAVP_COS_MIN: ScoreInfo(
-        LAVP_COS_MIN, "λ_min of Jᵀ(I−uuᵀ)J/‖g*‖² (cosine matching Hessian)", "higher_is_riskier"
-    ),
-    LAVP_GM: ScoreInfo(LAVP_GM, "√(lavp_l2 · lavp_cos), same spectrum end", "lower_is_riskier"),
-    I2F_LB: ScoreInfo(I2F_LB, "√E‖Jᵀδ‖² / λ_max(JᵀJ)", "lower_is_riskier"),
-    I2F: ScoreInfo(I2F, "√E‖(JᵀJ+εI)⁻¹Jᵀδ‖²", "lower_is_riskier"),
-}
+#: Every score name, in report order.
+ALL_SCORES: tuple[str, ...] = SCORES.names()
 
 
 def lavp_name(operator: str, end: str) -> str:
@@ -83,4 +117,4 @@ def converged_key(score: str) -> str:
 
 def validate_score_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Return ``names`` in report order, or raise ``ValueError`` naming the unknown one."""
-    return ordered_selection(names, ALL_SCORES, "score")
+    return SCORES.select(names)

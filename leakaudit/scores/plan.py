@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from leakaudit.scores import names as N
+from leakaudit.scores.names import SCORES
 from leakaudit.scores.options import ScoreOptions
 
 
@@ -21,17 +21,11 @@ class Plan:
 
     @classmethod
     def of(cls, options: ScoreOptions) -> Plan:
-        s = set(options.scores)
-        gm_min = N.LAVP_GM in s and options.gm_end == "min"
-        i2f_any = bool(s & {N.I2F, N.I2F_LB})
-        return cls(
-            l2=bool(s & {N.LAVP_L2_MAX, N.LAVP_L2_MIN, N.LAVP_GM}) or i2f_any,
-            l2_min=N.LAVP_L2_MIN in s or gm_min,
-            cos=bool(s & {N.LAVP_COS_MAX, N.LAVP_COS_MIN, N.LAVP_GM}),
-            cos_min=N.LAVP_COS_MIN in s or gm_min,
-            slq=N.I2F in s,
-            trace=N.I2F_LB in s,
-        )
+        """The work the selected scores need: the union of their specs' needs."""
+        needs: set[str] = set()
+        for name in options.scores:
+            needs |= SCORES[name].plan_needs(options.gm_end)
+        return cls(**{f.name: f.name in needs for f in fields(cls)})
 
     @property
     def lanczos(self) -> bool:

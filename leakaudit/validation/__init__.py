@@ -16,7 +16,7 @@ the API.
 
 from leakaudit.validation.result import PRIMARY_METRIC, ValidationResult, summarise
 from leakaudit.validation.run import ProgressFn, validate
-from leakaudit.validation.selection import oriented_risk, select, stratified_indices
+from leakaudit.validation.selection import select, stratified_indices
 from leakaudit.validation.sources import (
     ScoreTable,
     scores_from_report,
@@ -30,7 +30,6 @@ __all__ = [
     "ProgressFn",
     "ScoreTable",
     "ValidationResult",
-    "oriented_risk",
     "scores_from_report",
     "scores_from_result",
     "select",

@@ -31,12 +31,14 @@ from leakaudit.attacks import (
 )
 from leakaudit.attacks.base import check_budget, config_dict
 from leakaudit.defenses import Defense, NoDefense
+from leakaudit.direction import orient
 from leakaudit.metrics.agreement import Agreement, agreement
-from leakaudit.metrics.quality import METRIC_DIRECTIONS, quality_metrics
+from leakaudit.metrics.quality import METRICS, quality_metrics
 from leakaudit.scores.engine import resolve_device
 from leakaudit.scores.names import ALL_SCORES, SCORES
+from leakaudit.scores.risk import resolve_risk
 from leakaudit.validation.result import ValidationResult, summarise
-from leakaudit.validation.selection import oriented_risk, select
+from leakaudit.validation.selection import select
 
 #: progress(done, total) in attack iterations over all attacks.
 ProgressFn = Callable[[int, int], None]
@@ -78,8 +80,9 @@ def validate(
         space: the input space (pixel box, un-normalisation); ``[0, 1]`` if not given.
         n_samples: samples to attack under ``"stratified"`` selection.
         selection: ``"stratified"`` over the ranking of ``risk_score``, or positions.
-        risk_score: score that orders the selection; default ``i2f`` when given, else
-            the first score in SPEC order.
+        risk_score: score that orders the selection; default: the shipped default risk
+            score when given, else the first score in report order
+            (:func:`leakaudit.scores.risk.default_risk_score`).
         directions: risk direction per score (default: SPEC).
         ids: display ids per input position.
         attack_configs: explicit hyperparameters per attack (else the budget's).
@@ -101,11 +104,10 @@ def validate(
     defense = defense or NoDefense()
     space = space or InputSpace()
     order = check_scores(scores, inputs.shape[0])
-    dirs = {name: SCORES[name].direction for name in scores} | dict(directions or {})
-    risk_name = risk_score or default_risk_score(order)
-    if risk_name not in scores:
-        raise ValueError(f"risk score {risk_name!r} is not among the given scores")
-    risk = oriented_risk(scores[risk_name], dirs[risk_name])
+    resolved = resolve_risk(risk_score, directions, available=scores)
+    dirs: dict[str, str] = dict(resolved.only(scores))
+    risk_name = resolved.score
+    risk = orient(scores[risk_name], resolved.direction)
     idx, selection_desc = select(risk, selection, n_samples, risk_name, seed)
     dev = resolve_device(str(device))
     net = copy.deepcopy(model).to(dev).eval()
@@ -154,19 +156,12 @@ def check_scores(scores: dict[str, Tensor], n_inputs: int) -> list[str]:
         ValueError: no scores, an unknown name, or a score whose length is not ``n_inputs``.
     """
     for name, values in scores.items():
-        if name not in SCORES:
-            raise ValueError(f"unknown score {name!r}; choose from: {', '.join(ALL_SCORES)}")
+        SCORES.check(name)
         if values.shape[0] != n_inputs:
             raise ValueError(f"score {name!r} has {values.shape[0]} values for {n_inputs} inputs")
     if not scores:
         raise ValueError("validate needs at least one score")
     return [s for s in ALL_SCORES if s in scores]
-
-
-def default_risk_score(names: Sequence[str]) -> str:
-    """The score that orders the selection when none is named: ``i2f`` when given, else
-    the first of ``names`` (in report order)."""
-    return "i2f" if "i2f" in names else names[0]
 
 
 @dataclass
@@ -299,7 +294,7 @@ def _agreements(
                         attack=a,
                         metric=m,
                         score_direction=directions[s],
-                        metric_direction=METRIC_DIRECTIONS[m],
+                        metric_direction=METRICS[m].direction,
                         n_resamples=n_resamples,
                         seed=seed,
                     )

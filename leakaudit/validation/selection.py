@@ -9,14 +9,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from leakaudit.scores.names import Direction
-
-
-def oriented_risk(values: Tensor, direction: Direction | str) -> Tensor:
-    """``values`` ``[N]`` as float64 on the CPU, negated unless larger is riskier."""
-    sign = 1.0 if direction == "higher_is_riskier" else -1.0
-    return sign * values.double().cpu()
-
 
 def stratified_indices(risk: Tensor, n_samples: int, seed: int = 0) -> Tensor:
     """Pick ``n_samples`` positions spread evenly over the risk ranking.
@@ -49,7 +41,7 @@ def select(
     """The positions to attack, riskiest first, and how they were chosen (for the report).
 
     Args:
-        risk: ``[N]`` oriented risk values (:func:`oriented_risk`).
+        risk: ``[N]`` oriented risk values (:func:`leakaudit.direction.orient`).
         selection: ``"stratified"`` (:func:`stratified_indices`), or positions.
         n_samples: how many to pick under ``"stratified"``.
         risk_name: the score ``risk`` comes from.

@@ -16,10 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from leakaudit.scores.names import ALL_SCORES, SCORES
+from leakaudit.direction import orient
+from leakaudit.scores.names import ALL_SCORES
+from leakaudit.scores.risk import resolve_risk
 from leakaudit.validation.result import ValidationResult
 from leakaudit.validation.run import validate
-from leakaudit.validation.selection import oriented_risk, stratified_indices
+from leakaudit.validation.selection import stratified_indices
 
 if TYPE_CHECKING:
     from leakaudit.config import ScanConfig
@@ -88,7 +90,7 @@ def scores_from_report(report: Mapping[str, Any]) -> ScoreTable:
         labels=torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
         scores=values,
         risk_score=(report.get("risk") or {}).get("score"),
-        directions={n: overrides.get(n, SCORES[n].direction) for n in names},
+        directions=dict(resolve_risk(None, overrides, names).only(names)),
     )
 
 
@@ -108,7 +110,7 @@ def scores_from_result(
         labels=result.labels.long(),
         scores={n: v.double().cpu() for n, v in result.scores.items()},
         risk_score=risk_score,
-        directions={n: SCORES[n].direction for n in result.scores},
+        directions=dict(resolve_risk(None, None, list(result.scores)).only(result.scores)),
         origin=SCORED_NOW,
     )
 
@@ -265,10 +267,12 @@ def validate_scores(
     """
     positions = table.positions
     source = "the scan report" if table.origin == FROM_REPORT else "the scan"
-    risk_name = risk_score or table.risk_score or next(iter(table.scores))
-    if risk_name not in table.scores:
+    risk_name = risk_score or table.risk_score
+    if risk_name is not None and risk_name not in table.scores:
         raise ValueError(f"{source} has no score {risk_name!r}")
     directions = table.directions | dict(kwargs.pop("directions", None) or {})
+    resolved = resolve_risk(risk_name, directions, available=table.scores)
+    risk_name = resolved.score
     if indices is not None:
         where = {int(p): k for k, p in enumerate(positions.tolist())}
         missing = [i for i in indices if int(i) not in where]
@@ -276,7 +280,7 @@ def validate_scores(
             raise ValueError(f"sample {missing[0]} is not in {source}")
         rows = torch.tensor([where[int(i)] for i in indices], dtype=torch.long)
     else:
-        risk = oriented_risk(table.scores[risk_name], directions[risk_name])
+        risk = orient(table.scores[risk_name], resolved.direction)
         rows = stratified_indices(risk, n_samples, seed)
     items = [dataset[int(positions[r])] for r in rows]
     inputs = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x, _ in items])
