@@ -11,8 +11,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,10 @@ from torch import nn
 
 from leakaudit.attacks import InputSpace, check_attacks
 from leakaudit.attacks.base import check_budget
+from leakaudit.calibration.document import Calibration, architecture_signature
+from leakaudit.calibration.fit import fit_calibration
+from leakaudit.calibration.recovery import MIN_GAIN_DB, MIN_PSNR_DB, best_over_attacks
+from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
 from leakaudit.defenses import make_defense
 from leakaudit.errors import ConfigError, InputError
@@ -33,9 +39,12 @@ from leakaudit.resume import (
     PartialResults,
     fingerprint,
     load_partial,
+    sample_digest,
     weights_digest,
 )
+from leakaudit.scores.data import Positioned
 from leakaudit.scores.engine import concat_results, resolve_device, score_samples
+from leakaudit.scores.names import ALL_SCORES, GRAD_NORM
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 from leakaudit.validation import ValidationResult
 from leakaudit.validation.sources import (
@@ -476,6 +485,118 @@ def _score_table(
     return scores_from_result(scores, inputs.ids, config.scores.risk_score)
 
 
+def calibrate(
+    config: ConfigLike,
+    *,
+    n_samples: int = 32,
+    attacks: Sequence[str] = ("idlg", "ig"),
+    budget: str = "standard",
+    folds: int = 4,
+    seed: int = 0,
+    device: str = "auto",
+    min_psnr_db: float = MIN_PSNR_DB,
+    min_gain_db: float = MIN_GAIN_DB,
+    progress: ProgressFn | None = None,
+    scan_progress: ProgressFn | None = None,
+) -> Calibration:
+    """Learn, on this model and data, which score predicts what an attack recovers, and
+    map it to PSNR: what ``leakaudit calibrate`` runs (see docs/calibration.md).
+
+    ``n_samples`` samples, stratified over the quantiles of the gradient norm (cheap, and
+    computed for every sample), get every score and are attacked by each of ``attacks``
+    under the configured defence; a sample's quality is the best PSNR any attack reached
+    (the attacker keeps their best). Cross-validation then chooses the rule and fits the
+    map (:func:`leakaudit.calibration.fit.fit_calibration`).
+
+    Returns:
+        The :class:`~leakaudit.calibration.document.Calibration` (its ``status`` says
+        ``attacks_failed`` when too few samples were recovered to calibrate anything).
+
+    Raises:
+        ConfigError: a bad configuration, attack, budget or size (exit 2).
+        InputError: bad inputs (exit 2).
+    """
+    config = _as_config(config, None)[0]
+    if n_samples < 3 * folds:
+        raise ConfigError(f"calibration needs at least {3 * folds} samples for {folds} folds")
+    options = score_options(config)
+    inputs = load_inputs(config)
+    cheap = score_samples(inputs.model, inputs.dataset, replace(options, scores=(GRAD_NORM,)))
+    subset = stratified_subset({GRAD_NORM: cheap.scores[GRAD_NORM].numpy()}, n_samples, seed)
+    full = _scored(inputs, replace(options, scores=ALL_SCORES), subset.tolist(), scan_progress)
+    result = validate(
+        config,
+        full,
+        attacks=attacks,
+        budget=budget,
+        indices=subset.tolist(),
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    quality = best_over_attacks(
+        {a: r.numpy() for a, r in result.reconstructions.items()},
+        result.originals.numpy(),
+        min_psnr_db=min_psnr_db,
+        min_gain_db=min_gain_db,
+    )
+    scores = {k: v.numpy() for k, v in result.scores.items()}
+    meta = _calibration_meta(config, inputs, result, attacks, budget, options)
+    return fit_calibration(scores, quality, meta=meta, k=folds, seed=seed)
+
+
+def _scored(
+    inputs: Inputs, options: ScoreOptions, positions: list[int], progress: ProgressFn | None
+) -> ScoreResult:
+    """Scores of some samples, each seeded by its dataset position as in a full scan."""
+    done = 0
+
+    def advance(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(done, len(positions))
+
+    return score_samples(
+        inputs.model, Positioned(inputs.dataset, positions), options, progress=advance
+    )
+
+
+def _calibration_meta(
+    config: ScanConfig,
+    inputs: Inputs,
+    result: ValidationResult,
+    attacks: Sequence[str],
+    budget: str,
+    options: ScoreOptions,
+) -> dict[str, dict[str, Any]]:
+    """The calibration document's model, data, attack and defence sections."""
+    digest = hashlib.sha256()
+    for pos in result.indices.tolist():
+        digest.update(sample_digest(*inputs.dataset[pos]))
+    return {
+        "model": {
+            "name": config.model.name,
+            "architecture": architecture_signature(inputs.model),
+            "input_shape": list(result.originals.shape[1:]),
+            "checkpoint_sha256": inputs.checkpoint_sha256,
+        },
+        "data": {
+            "fingerprint": digest.hexdigest(),
+            "kind": config.data.kind,
+            "samples": len(result.indices),
+            "ids": list(result.ids),
+        },
+        "attack": {
+            "attacks": list(attacks),
+            "budget": budget,
+            "seed": result.config.get("seed"),
+            "quality": "best PSNR over the attacks, per sample",
+        },
+        "defense": {"kind": config.defense.kind, **config.defense.params},
+    }
+
+
 def input_space(config: ScanConfig) -> InputSpace:
     """The attacker's input space: pixels un-normalised with the data's ``mean``/``std``."""
     data = config.data
@@ -489,6 +610,7 @@ __all__ = [
     "Inputs",
     "ProgressFn",
     "ScoreOptions",
+    "calibrate",
     "check_compatible",
     "load_inputs",
     "scan",

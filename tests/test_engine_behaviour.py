@@ -180,3 +180,15 @@ def test_torchscript_model_scores_like_its_eager_twin() -> None:
     script = score_samples(scripted, (case.X, case.Y), opts)
     assert (eager.backend, script.backend) == ("func", "autograd")
     _same(eager, script, rtol=1e-8)
+
+
+def test_positioned_subset_scores_equal_the_full_scan() -> None:
+    from leakaudit.scores.data import Positioned
+
+    case = make_case("lenet-1ch", n=6)
+    opts = ScoreOptions(chunk_size=4, **F64)
+    full = score_samples(case.model, TensorDataset(case.X, case.Y), opts)
+    part = score_samples(case.model, Positioned(TensorDataset(case.X, case.Y), [4, 1]), opts)
+    assert part.indices.tolist() == [4, 1]
+    for k in full.scores:
+        assert torch.allclose(part.scores[k], full.scores[k][[4, 1]], rtol=1e-9, atol=0), k

@@ -71,3 +71,35 @@ def recovery(
     gain = 10.0 * np.log10(var / mse)
     ok = (gain >= min_gain_db) & (psnr >= min_psnr_db)
     return Recovery(psnr, gain, ok, x.mean(axis=1), x.std(axis=1), min_psnr_db, min_gain_db)
+
+
+def best_over_attacks(
+    reconstructions: dict[str, np.ndarray],
+    originals: np.ndarray,
+    *,
+    min_psnr_db: float = MIN_PSNR_DB,
+    min_gain_db: float = MIN_GAIN_DB,
+) -> Recovery:
+    """:func:`recovery` of the best reconstruction per sample over several attacks (the
+    attacker keeps whichever attack recovered that sample best, by PSNR)."""
+    if not reconstructions:
+        raise ValueError("no reconstructions")
+    per = [
+        recovery(r, originals, min_psnr_db=min_psnr_db, min_gain_db=min_gain_db)
+        for r in reconstructions.values()
+    ]
+    best = np.argmax(np.stack([q.psnr_db for q in per]), axis=0)
+    rows = np.arange(len(best))
+
+    def pick(field: str) -> np.ndarray:
+        return np.stack([getattr(q, field) for q in per])[best, rows]
+
+    return Recovery(
+        pick("psnr_db"),
+        pick("gain_db"),
+        pick("recovered"),
+        per[0].mean,
+        per[0].contrast,
+        min_psnr_db,
+        min_gain_db,
+    )

@@ -15,9 +15,15 @@ Sample = tuple[int, Tensor, Tensor]
 def iter_samples(data: Any, skip: int = 0) -> Iterator[Sample]:
     """Yield ``(index, x, y)`` one sample at a time, skipping the first ``skip``.
 
-    Accepts ``(inputs [N, ...], labels [N])``, a map-style Dataset of ``(x, y)``, or an
-    iterable of ``(x [B, ...], y [B])`` batches (e.g. a DataLoader).
+    Accepts ``(inputs [N, ...], labels [N])``, a map-style Dataset of ``(x, y)``, an
+    iterable of ``(x [B, ...], y [B])`` batches (e.g. a DataLoader), or a
+    :class:`Positioned` subset (whose samples keep their dataset positions as indices).
     """
+    if isinstance(data, Positioned):
+        for j in range(skip, len(data.positions)):
+            x, y = data.dataset[data.positions[j]]
+            yield data.positions[j], torch.as_tensor(x), torch.as_tensor(y)
+        return
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
         X, Y = data
         if len(X) != len(Y):
@@ -63,3 +69,27 @@ def _stack(buf: list[Sample]) -> tuple[Tensor, Tensor, Tensor]:
     if not Y.is_floating_point():
         Y = Y.to(torch.int64)
     return idx, X, Y
+
+
+class Positioned(Dataset[Any]):
+    """Some samples of a map-style dataset, scored under their dataset positions.
+
+    The engine seeds each sample's random vectors by its index, so scoring a subset this
+    way gives every sample exactly the scores a scan of the whole dataset gives it.
+
+    Args:
+        dataset: map-style, yielding ``(x, y)``.
+        positions: the positions to score, in this order (no repeats).
+    """
+
+    def __init__(self, dataset: Any, positions: Iterable[int]) -> None:
+        self.dataset = dataset
+        self.positions = [int(p) for p in positions]
+        if len(set(self.positions)) != len(self.positions):
+            raise ValueError("positions repeat samples")
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, j: int) -> Any:
+        return self.dataset[self.positions[j]]
