@@ -141,7 +141,7 @@ def test_custom_autograd_function_falls_back_with_one_warning() -> None:
 def test_only_selected_work_is_done(monkeypatch) -> None:
     case = make_case("mlp-1ch", n=2)
     calls = {"gram": 0}
-    from leakaudit.linalg import func_ops
+    from leakaudit.jacobians import func as func_ops
 
     original = func_ops.FuncOperators.gram
 

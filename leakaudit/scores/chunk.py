@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from leakaudit.jacobians.protocol import SampleOperators
 from leakaudit.linalg.cg import conjugate_gradient
 from leakaudit.linalg.lanczos import LanczosRun, Ritz, lanczos
-from leakaudit.linalg.operators import SampleOperators
 from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
 from leakaudit.scores import names as N
 from leakaudit.scores.i2f import damped_gram_filter, i2f_from_moments

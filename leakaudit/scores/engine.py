@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from leakaudit.errors import InputError
-from leakaudit.linalg.autograd_ops import AutogradOperators, module_forward
-from leakaudit.linalg.func_ops import FuncOperators, make_flat_grad
-from leakaudit.linalg.operators import SampleOperators
+from leakaudit.jacobians.autograd import AutogradOperators, module_forward
+from leakaudit.jacobians.func import FuncOperators, make_flat_grad
+from leakaudit.jacobians.protocol import SampleOperators
 from leakaudit.scores.chunk import score_chunk
 from leakaudit.scores.data import chunks, iter_samples
 from leakaudit.scores.losses import stable_cross_entropy
