@@ -2,6 +2,7 @@
 
 Everything here is the obviously-correct slow path: J from ``torch.func.jacrev``,
 spectra from ``torch.linalg.eigvalsh``, inverses from ``torch.linalg.solve``.
+:func:`compare_matmat` checks any batched operator against its dense twin.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from skimage.transform import resize
 from sklearn.datasets import load_digits
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev
+
+from leakaudit.linalg.operators import BatchedOperator
 
 
 def digits(n: int, size: int = 6) -> tuple[Tensor, Tensor]:
@@ -163,3 +166,34 @@ def dense(model: nn.Module, x: Tensor, y: Tensor, loss_fn=F.cross_entropy) -> De
     g = flat_grad_fn(model, loss_fn)
     J = jacrev(g)(x, y).reshape(-1, x.numel())
     return Dense(J=J.detach(), g=g(x, y).detach())
+
+
+def dense_stack(case: Case) -> list[Dense]:
+    """:class:`Dense` for every sample of ``case``."""
+    return [dense(case.model, x, y) for x, y in zip(case.X, case.Y)]
+
+
+def compare_matmat(
+    op: BatchedOperator,
+    mat: Tensor,
+    *,
+    m: int = 3,
+    rtol: float = 1e-9,
+    atol: float = 1e-12,
+    seed: int = 0,
+) -> None:
+    """Check a batched operator against its dense twin ``mat`` ``[B, d, d]``.
+
+    ``op @ V`` for random ``V`` ``[B, m, d]`` and ``[B, d]``, and ``op.adjoint() @ V``,
+    must equal the dense products; ``atol`` is relative to the largest entry of ``mat``.
+    """
+    B, d, _ = mat.shape
+    assert op.shape == (B, d, d)
+    gen = torch.Generator().manual_seed(seed)
+    V = torch.randn(B, m, d, generator=gen, dtype=mat.dtype)
+    want = torch.einsum("bij,bmj->bmi", mat, V)
+    want_adjoint = torch.einsum("bji,bmj->bmi", mat, V)
+    tol = dict(rtol=rtol, atol=atol * float(mat.abs().max()))
+    torch.testing.assert_close(op @ V, want, **tol)
+    torch.testing.assert_close(op @ V[:, 0], want[:, 0], **tol)
+    torch.testing.assert_close(op.adjoint() @ V, want_adjoint, **tol)

@@ -138,10 +138,31 @@ def test_custom_autograd_function_falls_back_with_one_warning() -> None:
         assert float(res.scores["lavp_l2_min"][i]) == pytest.approx(2 * float(ev[0]), rel=1e-6)
 
 
+def test_a_bug_while_scoring_surfaces_instead_of_falling_back(monkeypatch) -> None:
+    # The backend is chosen up front by what the model supports; an error raised later,
+    # inside leakaudit's own maths, is a bug and must not be rerouted to autograd.
+    from leakaudit.scores import chunk
+
+    calls = {"n": 0}
+
+    def broken(*args, **kwargs):
+        calls["n"] += 1
+        raise TypeError("a bug in leakaudit")
+
+    monkeypatch.setattr(chunk, "i2f_from_moments", broken)
+    case = make_case("mlp-1ch", n=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TypeError, match="a bug in leakaudit"):
+            score_samples(case.model, (case.X, case.Y), ScoreOptions(**F64))
+    assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
+    assert calls["n"] == 1
+
+
 def test_only_selected_work_is_done(monkeypatch) -> None:
     case = make_case("mlp-1ch", n=2)
     calls = {"gram": 0}
-    from leakaudit.linalg import func_ops
+    from leakaudit.jacobians import func as func_ops
 
     original = func_ops.FuncOperators.gram
 

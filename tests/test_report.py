@@ -12,12 +12,13 @@ import torch
 
 from leakaudit.config import config_from_dict
 from leakaudit.errors import InputError
-from leakaudit.report.build import build_report, sigma_needed
+from leakaudit.report.build import build_report
 from leakaudit.report.files import check_writable, write_atomic
 from leakaudit.report.formats.json_format import render_json
 from leakaudit.report.formats.markdown import render_markdown
 from leakaudit.report.ranking import distribution, risk_percentiles, risk_ranks
 from leakaudit.report.schema import schema_errors
+from leakaudit.scores.i2f import sigma_needed
 from leakaudit.scores.options import ScoreResult
 
 N = 6

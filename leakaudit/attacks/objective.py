@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
-from leakaudit.linalg.func_ops import make_flat_grad
+from leakaudit.jacobians.func import make_flat_grad
 
 #: per_sample_grads(inputs [B, ...], soft_targets [B, C]) -> flat gradients [B, P].
 PerSampleGrads = Callable[[Tensor, Tensor], Tensor]

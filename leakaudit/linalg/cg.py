@@ -15,7 +15,7 @@ from torch import Tensor
 
 @dataclass
 class CGResult:
-    """Solutions ``[B, d]``, relative residuals ``[B]``, iterations ``[B]``, convergence ``[B]``."""
+    """Solutions ``[*S, d]``; relative residuals, iterations and convergence ``[*S]``."""
 
     solution: Tensor
     relative_residual: Tensor
@@ -33,8 +33,8 @@ def conjugate_gradient(
     """Solve ``matvec(s) = rhs`` for every row, a symmetric positive definite operator each.
 
     Args:
-        matvec: ``[B, d] -> [B, d]``.
-        rhs: ``[B, d]``.
+        matvec: ``[*S, d] -> [*S, d]`` (e.g. ``S = (B,)`` or ``(B, m)``).
+        rhs: ``[*S, d]``; every row (last axis) is an independent system.
         tol: a row stops when ‖r‖ ≤ tol·‖rhs‖.
         max_iter: iterations at most.
     """
@@ -45,7 +45,7 @@ def conjugate_gradient(
     rr = (r * r).sum(-1)
     norm_b = rr.sqrt().clamp_min(tiny)
     active = rr.sqrt() > tol * norm_b
-    iterations = torch.zeros(rhs.shape[0], dtype=torch.int64, device=rhs.device)
+    iterations = torch.zeros(rhs.shape[:-1], dtype=torch.int64, device=rhs.device)
     for _ in range(max_iter):
         if not bool(active.any()):
             break
@@ -53,11 +53,11 @@ def conjugate_gradient(
         Ap = matvec(p)
         pAp = (p * Ap).sum(-1)
         step = torch.where(active & (pAp > 0), rr / pAp.clamp_min(tiny), torch.zeros_like(rr))
-        x = x + step[:, None] * p
-        r = r - step[:, None] * Ap
+        x = x + step[..., None] * p
+        r = r - step[..., None] * Ap
         rr_new = (r * r).sum(-1)
         still = active & (rr_new.sqrt() > tol * norm_b)
-        p = torch.where(still[:, None], r + (rr_new / rr.clamp_min(tiny))[:, None] * p, p)
+        p = torch.where(still[..., None], r + (rr_new / rr.clamp_min(tiny))[..., None] * p, p)
         rr = torch.where(active, rr_new, rr)
         active = still
     rel = rr.sqrt() / norm_b

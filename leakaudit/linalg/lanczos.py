@@ -131,12 +131,7 @@ def lanczos(
         length += alive.to(torch.int64)
         w = matvec(q)
         a = torch.where(alive, (w * q).sum(-1), torch.zeros_like(scale))
-        w = w - a[..., None] * q
-        if j > 0:
-            w = w - beta[..., j - 1, None] * Q[:, :, j - 1]
-        basis = Q[:, :, : j + 1]
-        for _ in range(2):  # "twice is enough" (Parlett)
-            w = w - torch.einsum("bmkd,bmk->bmd", basis, torch.einsum("bmkd,bmd->bmk", basis, w))
+        w = _orthogonalise(w, a, Q, beta, j)
         b = torch.linalg.vector_norm(w, dim=-1)
         scale = torch.maximum(scale, a.abs() + b)
         alive = alive & (b > breakdown_tol * scale.clamp_min(torch.finfo(dtype).tiny))
@@ -152,6 +147,17 @@ def lanczos(
         if not bool(alive.any()):
             break
     return _finish(alpha, beta, Q, steps, length)
+
+
+def _orthogonalise(w: Tensor, a: Tensor, Q: Tensor, beta: Tensor, j: int) -> Tensor:
+    """w − α q_j − β_{j−1} q_{j−1}, then reorthogonalised against q_1..q_j (twice)."""
+    w = w - a[..., None] * Q[:, :, j]
+    if j > 0:
+        w = w - beta[..., j - 1, None] * Q[:, :, j - 1]
+    basis = Q[:, :, : j + 1]
+    for _ in range(2):  # "twice is enough" (Parlett)
+        w = w - torch.einsum("bmkd,bmk->bmd", basis, torch.einsum("bmkd,bmd->bmk", basis, w))
+    return w
 
 
 def _finish(alpha: Tensor, beta: Tensor, Q: Tensor, steps: int, length: Tensor) -> LanczosRun:

@@ -15,17 +15,9 @@ from leakaudit.config import ScanConfig, config_to_dict
 from leakaudit.gate import evaluate_gate
 from leakaudit.report.document import Report, SampleRecord
 from leakaudit.report.ranking import distribution, risk_percentiles, risk_ranks
+from leakaudit.scores.i2f import sigma_needed
 from leakaudit.scores.names import I2F
 from leakaudit.scores.options import ScoreResult
-
-
-def sigma_needed(i2f_unit_sigma: np.ndarray, target_error: float) -> np.ndarray:
-    """``[N]`` Gaussian σ for which I²F reaches ``target_error`` (I²F is linear in σ:
-    σ = τ / I²F(σ=1), SPEC "I²F"); NaN where I²F(σ=1) is not positive and finite."""
-    unit = np.asarray(i2f_unit_sigma, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = target_error / unit
-    return np.where(np.isfinite(unit) & (unit > 0), out, np.nan)
 
 
 def _item(t: torch.Tensor) -> Any:

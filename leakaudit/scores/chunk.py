@@ -1,17 +1,36 @@
-"""Score one chunk of samples from its :class:`SampleOperators` (pure maths, no I/O)."""
+"""Score one chunk of samples from its :class:`SampleOperators` (pure maths, no I/O).
+
+The chunk's matching Hessians and damped Gram are operators
+(:mod:`leakaudit.scores.lavp`, :mod:`leakaudit.linalg.operators`); this module runs
+Lanczos over them, reads the scores off the spectra and records per-sample diagnostics.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from leakaudit.linalg.cg import conjugate_gradient
+from leakaudit.jacobians.protocol import SampleOperators
 from leakaudit.linalg.lanczos import LanczosRun, Ritz, lanczos
-from leakaudit.linalg.operators import SampleOperators
+from leakaudit.linalg.operators import (
+    BatchedOperator,
+    CGInverseOperator,
+    DampedOperator,
+    MatmatOperator,
+)
 from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
 from leakaudit.scores import names as N
 from leakaudit.scores.i2f import damped_gram_filter, i2f_from_moments
-from leakaudit.scores.lavp import cosine_from_gram, estimated_residual, extreme, ritz_vector
+from leakaudit.scores.lavp import (
+    L2_SCALE,
+    CosineMatchingHessian,
+    MatchingHessians,
+    estimated_residual,
+    extreme,
+    ritz_vector,
+)
 from leakaudit.scores.options import ScoreOptions
 from leakaudit.scores.plan import Plan
 
@@ -19,8 +38,49 @@ from leakaudit.scores.plan import Plan
 _START_L2, _START_COS, _PROBES = 1, 2, 3
 
 Scores = dict[str, Tensor]
-#: spectrum end ("l2_max", ...) → (value [B], winning sequence [B], Ritz column [B])
-Ends = dict[str, tuple[Tensor, Tensor, Tensor]]
+#: (operator, end), e.g. ("l2", "max") → (value [B], winning sequence [B], Ritz column [B])
+Ends = dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]]
+
+
+@dataclass
+class _Chunk:
+    """One chunk's inputs and its results so far (scores and diagnostics, name → ``[B]``)."""
+
+    ops: SampleOperators
+    indices: Tensor
+    options: ScoreOptions
+    plan: Plan
+    gram: BatchedOperator
+    gnorm: Tensor
+    scores: Scores
+    diag: Scores
+
+    @classmethod
+    def start(
+        cls, ops: SampleOperators, indices: Tensor, options: ScoreOptions, plan: Plan
+    ) -> _Chunk:
+        g = ops.grads
+        gram = MatmatOperator(ops.gram, g.shape[0], ops.dim)
+        gnorm = torch.linalg.vector_norm(g, dim=1)
+        diag = {"converged": torch.ones(g.shape[0], dtype=torch.bool, device=g.device)}
+        return cls(ops, indices, options, plan, gram, gnorm, {N.GRAD_NORM: gnorm}, diag)
+
+    @property
+    def tiny(self) -> float:
+        """The smallest positive normal number of the chunk's dtype."""
+        return torch.finfo(self.ops.grads.dtype).tiny
+
+
+@dataclass
+class _Spectrum:
+    """The chunk's Lanczos run: L2 sequences in ``l2``, cosine ones in ``cos``."""
+
+    hessians: MatchingHessians
+    run: LanczosRun
+    ritz: Ritz
+    l2: slice
+    cos: slice
+    ends: Ends
 
 
 def score_chunk(
@@ -37,73 +97,40 @@ def score_chunk(
     Returns:
         ``(scores, diagnostics)``, name → ``[B]`` tensors on the chunk's device.
     """
-    g = ops.grads
-    B = g.shape[0]
-    dtype, device = g.dtype, g.device
-    gnorm = torch.linalg.vector_norm(g, dim=1)
-    scores: Scores = {N.GRAD_NORM: gnorm}
-    diag: Scores = {"converged": torch.ones(B, dtype=torch.bool, device=device)}
-    if not plan.lanczos:
-        return _select(scores, options), diag
+    chunk = _Chunk.start(ops, indices, options, plan)
+    if plan.lanczos:
+        spectrum = _spectrum(chunk)
+        _lavp(chunk, spectrum)
+        if plan.l2 and (plan.trace or plan.slq):
+            _i2f(chunk, spectrum)
+    for name in chunk.scores:
+        key = N.converged_key(name)
+        chunk.diag["converged"] &= chunk.diag.get(key, chunk.diag["converged"])
+    return _select(chunk.scores, options), chunk.diag
 
-    d = ops.dim
-    slq_exact = plan.slq and options.n_probes >= d
-    starts, n_l2 = _starts(indices, d, options, plan, dtype)
-    starts = starts.to(device)
+
+def _spectrum(chunk: _Chunk) -> _Spectrum:
+    """Run Lanczos on the matching Hessians; every sample stops on its own convergence."""
+    o, p, g = chunk.options, chunk.plan, chunk.ops.grads
+    d = chunk.ops.dim
+    starts, n_l2 = _starts(chunk.indices, d, o, p, g.dtype)
     l2, cos = slice(0, n_l2), slice(n_l2, starts.shape[1])
-
-    w = ops.jt(g / gnorm.clamp_min(torch.finfo(dtype).tiny)[:, None]) if plan.cos else None
-
-    def matvec(V: Tensor) -> Tensor:
-        AV = ops.gram(V)
-        if w is None:
-            return AV
-        return torch.cat([AV[:, l2], cosine_from_gram(AV[:, cos], V[:, cos], w, gnorm)], dim=1)
-
-    tracker = _Convergence(options, plan, l2, cos, d)
+    cosine = None
+    if p.cos:
+        u = g / chunk.gnorm.clamp_min(chunk.tiny)[:, None]
+        cosine = CosineMatchingHessian(chunk.gram, chunk.ops.jt(u), chunk.gnorm)
+    hessians = MatchingHessians(chunk.gram, cosine, n_l2)
+    tracker = _Convergence(o, p, l2, cos, d)
     run = lanczos(
-        matvec, starts, options.max_iter, converged=tracker, check_every=options.check_every
+        hessians.__matmul__,
+        starts.to(g.device),
+        o.max_iter,
+        converged=tracker,
+        check_every=o.check_every,
     )
     ritz = run.ritz()
-    diag["lanczos_steps"] = run.length.max(-1).values
-
-    ends = _extremes(ritz, plan, l2, cos)
-    residuals = _true_residuals(ops, run, ritz, ends, w, gnorm)
-    lam_max = ends["l2_max"][0] if plan.l2 else None
-    for key, (value, _, _) in ends.items():
-        op, end = key.split("_")
-        top = ends[f"{op}_max"][0].abs().clamp_min(torch.finfo(dtype).tiny)
-        diag[f"residual_{key}"] = residuals[key] / top
-        ok = diag[f"residual_{key}"] <= 10 * options.tol
-        if end == "min":  # PSD operator: 0 ≤ λ_min ≤ θ_min certifies the error bound
-            ok = (diag[f"residual_{key}"] <= options.tol_min) | (value <= options.tol_min * top)
-        name = N.lavp_name(op, end)
-        diag[N.converged_key(name)] = ok
-        scale = 2.0 if op == "l2" else 1.0
-        scores[name] = scale * value
-    if plan.cos:
-        bad = gnorm <= torch.finfo(dtype).tiny
-        for end in ("max", "min"):
-            name = N.lavp_name("cos", end)
-            if name in scores:
-                scores[name] = scores[name].masked_fill(bad, float("nan"))
-                diag[N.converged_key(name)] &= ~bad
-    if N.LAVP_GM in options.scores:
-        e = options.gm_end
-        l2e, cose = N.lavp_name("l2", e), N.lavp_name("cos", e)
-        scores[N.LAVP_GM] = (scores[l2e] * scores[cose]).clamp_min(0).sqrt()
-        diag[N.converged_key(N.LAVP_GM)] = diag[N.converged_key(l2e)] & diag[N.converged_key(cose)]
-
-    if lam_max is not None and (plan.trace or plan.slq):
-        _i2f(ops, run, ritz, indices, options, plan, lam_max, d, slq_exact, l2, scores, diag)
-        lam_ok = diag[N.converged_key(N.LAVP_L2_MAX)]
-        for name in (N.I2F_LB, N.I2F):
-            if name in scores:
-                key = N.converged_key(name)
-                diag[key] = lam_ok & diag.get(key, lam_ok)
-    for name in scores:
-        diag["converged"] &= diag.get(N.converged_key(name), diag["converged"])
-    return _select(scores, options), diag
+    chunk.diag["lanczos_steps"] = run.length.max(-1).values
+    return _Spectrum(hessians, run, ritz, l2, cos, _extremes(ritz, p, l2, cos))
 
 
 def _starts(
@@ -163,96 +190,126 @@ class _Convergence:
 def _extremes(ritz: Ritz, plan: Plan, l2: slice, cos: slice) -> Ends:
     ends: Ends = {}
     if plan.l2:
-        ends["l2_max"] = extreme(ritz, l2, "max")
+        ends["l2", "max"] = extreme(ritz, l2, "max")
         if plan.l2_min:
-            ends["l2_min"] = extreme(ritz, l2, "min")
+            ends["l2", "min"] = extreme(ritz, l2, "min")
     if plan.cos:
-        ends["cos_max"] = extreme(ritz, cos, "max")
+        ends["cos", "max"] = extreme(ritz, cos, "max")
         if plan.cos_min:
-            ends["cos_min"] = extreme(ritz, cos, "min")
+            ends["cos", "min"] = extreme(ritz, cos, "min")
     return ends
 
 
-def _true_residuals(
-    ops: SampleOperators, run: LanczosRun, ritz: Ritz, ends: Ends, w: Tensor | None, gnorm: Tensor
-) -> dict[str, Tensor]:
+def _residual_key(op: str, end: str) -> str:
+    """The diagnostic ‖H y − θ y‖ / θ_max of one LAVP end, e.g. ``residual_l2_max``."""
+    return f"residual_{op}_{end}"
+
+
+def _lavp(chunk: _Chunk, spectrum: _Spectrum) -> None:
+    """LAVP scores from the extreme Ritz values, each certified by its true residual."""
+    o, diag = chunk.options, chunk.diag
+    residuals = _true_residuals(spectrum)
+    for (op, end), (value, _, _) in spectrum.ends.items():
+        top = spectrum.ends[op, "max"][0].abs().clamp_min(chunk.tiny)
+        residual = diag[_residual_key(op, end)] = residuals[op, end] / top
+        ok = residual <= 10 * o.tol
+        if end == "min":  # PSD operator: 0 ≤ λ_min ≤ θ_min certifies the error bound
+            ok = (residual <= o.tol_min) | (value <= o.tol_min * top)
+        name = N.lavp_name(op, end)
+        diag[N.converged_key(name)] = ok
+        chunk.scores[name] = (L2_SCALE if op == "l2" else 1.0) * value
+    if chunk.plan.cos:
+        _no_cosine_without_gradient(chunk)
+    if N.LAVP_GM in o.scores:
+        l2e, cose = N.lavp_name("l2", o.gm_end), N.lavp_name("cos", o.gm_end)
+        chunk.scores[N.LAVP_GM] = (chunk.scores[l2e] * chunk.scores[cose]).clamp_min(0).sqrt()
+        diag[N.converged_key(N.LAVP_GM)] = diag[N.converged_key(l2e)] & diag[N.converged_key(cose)]
+
+
+def _no_cosine_without_gradient(chunk: _Chunk) -> None:
+    """The cosine loss is undefined where g* = 0: its scores are NaN, not converged."""
+    bad = chunk.gnorm <= chunk.tiny
+    for end in ("max", "min"):
+        name = N.lavp_name("cos", end)
+        if name in chunk.scores:
+            chunk.scores[name] = chunk.scores[name].masked_fill(bad, float("nan"))
+            chunk.diag[N.converged_key(name)] &= ~bad
+
+
+def _true_residuals(spectrum: _Spectrum) -> dict[tuple[str, str], Tensor]:
     """‖H y − θ y‖ for the chosen Ritz pairs, with one extra batched product.
 
-    The Ritz vectors of every requested end, L2 and cosine, go through one ``gram`` call
+    The Ritz vectors of every requested end, L2 and cosine, go through one Gram product
     (``[B, r, d]``, r ≤ 4); the cosine ones then get their rank-one correction.
     """
+    run, ritz, ends = spectrum.run, spectrum.ritz, spectrum.ends
     keys = list(ends)
     Y = torch.stack([ritz_vector(run, ritz, ends[k][1], ends[k][2]) for k in keys], dim=1)
-    AY = ops.gram(Y)
+    AY = spectrum.hessians.gram @ Y
     out = {}
     for i, key in enumerate(keys):
         y, hy = Y[:, i], AY[:, i]
-        if key.startswith("cos"):
-            assert w is not None
-            hy = cosine_from_gram(hy[:, None], y[:, None], w, gnorm)[:, 0]
+        if key[0] == "cos":
+            cosine = spectrum.hessians.cosine
+            assert cosine is not None
+            hy = cosine.from_gram(hy[:, None], y[:, None])[:, 0]
         out[key] = torch.linalg.vector_norm(hy - ends[key][0][:, None] * y, dim=1)
     return out
 
 
-def _i2f(
-    ops: SampleOperators,
-    run: LanczosRun,
-    ritz: Ritz,
-    indices: Tensor,
-    options: ScoreOptions,
-    plan: Plan,
-    lam_max: Tensor,
-    d: int,
-    slq_exact: bool,
-    l2: slice,
-    scores: Scores,
-    diag: Scores,
-) -> None:
-    g = ops.grads
-    tiny = torch.finfo(g.dtype).tiny
-    lam = lam_max.clamp_min(tiny)
-    eps = options.damping * lam
-    defense = options.defense
-    noise_var = defense.noise_variance(g)
-    bias = defense.bias(g)
-    jt_bias = ops.jt(bias) if bias is not None else None
-    zero = torch.zeros_like(lam)
-
-    if plan.slq:
-        # The L2 sequences started at the probes: α₁·d = zᵀAz (Hutchinson) for free.
-        tr_samples = d * run.alpha[:, l2, 0]
-        tr, tr_se = mean_and_se(tr_samples, slq_exact)
-    else:
-        Z = probe_vectors(
-            indices, d, options.n_probes, seed=options.seed, purpose=_PROBES, dtype=g.dtype
-        ).to(g.device)
-        tr, tr_se = mean_and_se(ops.jnorm2(Z), options.n_probes >= d)
+def _i2f(chunk: _Chunk, spectrum: _Spectrum) -> None:
+    """I²F and its lower bound under the chunk's defence (Zhang et al. 2023)."""
+    g, o, diag = chunk.ops.grads, chunk.options, chunk.diag
+    lam = spectrum.ends["l2", "max"][0].clamp_min(chunk.tiny)
+    noise_var = o.defense.noise_variance(g)
+    bias = o.defense.bias(g)
+    jt_bias = chunk.ops.jt(bias) if bias is not None else None
+    tr, tr_se = _trace(chunk, spectrum)
     diag["trace_jtj"], diag["trace_jtj_se"] = tr, tr_se
-
-    if plan.trace:
-        c = jt_bias.pow(2).sum(1) if jt_bias is not None else zero
+    if chunk.plan.trace:
+        c = jt_bias.pow(2).sum(1) if jt_bias is not None else torch.zeros_like(lam)
         num, num_se = i2f_from_moments(c, noise_var, tr, tr_se)
-        scores[N.I2F_LB] = num / lam
+        chunk.scores[N.I2F_LB] = num / lam
         diag["i2f_lb_se"] = num_se / lam
+    if chunk.plan.slq:
+        _i2f_slq(chunk, spectrum, o.damping * lam, noise_var, jt_bias)
+    lam_ok = diag[N.converged_key(N.LAVP_L2_MAX)]
+    for name in (N.I2F_LB, N.I2F):
+        if name in chunk.scores:
+            key = N.converged_key(name)
+            diag[key] = lam_ok & diag.get(key, lam_ok)
 
-    if plan.slq:
-        f = damped_gram_filter(eps)
-        q_samples = quadrature(ritz.values[:, l2], ritz.first[:, l2], d, f)
-        q, q_se = mean_and_se(q_samples, slq_exact)
-        c = zero
-        if jt_bias is not None:
-            sol = conjugate_gradient(
-                lambda v: ops.gram(v[:, None])[:, 0] + eps[:, None] * v,
-                jt_bias,
-                tol=options.tol * 10,
-                max_iter=20 * options.max_iter,
-            )
-            c = sol.solution.pow(2).sum(1)
-            diag["cg_residual"] = sol.relative_residual
-            diag[N.converged_key(N.I2F)] = sol.converged
-        value, se = i2f_from_moments(c, noise_var, q, q_se)
-        scores[N.I2F], diag["i2f_se"] = value, se
-        diag["i2f_unit_sigma"] = q.clamp_min(0).sqrt()
+
+def _trace(chunk: _Chunk, spectrum: _Spectrum) -> tuple[Tensor, Tensor]:
+    """tr JᵀJ and its standard error, ``[B]`` each."""
+    o, d = chunk.options, chunk.ops.dim
+    exact = o.n_probes >= d
+    if chunk.plan.slq:
+        # The L2 sequences started at the probes: α₁·d = zᵀAz (Hutchinson) for free.
+        return mean_and_se(d * spectrum.run.alpha[:, spectrum.l2, 0], exact)
+    g = chunk.ops.grads
+    Z = probe_vectors(chunk.indices, d, o.n_probes, seed=o.seed, purpose=_PROBES, dtype=g.dtype)
+    return mean_and_se(chunk.ops.jnorm2(Z.to(g.device)), exact)
+
+
+def _i2f_slq(
+    chunk: _Chunk, spectrum: _Spectrum, eps: Tensor, noise_var: Tensor, jt_bias: Tensor | None
+) -> None:
+    """I²F: the noise term by SLQ on f(λ) = λ/(λ+ε)², the bias term by CG on JᵀJ + εI."""
+    o, diag, ritz, l2 = chunk.options, chunk.diag, spectrum.ritz, spectrum.l2
+    d = chunk.ops.dim
+    q_samples = quadrature(ritz.values[:, l2], ritz.first[:, l2], d, damped_gram_filter(eps))
+    q, q_se = mean_and_se(q_samples, o.n_probes >= d)
+    c = torch.zeros_like(eps)
+    if jt_bias is not None:
+        damped = DampedOperator(chunk.gram, eps)
+        sol = CGInverseOperator(damped, tol=o.tol * 10, max_iter=20 * o.max_iter).solve(jt_bias)
+        c = sol.solution.pow(2).sum(1)
+        diag["cg_residual"] = sol.relative_residual
+        diag[N.converged_key(N.I2F)] = sol.converged
+    value, se = i2f_from_moments(c, noise_var, q, q_se)
+    chunk.scores[N.I2F], diag["i2f_se"] = value, se
+    diag["i2f_unit_sigma"] = q.clamp_min(0).sqrt()
 
 
 def _select(scores: Scores, options: ScoreOptions) -> Scores:

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from leakaudit.errors import InputError
-from leakaudit.linalg.autograd_ops import AutogradOperators, module_forward
-from leakaudit.linalg.func_ops import FuncOperators, make_flat_grad
-from leakaudit.linalg.operators import SampleOperators
+from leakaudit.jacobians.autograd import AutogradOperators, module_forward
+from leakaudit.jacobians.func import FuncOperators, make_flat_grad
+from leakaudit.jacobians.protocol import SampleOperators
 from leakaudit.scores.chunk import score_chunk
 from leakaudit.scores.data import chunks, iter_samples
 from leakaudit.scores.losses import stable_cross_entropy
@@ -198,13 +198,14 @@ def _score_all(
         n_params=sum(p.numel() for p in prepared.params.values()),
         activations=activations,
     )
-    backend: str = "autograd" if prepared.scripted else options.backend
+    backend = _choose_backend(prepared, X1, Y1, options.backend, plan)
     parts: list[ScoreResult] = []
     for idx, X, Y in chunks(samples, size):
         prepared.check_labels(idx, Y)
         X = X.to(device, options.dtype)
         Y = Y.to(device)
-        scores, diag, backend = _score_with_fallback(prepared, X, Y, idx, options, plan, backend)
+        ops = prepared.func_ops(X, Y) if backend == "func" else prepared.autograd_ops(X, Y)
+        scores, diag = score_chunk(ops, idx, options, plan)
         part = _to_result(idx, Y, scores, diag, backend, device)
         parts.append(part)
         if on_chunk is not None:
@@ -214,29 +215,34 @@ def _score_all(
     return parts
 
 
-def _score_with_fallback(
-    prepared: _Model,
-    X: Tensor,
-    Y: Tensor,
-    idx: Tensor,
-    options: ScoreOptions,
-    plan: Plan,
-    backend: str,
-) -> tuple[dict[str, Tensor], dict[str, Tensor], str]:
-    if backend == "autograd":
-        return (*score_chunk(prepared.autograd_ops(X, Y), idx, options, plan), "autograd")
+def _choose_backend(prepared: _Model, X1: Tensor, Y1: Tensor, requested: str, plan: Plan) -> str:
+    """The Jacobian backend for the whole scan, chosen once by what the model supports.
+
+    TorchScript models go through autograd. With ``"auto"``, the first sample (``X1``
+    ``[1, ...]``) is put through what the scan needs under ``torch.func`` — its gradient,
+    and one J·v and Jᵀu when a Lanczos run is planned: if the model cannot be
+    transformed, a :class:`FallbackWarning` is issued and autograd is used. Errors
+    raised later while scoring are never rerouted: they are bugs or real failures.
+    """
+    if prepared.scripted:
+        return "autograd"
+    if requested != "auto":
+        return requested
     try:
-        return (*score_chunk(prepared.func_ops(X, Y), idx, options, plan), "func")
+        ops = prepared.func_ops(X1, Y1)
+        if plan.lanczos:
+            ops.gram(torch.ones(1, 1, ops.dim, dtype=X1.dtype, device=X1.device))
     except (RuntimeError, NotImplementedError, TypeError) as exc:
-        if backend == "func" or "out of memory" in str(exc):
+        if "out of memory" in str(exc):
             raise
         warnings.warn(
             f"torch.func cannot transform this model ({_first_line(exc)}); "
             "using per-sample double backward instead (slower, same numbers)",
             FallbackWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-        return (*score_chunk(prepared.autograd_ops(X, Y), idx, options, plan), "autograd")
+        return "autograd"
+    return "func"
 
 
 def _to_result(

@@ -8,13 +8,15 @@ A = JᵀJ:
 * ``i2f``    = √E‖(A + εI)⁻¹ Jᵀδ‖²            = √(‖(A + εI)⁻¹ Jᵀb‖² + s² tr((A + εI)⁻² A))
 
 with ε = damping · λ_max(A). Standard errors follow by the delta method from the
-trace estimators' standard errors.
+trace estimators' standard errors. Under Gaussian noise alone (b = 0, s = σ) I²F is
+linear in σ, which :func:`sigma_needed` inverts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,3 +46,23 @@ def i2f_from_moments(
     value = (bias_term + noise_var * trace).clamp_min(0).sqrt()
     se = noise_var * trace_se / (2 * value.clamp_min(torch.finfo(value.dtype).tiny))
     return value, torch.where(noise_var > 0, se, torch.zeros_like(se))
+
+
+def sigma_needed(i2f_unit_sigma: np.ndarray, target_error: float) -> np.ndarray:
+    """The Gaussian noise σ at which I²F reaches a target reconstruction error.
+
+    Under Gaussian noise N(0, σ²I) alone, I²F(σ) = σ · I²F(σ=1) (Zhang et al. 2023,
+    "Understanding Deep Gradient Leakage via Inversion Influence Functions"), so the
+    noise that lifts a sample's predicted error to τ is σ = τ / I²F(σ=1).
+
+    Args:
+        i2f_unit_sigma: ``[N]`` I²F at σ = 1 (the engine's ``i2f_unit_sigma``).
+        target_error: τ.
+
+    Returns:
+        ``[N]`` σ, NaN where I²F(σ=1) is not positive and finite.
+    """
+    unit = np.asarray(i2f_unit_sigma, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = target_error / unit
+    return np.where(np.isfinite(unit) & (unit > 0), out, np.nan)

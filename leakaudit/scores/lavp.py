@@ -6,34 +6,74 @@ At x = x* the gradient-matching loss is minimal, so only its Gauss–Newton term
 * L2:     H₂ = ∇²ₓ‖g(x) − g*‖²       = 2 JᵀJ
 * cosine: H_c = ∇²ₓ(1 − cos(g(x), g*)) = Jᵀ(I − uuᵀ)J / ‖g*‖²,   u = g*/‖g*‖
 
-and H_c v = (JᵀJ v − w (wᵀv)) / ‖g*‖² with w = Jᵀu reuses the L2 products.
+and H_c v = (JᵀJ v − w (wᵀv)) / ‖g*‖² with w = Jᵀu reuses the L2 products. Both are
+batched operators (:class:`~leakaudit.linalg.operators.BatchedOperator`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from leakaudit.linalg.lanczos import LanczosRun, Ritz
+from leakaudit.linalg.operators import BatchedOperator
+
+#: H₂ = L2_SCALE · JᵀJ. The engine runs Lanczos on JᵀJ itself (the operator I²F needs too)
+#: and applies the scale where the L2 score is formed.
+L2_SCALE = 2.0
 
 
-def cosine_matvec(
-    gram: Callable[[Tensor], Tensor], w: Tensor, grad_norm: Tensor
-) -> Callable[[Tensor], Tensor]:
-    """H_c V from JᵀJ V: ``w`` = Jᵀu ``[B, d]``, ``grad_norm`` ``[B]``; V is ``[B, m, d]``."""
-
-    def mv(V: Tensor) -> Tensor:
-        return cosine_from_gram(gram(V), V, w, grad_norm)
-
-    return mv
+def l2_matching_hessian(gram: BatchedOperator) -> BatchedOperator:
+    """H₂ = 2 JᵀJ, the Hessian of ‖g(x) − g*‖² at x*, from the Gram operator JᵀJ."""
+    return L2_SCALE * gram
 
 
-def cosine_from_gram(AV: Tensor, V: Tensor, w: Tensor, grad_norm: Tensor) -> Tensor:
-    """(JᵀJ V − w (wᵀV)) / ‖g*‖² given ``AV`` = JᵀJ V, all ``[B, m, d]``."""
-    wv = torch.einsum("bd,bmd->bm", w, V)
-    return (AV - w[:, None, :] * wv[..., None]) / grad_norm.pow(2)[:, None, None]
+class CosineMatchingHessian(BatchedOperator):
+    """H_c = Jᵀ(I − uuᵀ)J / ‖g*‖², the Hessian of 1 − cos(g(x), g*) at x*.
+
+    H_c V = (JᵀJ V − w (wᵀV)) / ‖g*‖² reuses the Gram products (:meth:`from_gram`).
+
+    Args:
+        gram: JᵀJ.
+        w: Jᵀu ``[B, d]`` with u = g*/‖g*‖.
+        grad_norm: ‖g*‖ ``[B]``.
+    """
+
+    def __init__(self, gram: BatchedOperator, w: Tensor, grad_norm: Tensor) -> None:
+        super().__init__(gram.batch, gram.dim)
+        self.gram, self.w, self.grad_norm = gram, w, grad_norm
+
+    def from_gram(self, AV: Tensor, V: Tensor) -> Tensor:
+        """H_c V given ``AV`` = JᵀJ V, both ``[B, m, d]``."""
+        wv = torch.einsum("bd,bmd->bm", self.w, V)
+        return (AV - self.w[:, None, :] * wv[..., None]) / self.grad_norm.pow(2)[:, None, None]
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        return self.from_gram(self.gram @ V, V)
+
+
+class MatchingHessians(BatchedOperator):
+    """The operators one Lanczos run needs, m sequences per sample: JᵀJ (= H₂ / 2) on
+    the first ``n_l2`` sequences, H_c on the others. One Gram product serves both.
+
+    Args:
+        gram: JᵀJ.
+        cosine: H_c, or None when no cosine sequence runs.
+        n_l2: how many leading sequences are L2 ones.
+    """
+
+    def __init__(
+        self, gram: BatchedOperator, cosine: CosineMatchingHessian | None, n_l2: int
+    ) -> None:
+        super().__init__(gram.batch, gram.dim)
+        self.gram, self.cosine, self.n_l2 = gram, cosine, n_l2
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        AV = self.gram @ V
+        if self.cosine is None:
+            return AV
+        k = self.n_l2
+        return torch.cat([AV[:, :k], self.cosine.from_gram(AV[:, k:], V[:, k:])], dim=1)
 
 
 def extreme(ritz: Ritz, seqs: slice, end: str) -> tuple[Tensor, Tensor, Tensor]:

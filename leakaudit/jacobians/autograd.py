@@ -50,7 +50,7 @@ class _SampleGraph:
 
 
 class AutogradOperators:
-    """:class:`~leakaudit.linalg.operators.SampleOperators` by per-sample double backward.
+    """:class:`~leakaudit.jacobians.protocol.SampleOperators` by per-sample double backward.
 
     Args:
         forward: ``inputs [1, ...] -> logits``, differentiable in ``params``.

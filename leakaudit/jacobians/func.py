@@ -43,7 +43,7 @@ def make_flat_grad(
 
 
 class FuncOperators:
-    """:class:`~leakaudit.linalg.operators.SampleOperators` via torch.func.
+    """:class:`~leakaudit.jacobians.protocol.SampleOperators` via torch.func.
 
     Args:
         flat_grad: from :func:`make_flat_grad`.

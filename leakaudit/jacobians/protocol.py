@@ -1,0 +1,38 @@
+"""Per-sample Jacobian products of the gradient map x ↦ g(x) = ∇_θ ℓ(f_θ(x), y).
+
+J = ∂g/∂x is P × d for each sample (SPEC.md). It is never formed: a
+:class:`SampleOperators` gives, for a chunk of B samples at once,
+
+* ``grads``      the flat per-sample gradients g(x*), ``[B, P]``;
+* ``gram(V)``    JᵀJ V for m vectors per sample, ``[B, m, d] → [B, m, d]``;
+* ``jt(U)``      Jᵀ U, ``[B, P] → [B, d]``;
+* ``jnorm2(V)``  ‖J v‖² for m vectors per sample, ``[B, m, d] → [B, m]``;
+* ``dim``        d.
+
+Vectors in input space are flattened to length d = prod(input shape).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from torch import Tensor
+
+
+class SampleOperators(Protocol):
+    """Matrix-free products with the per-sample Jacobians of a chunk."""
+
+    grads: Tensor
+    dim: int
+
+    def gram(self, V: Tensor) -> Tensor:
+        """JᵀJ V: ``V`` is ``[B, m, d]``; returns ``[B, m, d]``."""
+        ...
+
+    def jt(self, U: Tensor) -> Tensor:
+        """Jᵀ U: ``U`` is ``[B, P]``; returns ``[B, d]``."""
+        ...
+
+    def jnorm2(self, V: Tensor) -> Tensor:
+        """‖J v‖² per vector: ``V`` is ``[B, m, d]``; returns ``[B, m]``."""
+        ...
