@@ -1,5 +1,5 @@
-"""Load the client's samples: what to read (:class:`DataSpec`), what comes back
-(:class:`LoadedDataset`), and the checks that make bad data one clear error."""
+"""Load the client's samples: what to read (:class:`~leakaudit.io.spec.DataSpec`), what
+comes back (:class:`LoadedDataset`), and the checks that make bad data one clear error."""
 
 from __future__ import annotations
 
