@@ -28,7 +28,6 @@ from leakaudit.calibration.fit import fit_calibration
 from leakaudit.calibration.recovery import MIN_GAIN_DB, MIN_PSNR_DB, best_over_attacks
 from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
-from leakaudit.defenses import make_defense
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.report.build import build_report
 from leakaudit.report.document import Report
@@ -72,27 +71,9 @@ class Inputs:
 
 
 def score_options(config: ScanConfig) -> ScoreOptions:
-    """The engine's options for ``config``; a bad combination is a ConfigError."""
-    s = config.scores
-    try:
-        return ScoreOptions(
-            scores=tuple(s.select),
-            defense=make_defense(config.defense.kind, **config.defense.params),
-            max_iter=s.max_iter,
-            tol=s.tol,
-            n_probes=s.n_probes,
-            damping=s.damping,
-            gm_end=s.gm_end,
-            seed=s.seed,
-            device=s.device,
-            dtype=torch.float64 if s.dtype == "float64" else torch.float32,
-            chunk_size=s.chunk_size,
-            memory_budget=parse_bytes(s.memory_budget),
-            backend=s.backend,
-            model_mode=s.model_mode,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"scores/defense: {exc}") from None
+    """The engine's options for ``config`` (:meth:`ScanConfig.score_options`); a bad value
+    is a ConfigError naming its key."""
+    return config.score_options()
 
 
 def check_compatible(model: nn.Module, dataset: Any, labels: list[int] | torch.Tensor) -> int:
@@ -163,7 +144,7 @@ def load_inputs(config: ScanConfig) -> Inputs:
     """
     # Imported here: the model zoo imports torchvision (~2 s), which `--help` should not pay.
     from leakaudit.io.checkpoints import apply_checkpoint, read_checkpoint
-    from leakaudit.io.datasets import DataSpec, check_dataset, load_dataset
+    from leakaudit.io.datasets import check_dataset, load_dataset
     from leakaudit.io.state_dicts import infer_num_classes
     from leakaudit.models import build_model
 
@@ -172,13 +153,7 @@ def load_inputs(config: ScanConfig) -> Inputs:
         raise ConfigError("model.checkpoint: required when model.name is torchscript")
     if not m.checkpoint and not m.random_init:
         raise ConfigError(NO_CHECKPOINT)
-    spec_fields = {f.name for f in dataclasses.fields(DataSpec)}
-    spec_kwargs = {k: v for k, v in dataclasses.asdict(d).items() if k in spec_fields}
-    for key in ("mean", "std", "indices"):
-        if spec_kwargs.get(key) is not None:
-            spec_kwargs[key] = tuple(spec_kwargs[key])
-    spec_kwargs["memory_budget"] = parse_bytes(config.scores.memory_budget)
-    loaded = load_dataset(DataSpec(**spec_kwargs))
+    loaded = load_dataset(d, parse_bytes(config.scores.memory_budget))
     if len(loaded.ids) == 0:
         raise InputError(f"the dataset is empty ({loaded.description})")
     shape = tuple(loaded.input_shape)

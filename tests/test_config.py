@@ -8,6 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from leakaudit.api import score_options
 from leakaudit.cli import app
 from leakaudit.config import (
     DEFAULT_RISK_SCORE,
@@ -18,6 +19,7 @@ from leakaudit.config import (
     parse_bytes,
     with_overrides,
 )
+from leakaudit.defenses import GaussianNoise, Pruning, make_defense
 from leakaudit.errors import ConfigError
 from leakaudit.scores.names import ALL_SCORES
 
@@ -61,6 +63,28 @@ def test_init_to_stdout_is_the_same_template(tmp_path: Path) -> None:
             {"defense": {"kind": "dp", "params": {"clip": 1.0}}},
             "defense.params: defense 'dp' needs",
         ),
+        (
+            {"defense": {"kind": "gaussian", "params": {"sigma": -1}}},
+            "defense.params.sigma: must be >= 0, got -1.0",
+        ),
+        (
+            {"defense": {"kind": "dp", "params": {"clip": 0, "sigma": 1}}},
+            "defense.params.clip: must be > 0, got 0.0",
+        ),
+        (
+            {"defense": {"kind": "pruning", "params": {"ratio": 2}}},
+            "defense.params.ratio: must be in [0, 1], got 2.0",
+        ),
+        (
+            {"defense": {"kind": "gaussian", "params": {"sgima": 1}}},
+            "defense.params.sgima: defense 'gaussian' has no parameter 'sgima'; it takes: sigma",
+        ),
+        ({"defense": {"target_error": 0}}, "defense.target_error: must be > 0"),
+        ({"scores": {"tol": 0}}, "scores.tol: must be > 0, got 0.0"),
+        ({"scores": {"n_probes": 0}}, "scores.n_probes: must be >= 1, got 0"),
+        ({"scores": {"seed": -1}}, "scores.seed: must be an integer in [0, 2**63 - 1]"),
+        ({"scores": {"chunk_size": 0}}, "scores.chunk_size: must be >= 1, got 0"),
+        ({"scores": {"memory_budget": "lots"}}, "scores.memory_budget: expected bytes like"),
         ({"gate": {"rules": [{"score": "i2f"}]}}, "gate.rules[0].threshold: required key"),
         (
             {"gate": {"rules": [{"score": "i2f", "threshold": 1, "max_fraction": 1.5}]}},
@@ -128,6 +152,30 @@ def test_defaults_and_defense_params() -> None:
     assert directions["lavp_gm"] == "higher_is_riskier"
     assert directions["grad_norm"] == "higher_is_riskier"
     assert directions["i2f"] == "lower_is_riskier"
+
+
+def test_score_options_names_the_key_of_a_value_changed_after_validation() -> None:
+    cfg = ScanConfig()
+    cfg.scores.max_iter = 0
+    with pytest.raises(ConfigError, match=r"^scores\.max_iter: must be >= 1, got 0$"):
+        score_options(cfg)
+    cfg = ScanConfig()
+    cfg.defense.params["sigma"] = -1.0
+    with pytest.raises(ConfigError, match=r"^defense\.params\.sigma: must be >= 0"):
+        score_options(cfg)
+
+
+def test_make_defense_names_the_defence_and_parameter() -> None:
+    with pytest.raises(ValueError, match=r"gaussian sigma must be >= 0, got -1\.0"):
+        make_defense("gaussian", sigma=-1)
+    with pytest.raises(ValueError, match="defense 'dp' needs parameter 'clip'"):
+        make_defense("dp", sigma=1)
+    with pytest.raises(ValueError, match="unknown defense 'gausian'"):
+        make_defense("gausian")
+    with pytest.raises(ValueError, match="defense 'laplace': scale must be a float"):
+        make_defense("laplace", scale="wide")
+    assert make_defense("gaussian") == GaussianNoise(0.01)
+    assert make_defense("pruning", ratio="0.5") == Pruning(0.5)
 
 
 def test_parse_bytes() -> None:

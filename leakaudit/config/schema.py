@@ -6,20 +6,75 @@ Each section checks its own values in ``__post_init__`` (errors name the field);
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from leakaudit.config.units import format_bytes, parse_bytes
 from leakaudit.config.validator import FieldError, require, unknown
-from leakaudit.defenses import DEFENSES
+from leakaudit.defenses import DEFENSES, Defense, DefenseError, make_defense, parameter_defaults
 from leakaudit.direction import Direction
-from leakaudit.io.imagefolder import DEFAULT_MAX_PIXELS
+from leakaudit.io.spec import DataSpec
 from leakaudit.scores.names import ALL_SCORES, SCORES
+from leakaudit.scores.options import (
+    DTYPES,
+    Backend,
+    DtypeName,
+    GmEnd,
+    ModelMode,
+    OptionError,
+    ScoreOptions,
+)
 from leakaudit.scores.risk import DEFAULT_RISK_SCORE, Risk, resolve_risk
 
-#: Parameters a defence gets when the config names its kind without them.
-DEFAULT_DEFENSE_PARAMS: dict[str, dict[str, float]] = {"gaussian": {"sigma": 0.01}}
+_Convert = Callable[[Any], Any]
+
+#: The ``scores`` keys spelled or typed unlike their :class:`ScoreOptions` field:
+#: config key → (option, option value → config value, config value → option value).
+#: Every other ``scores`` key that names an option is that option, value for value.
+_OPTION_KEYS: dict[str, tuple[str, _Convert, _Convert]] = {
+    "select": ("scores", list, tuple),
+    "dtype": ("dtype", {v: k for k, v in DTYPES.items()}.__getitem__, DTYPES.__getitem__),
+    "memory_budget": ("memory_budget", format_bytes, parse_bytes),
+}
+
+#: The engine's options, name → dataclass field: the one place their defaults live.
+_OPTIONS = {f.name: f for f in dataclasses.fields(ScoreOptions)}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _option_key(key: str) -> tuple[str, _Convert, _Convert]:
+    """The option a ``scores`` key sets, and the conversions both ways."""
+    return _OPTION_KEYS.get(key, (key, _same, _same))
+
+
+def _option_default(name: str) -> Any:
+    """The default of :class:`ScoreOptions` field ``name``."""
+    option = _OPTIONS[name]
+    if option.default_factory is not dataclasses.MISSING:
+        return option.default_factory()
+    return option.default
+
+
+def _engine_default(key: str) -> Any:
+    """The default of ``scores`` key ``key``: the engine's, in the config's form."""
+    name, to_config, _ = _option_key(key)
+    return to_config(_option_default(name))
+
+
+@contextmanager
+def _section(name: str) -> Iterator[None]:
+    """Prefix a :class:`FieldError` raised inside with the config section ``name``."""
+    try:
+        yield
+    except FieldError as exc:
+        raise FieldError(f"{name}.{exc.key}", exc.detail) from None
 
 
 @dataclass
@@ -55,20 +110,9 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
-    """Where the client's samples come from (fields of ``leakaudit.io.datasets.DataSpec``)."""
-
-    kind: str = "imagefolder"
-    root: str | None = None
-    split: str | None = None
-    resize: int | None = None
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    channels: int | None = None
-    indices: list[int] | None = None
-    first: int | None = None
-    per_class: int | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
+class DataConfig(DataSpec):
+    """Where the client's samples come from: the fields and defaults of
+    :class:`~leakaudit.io.spec.DataSpec` (it is the spec ``load_dataset`` reads), checked."""
 
     def __post_init__(self) -> None:
         for key in ("resize", "channels", "first", "per_class", "max_pixels"):
@@ -82,23 +126,25 @@ class DataConfig:
 
 @dataclass
 class ScoresConfig:
-    """What to compute and how (see ``leakaudit.scores.options.ScoreOptions``)."""
+    """What to compute and how: the options of :class:`~leakaudit.scores.options.ScoreOptions`
+    as YAML spells them (defaults are the engine's, read from its fields), plus the risk
+    score and direction overrides of the report."""
 
-    select: list[str] = field(default_factory=lambda: list(ALL_SCORES))
+    select: list[str] = field(default_factory=lambda: _engine_default("select"))
     risk_score: str = DEFAULT_RISK_SCORE
     directions: dict[str, Direction] = field(default_factory=dict)
-    gm_end: Literal["max", "min"] = "max"
-    n_probes: int = 8
-    max_iter: int = 80
-    tol: float = 1e-4
-    damping: float = 1e-3
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "float64"] = "float32"
-    chunk_size: int | None = None
-    memory_budget: int | str = "2GiB"
-    backend: Literal["auto", "func", "autograd"] = "auto"
-    model_mode: Literal["eval", "train"] = "eval"
+    gm_end: GmEnd = field(default=_engine_default("gm_end"))
+    n_probes: int = field(default=_engine_default("n_probes"))
+    max_iter: int = field(default=_engine_default("max_iter"))
+    tol: float = field(default=_engine_default("tol"))
+    damping: float = field(default=_engine_default("damping"))
+    seed: int = field(default=_engine_default("seed"))
+    device: Literal["auto", "cpu", "cuda"] = field(default=_engine_default("device"))
+    dtype: DtypeName = field(default=_engine_default("dtype"))
+    chunk_size: int | None = field(default=_engine_default("chunk_size"))
+    memory_budget: int | str = field(default=_engine_default("memory_budget"))
+    backend: Backend = field(default=_engine_default("backend"))
+    model_mode: ModelMode = field(default=_engine_default("model_mode"))
 
     def __post_init__(self) -> None:
         for i, name in enumerate(self.select):
@@ -114,24 +160,27 @@ class ScoresConfig:
         )
         for name in self.directions:
             require(name in SCORES, f"directions.{name}", unknown("score", name, ALL_SCORES))
-        for key in ("n_probes", "max_iter"):
-            require(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
-        require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
-        require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")
-        require(
-            0 <= self.seed <= MAX_SEED,
-            "seed",
-            f"must be an integer in [0, 2**63 - 1], got {self.seed}",
-        )
-        require(
-            self.chunk_size is None or self.chunk_size >= 1,
-            "chunk_size",
-            f"must be >= 1, got {self.chunk_size}",
-        )
+        self.options()  # the engine checks every value it takes
+
+    def options(self, defense: Defense | None = None) -> ScoreOptions:
+        """The engine's options for this section (with ``defense``, else the engine's default).
+
+        Raises:
+            FieldError: a value the engine refuses, named by its key in this section.
+        """
+        kwargs: dict[str, Any] = {} if defense is None else {"defense": defense}
+        for key in (f.name for f in dataclasses.fields(self)):
+            name, _, to_engine = _option_key(key)
+            if name in _OPTIONS:
+                try:
+                    kwargs[name] = to_engine(getattr(self, key))
+                except ValueError as exc:
+                    raise FieldError(key, str(exc)) from None
         try:
-            parse_bytes(self.memory_budget)
-        except ValueError as exc:
-            raise FieldError("memory_budget", str(exc)) from None
+            return ScoreOptions(**kwargs)
+        except OptionError as exc:
+            keys = {name: key for key, (name, _, _) in _OPTION_KEYS.items()}
+            raise FieldError(keys.get(exc.field, exc.field), exc.detail) from None
 
     def risk(self) -> Risk:
         """The risk score and every score's direction (the override, else the shipped one)."""
@@ -140,21 +189,33 @@ class ScoresConfig:
 
 @dataclass
 class DefenseConfig:
-    """The client's gradient defence, and the reconstruction error τ of the σ what-if."""
+    """The client's gradient defence, and the reconstruction error τ of the σ what-if.
 
-    kind: str = "gaussian"
+    The default kind is the engine's default defence; ``params`` are filled with the
+    defence's own defaults (``gaussian``: ``sigma: 0.01``) and checked by building it.
+    """
+
+    kind: str = _option_default("defense").kind
     params: dict[str, float] = field(default_factory=dict)
     target_error: float = 1.0
 
     def __post_init__(self) -> None:
         require(self.kind in DEFENSES, "kind", unknown("defense", self.kind, list(DEFENSES)))
-        takes = DEFENSES[self.kind][1]
-        self.params = {**DEFAULT_DEFENSE_PARAMS.get(self.kind, {}), **self.params}
-        for name in self.params:
-            require(name in takes, f"params.{name}", unknown("parameter", name, list(takes)))
-        for name in takes:
-            require(name in self.params, "params", f"defense {self.kind!r} needs {name!r}")
+        self.params = {**parameter_defaults(DEFENSES[self.kind]), **self.params}
+        self.build()
         require(self.target_error > 0, "target_error", "must be > 0")
+
+    def build(self) -> Defense:
+        """The defence this section describes.
+
+        Raises:
+            FieldError: an unknown kind, or a parameter that is unknown, missing or refused
+                by the defence's own checks (``params.sigma: must be >= 0, got -1.0``).
+        """
+        try:
+            return make_defense(self.kind, **self.params)
+        except DefenseError as exc:
+            raise FieldError(exc.key, exc.detail) from None
 
 
 @dataclass
@@ -237,28 +298,15 @@ class ScanConfig:
                 f"{rule.score!r} is not among the selected scores (scores.select)",
             )
 
+    def score_options(self) -> ScoreOptions:
+        """The engine's options for this config: the ``scores`` and ``defense`` sections.
 
-#: ``scores.seed`` seeds ``torch.Generator`` and NumPy: a non-negative 64-bit signed integer.
-MAX_SEED = 2**63 - 1
+        This is the one bridge from the config to :class:`ScoreOptions`.
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
-
-#: The largest ``memory_budget``: 1 PiB, more than any machine has.
-MAX_MEMORY_BUDGET = 2**50
-
-
-def parse_bytes(value: int | str) -> int:
-    """``2147483648``, ``"2GiB"``, ``"512MB"`` → bytes in [1, 1 PiB]; ``ValueError`` otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size: float = value
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*", value)
-        if not m or m.group(2).lower() not in _UNITS:
-            raise ValueError(f"expected bytes like 2GiB or 512MB, got {value!r}")
-        size = float(m.group(1)) * _UNITS[m.group(2).lower()]  # inf when absurdly long
-    else:
-        raise ValueError(f"expected bytes like 2GiB or 512MB, got {value!r}")
-    if not 1 <= size <= MAX_MEMORY_BUDGET:
-        raise ValueError(f"must be between 1 byte and 1PiB (2**50 bytes), got {value!r}")
-    return int(size)
+        Raises:
+            FieldError: a value refused, named by its dotted key (``defense.params.sigma``).
+        """
+        with _section("defense"):
+            defense = self.defense.build()
+        with _section("scores"):
+            return self.scores.options(defense)

@@ -17,13 +17,44 @@ import torch
 from torch import Tensor
 
 
+class DefenseError(ValueError):
+    """A bad defence kind or parameter.
+
+    Attributes:
+        key: what is bad, spelled as in the ``defense`` config section: ``"kind"``,
+            ``"params"`` (a missing parameter) or ``"params.<name>"``.
+        detail: the message without the defence and parameter names, for the config's
+            ``defense.<key>: <detail>`` errors.
+    """
+
+    def __init__(self, key: str, detail: str, message: str | None = None) -> None:
+        super().__init__(message or detail)
+        self.key = key
+        self.detail = detail
+
+
 class Defense(ABC):
     """A perturbation model of the shared gradient.
+
+    Subclasses are frozen dataclasses: their fields are the defence's parameters (names,
+    types and defaults, read by :func:`leakaudit.defenses.make_defense` and the config),
+    and their ``__post_init__`` is the one place that checks the values.
 
     All methods take flat per-sample gradients ``g`` of shape ``[B, P]``.
     """
 
     kind: ClassVar[str]
+
+    def require(self, ok: bool, name: str, detail: str) -> None:
+        """Raise :class:`DefenseError` for parameter ``name`` unless ``ok``.
+
+        Args:
+            ok: whether the value is acceptable.
+            name: the parameter (a dataclass field).
+            detail: what is wrong, e.g. ``"must be >= 0, got -1.0"``.
+        """
+        if not ok:
+            raise DefenseError(f"params.{name}", detail, f"{self.kind} {name} {detail}")
 
     @abstractmethod
     def bias(self, g: Tensor) -> Tensor | None:

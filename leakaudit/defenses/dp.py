@@ -28,10 +28,10 @@ class DPClipNoise(Defense):
     kind: ClassVar[str] = "dp"
 
     def __post_init__(self) -> None:
-        if not self.clip > 0:
-            raise ValueError(f"dp clip must be > 0, got {self.clip}")
-        if not self.sigma >= 0:
-            raise ValueError(f"dp sigma (noise multiplier) must be >= 0, got {self.sigma}")
+        self.require(self.clip > 0, "clip", f"must be > 0, got {self.clip}")
+        self.require(
+            self.sigma >= 0, "sigma", f"(the noise multiplier) must be >= 0, got {self.sigma}"
+        )
 
     def bias(self, g: Tensor) -> Tensor | None:
         return clip_rows(g, self.clip) - g

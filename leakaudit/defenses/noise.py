@@ -32,14 +32,13 @@ class NoDefense(Defense):
 
 @dataclass(frozen=True)
 class GaussianNoise(Defense):
-    """δ ~ N(0, σ² I)."""
+    """δ ~ N(0, σ² I); σ = 0.01 unless given (the default defence of a scan)."""
 
-    sigma: float
+    sigma: float = 0.01
     kind: ClassVar[str] = "gaussian"
 
     def __post_init__(self) -> None:
-        if not self.sigma >= 0:
-            raise ValueError(f"gaussian sigma must be >= 0, got {self.sigma}")
+        self.require(self.sigma >= 0, "sigma", f"must be >= 0, got {self.sigma}")
 
     def bias(self, g: Tensor) -> Tensor | None:
         return None
@@ -62,8 +61,7 @@ class LaplaceNoise(Defense):
     kind: ClassVar[str] = "laplace"
 
     def __post_init__(self) -> None:
-        if not self.scale >= 0:
-            raise ValueError(f"laplace scale must be >= 0, got {self.scale}")
+        self.require(self.scale >= 0, "scale", f"must be >= 0, got {self.scale}")
 
     def bias(self, g: Tensor) -> Tensor | None:
         return None

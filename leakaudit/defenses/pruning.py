@@ -31,8 +31,7 @@ class Pruning(Defense):
     kind: ClassVar[str] = "pruning"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ratio <= 1.0:
-            raise ValueError(f"pruning ratio must be in [0, 1], got {self.ratio}")
+        self.require(0.0 <= self.ratio <= 1.0, "ratio", f"must be in [0, 1], got {self.ratio}")
 
     def bias(self, g: Tensor) -> Tensor | None:
         return prune_smallest(g, self.ratio) - g

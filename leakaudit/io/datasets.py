@@ -1,9 +1,9 @@
-"""Load the client's samples: what to read (:class:`DataSpec`), what comes back
-(:class:`LoadedDataset`), and the checks that make bad data one clear error."""
+"""Load the client's samples: what to read (:class:`~leakaudit.io.spec.DataSpec`), what
+comes back (:class:`LoadedDataset`), and the checks that make bad data one clear error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from leakaudit.errors import ConfigError, InputError
-from leakaudit.io.imagefolder import DEFAULT_MAX_PIXELS, imagefolder_source
+from leakaudit.io.imagefolder import imagefolder_source
 from leakaudit.io.sources import Source, digits_source, tensors_source
+from leakaudit.io.spec import DataSpec
 from leakaudit.io.subsets import select_positions
 from leakaudit.io.torchvision_formats import cifar_source, mnist_source
 from leakaudit.io.transforms import ImageTransform
@@ -22,42 +23,6 @@ from leakaudit.models.choices import did_you_mean
 
 KINDS = ("imagefolder", "cifar10", "cifar100", "mnist", "fashionmnist", "tensors", "digits")
 SPLITS = ("train", "test")
-
-
-@dataclass
-class DataSpec:
-    """What data to read and how to prepare it.
-
-    Attributes:
-        kind: One of :data:`KINDS`.
-        root: Directory (imagefolder, torchvision roots) or file (tensors); None for digits.
-        split: ``"train"`` or ``"test"`` for torchvision roots (None means train).
-        resize: Resize every image to ``resize × resize``.
-        mean: Per-channel mean, subtracted after scaling to [0, 1].
-        std: Per-channel standard deviation, divided by after subtracting the mean.
-        channels: Force 1 (grayscale) or 3 (RGB) channels.
-        indices: Keep these positions, in this order.
-        first: Then keep the first N.
-        per_class: Then keep at most N per class, in dataset order.
-        max_pixels: Refuse ImageFolder images larger than this (width × height), checked
-            from the header before decoding.
-        memory_budget: Bytes that data read whole into memory (tensor files, CIFAR,
-            MNIST) may take, checked from headers and file sizes before reading; None: no
-            limit. ImageFolders are read one image at a time.
-    """
-
-    kind: str
-    root: str | None = None
-    split: str | None = "train"
-    resize: int | None = None
-    mean: Sequence[float] | None = None
-    std: Sequence[float] | None = None
-    channels: int | None = None
-    indices: Sequence[int] | None = None
-    first: int | None = None
-    per_class: int | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    memory_budget: int | None = None
 
 
 @dataclass
@@ -122,23 +87,27 @@ def _validate(spec: DataSpec) -> tuple[str, Path | None]:
     return split, Path(spec.root).expanduser()
 
 
-def _source(spec: DataSpec, split: str, root: Path | None) -> Source:
+def _source(spec: DataSpec, split: str, root: Path | None, budget: int | None) -> Source:
     if spec.kind == "digits" or root is None:
         return digits_source()
     if spec.kind == "imagefolder":
         return imagefolder_source(root, spec.channels, spec.max_pixels)
     if spec.kind == "tensors":
-        return tensors_source(root, spec.memory_budget)
+        return tensors_source(root, budget)
     if not root.is_dir():
         where = "is a file" if root.exists() else "does not exist"
         raise InputError(f"{spec.kind} root {str(root)!r} {where}; expected a directory")
     if spec.kind.startswith("cifar"):
-        return cifar_source(spec.kind, root, split, spec.memory_budget)
-    return mnist_source(spec.kind, root, split, spec.memory_budget)
+        return cifar_source(spec.kind, root, split, budget)
+    return mnist_source(spec.kind, root, split, budget)
 
 
-def load_dataset(spec: DataSpec) -> LoadedDataset:
+def load_dataset(spec: DataSpec, memory_budget: int | None = None) -> LoadedDataset:
     """Read, select and (lazily) transform the samples ``spec`` names.
+
+    Data read whole into memory (tensor files, CIFAR, MNIST) must fit ``memory_budget``
+    bytes, checked from headers and file sizes before reading (None: no limit);
+    ImageFolders are read one image at a time.
 
     Pixel data is scaled to [0, 1] (uint8 / 255; digits / 16), then channel conversion,
     resize and normalisation are applied per sample on access.
@@ -155,7 +124,7 @@ def load_dataset(spec: DataSpec) -> LoadedDataset:
         mean=tuple(spec.mean) if spec.mean is not None else None,
         std=tuple(spec.std) if spec.std is not None else None,
     )
-    source = _source(spec, split, root)
+    source = _source(spec, split, root, memory_budget)
     positions = select_positions(
         source.labels, indices=spec.indices, first=spec.first, per_class=spec.per_class
     )

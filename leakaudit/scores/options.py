@@ -3,9 +3,12 @@ Python API, the CLI and the report."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -16,6 +19,37 @@ from leakaudit.scores.names import ALL_SCORES, validate_score_names
 #: loss(logits [1, C], target [1]) -> scalar. Cross-entropy (in the cancellation-free
 #: form of :func:`leakaudit.scores.losses.stable_cross_entropy`) when not given.
 LossFn = Callable[[Tensor, Tensor], Tensor]
+
+#: The choices of the option fields; the config's fields use the same types.
+GmEnd = Literal["max", "min"]
+Backend = Literal["auto", "func", "autograd"]
+ModelMode = Literal["eval", "train"]
+DtypeName = Literal["float32", "float64"]
+
+#: The precisions the engine computes in, by the name the config gives them.
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+#: The largest ``seed``: ``torch.Generator`` and NumPy take a non-negative 64-bit integer.
+MAX_SEED = 2**63 - 1
+
+
+class OptionError(ValueError):
+    """A bad :class:`ScoreOptions` value.
+
+    Attributes:
+        field: the option (a field of :class:`ScoreOptions`).
+        detail: what is wrong with it, e.g. ``"must be >= 1, got 0"``.
+    """
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+def _require(ok: bool, name: str, detail: str) -> None:
+    if not ok:
+        raise OptionError(name, detail)
 
 
 @dataclass(frozen=True)
@@ -50,41 +84,72 @@ class ScoreOptions:
     """
 
     scores: tuple[str, ...] = ALL_SCORES
-    defense: Defense = field(default_factory=lambda: GaussianNoise(sigma=0.01))
+    defense: Defense = field(default_factory=GaussianNoise)
     max_iter: int = 80
     tol: float = 1e-4
     tol_min: float = 1e-3
     n_probes: int = 8
     damping: float = 1e-3
-    gm_end: Literal["max", "min"] = "max"
+    gm_end: GmEnd = "max"
     seed: int = 0
     device: str = "auto"
     dtype: torch.dtype = torch.float32
     chunk_size: int | None = None
     memory_budget: int = 2 * 1024**3
-    backend: Literal["auto", "func", "autograd"] = "auto"
+    backend: Backend = "auto"
     loss: LossFn | None = None
-    model_mode: Literal["eval", "train"] = "eval"
+    model_mode: ModelMode = "eval"
     check_every: int = 8
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scores", validate_score_names(tuple(self.scores)))
-        if self.max_iter < 1:
-            raise ValueError("max_iter must be >= 1")
-        if self.n_probes < 1:
-            raise ValueError("n_probes must be >= 1")
-        if not self.damping > 0:
-            raise ValueError("damping must be > 0")
-        if self.gm_end not in ("max", "min"):
-            raise ValueError("gm_end must be 'max' or 'min'")
-        if self.dtype not in (torch.float32, torch.float64):
-            raise ValueError("dtype must be torch.float32 or torch.float64")
-        if self.backend not in ("auto", "func", "autograd"):
-            raise ValueError("backend must be 'auto', 'func' or 'autograd'")
-        if self.model_mode not in ("eval", "train"):
-            raise ValueError("model_mode must be 'eval' or 'train'")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ValueError("chunk_size must be >= 1")
+        """Check every option; the config's ``scores`` section is checked by these too.
+
+        Raises:
+            OptionError: a ``ValueError`` naming the bad option.
+        """
+        try:
+            names = validate_score_names(tuple(self.scores))
+        except ValueError as exc:
+            raise OptionError("scores", str(exc)) from None
+        object.__setattr__(self, "scores", names)
+        for key in ("max_iter", "n_probes"):
+            value = getattr(self, key)
+            _require(value >= 1, key, f"must be >= 1, got {value}")
+        _require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
+        _require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")
+        _require(
+            0 <= self.seed <= MAX_SEED,
+            "seed",
+            f"must be an integer in [0, 2**63 - 1], got {self.seed}",
+        )
+        _require(
+            self.chunk_size is None or self.chunk_size >= 1,
+            "chunk_size",
+            f"must be >= 1, got {self.chunk_size}",
+        )
+        _require(
+            self.dtype in DTYPES.values(),
+            "dtype",
+            f"must be torch.float32 or torch.float64, got {self.dtype}",
+        )
+        for key, choices in _choices().items():
+            value = getattr(self, key)
+            _require(
+                value in choices,
+                key,
+                f"must be one of {', '.join(map(repr, choices))}, got {value!r}",
+            )
+
+
+@functools.cache
+def _choices() -> dict[str, tuple[Any, ...]]:
+    """The :class:`ScoreOptions` fields typed ``Literal[...]``, name → allowed values."""
+    hints = typing.get_type_hints(ScoreOptions)
+    return {
+        f.name: typing.get_args(hints[f.name])
+        for f in dataclasses.fields(ScoreOptions)
+        if typing.get_origin(hints[f.name]) is Literal
+    }
 
 
 @dataclass
