@@ -18,8 +18,10 @@ from leakaudit.cli.options import flag_overrides
 from leakaudit.cli.progress import validate_progress
 from leakaudit.config import ScanConfig, load_config, with_overrides
 from leakaudit.errors import ConfigError, InputError
+from leakaudit.io.guards import check_run_outputs
 from leakaudit.report.files import check_writable, write_atomic
 from leakaudit.report.paths import config_from_report
+from leakaudit.report.reading import read_report
 from leakaudit.report.validation_table import agreement_tables
 from leakaudit.validation import validate_config
 from leakaudit.validation.sources import report_config
@@ -100,7 +102,7 @@ def validate_command(
         for path in (json_path, figure):
             if path is not None and str(path) != "-":
                 check_writable(path)
-        raw = _read_report(report) if report is not None else None
+        raw = read_report(report) if report is not None else None
         if raw is not None and (config or demo):
             raise ConfigError("--report carries its own configuration; drop --config/--demo")
         # The model and data flags reach the config through ctx.params.
@@ -121,6 +123,7 @@ def validate_command(
         if defense:
             overrides["defense"] = parse_defense(defense, cfg.defense.target_error)
         cfg = with_overrides(cfg, overrides)
+        check_run_outputs(cfg, {"--json": json_path, "--figure": figure}, config, report)
         if figure is not None:
             from leakaudit.report.plots import PLOTS_MISSING
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from leakaudit.config.validator import FieldError, require, unknown
 from leakaudit.defenses import DEFENSES
+from leakaudit.io.guards import check_model_size
 from leakaudit.io.imagefolder import DEFAULT_MAX_PIXELS
 from leakaudit.scores.names import ALL_SCORES, GRAD_NORM, SCORES, Direction
 
@@ -49,6 +50,7 @@ class ModelConfig:
             is_int = isinstance(value, int) and not isinstance(value, bool)
             require(value is None or is_int, key, f"expected int or null, got {value!r}")
             require(value is None or value >= 1, key, f"must be >= 1, got {value}")
+            check_model_size(key, value)
         require(
             not (self.random_init and self.checkpoint),
             "random_init",

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from leakaudit.attacks import InputSpace, check_attacks
 from leakaudit.attacks.base import check_budget
+from leakaudit.report.reading import check_sample_indices
 from leakaudit.scores.names import ALL_SCORES, SCORES
 from leakaudit.validation.result import ValidationResult
 from leakaudit.validation.run import ProgressFn, validate
@@ -85,6 +86,7 @@ def report_config(stored: ScanConfig, flags: Mapping[str, Any]) -> ScanConfig:
     """
     from leakaudit.config import with_overrides
     from leakaudit.errors import ConfigError
+    from leakaudit.io.guards import check_report_model
     from leakaudit.models.factory import is_factory_spec
 
     asked = stored
@@ -102,6 +104,7 @@ def report_config(stored: ScanConfig, flags: Mapping[str, Any]) -> ScanConfig:
             f"the report asks for model factory {name!r}; a report cannot load code: "
             f"pass --model {name} yourself if you trust it"
         )
+    check_report_model(cfg.model)
     return cfg
 
 
@@ -172,6 +175,7 @@ def validate_report(
     Returns:
         The result; ``indices`` are positions in ``dataset``.
     """
+    check_sample_indices(report, len(dataset))
     parsed = scores_from_report(report)
     positions: Tensor = parsed["positions"]
     risk_name = risk_score or parsed["risk_score"] or next(iter(parsed["scores"]))

@@ -1,0 +1,193 @@
+"""Guards on what a run is given: outputs that would replace its own inputs, and model
+sizes that one number in a config, a flag or a report could make absurd.
+
+Checked before any work starts, so that a refusal costs nothing and destroys nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from leakaudit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from leakaudit.config import ModelConfig, ScanConfig
+
+PathLike = str | Path | None
+
+#: Most classes, input channels and input side a model may be built with (an explicit
+#: ``model.num_classes``, ``in_channels`` or ``image_size``, from a config, a flag or a
+#: report). Past them one number would allocate gigabytes before anything is checked.
+MODEL_SIZE_LIMITS = {"num_classes": 100_000, "in_channels": 1024, "image_size": 4096}
+
+#: ``model.kwargs`` a *report* may pass to the architecture: switches that do not change
+#: how large the model is. Anything else (``width``, ``depth``, torchvision's
+#: ``width_per_group`` or ``image_size``, ...) must come from the user's own config.
+REPORT_MODEL_KWARGS = frozenset(
+    {
+        "init",
+        "shortcut",
+        "batchnorm",
+        "dropout",
+        "attention_dropout",
+        "stochastic_depth_prob",
+        "zero_init_residual",
+        "init_weights",
+        "aux_logits",
+        "transform_input",
+    }
+)
+
+
+# --- outputs over inputs --------------------------------------------------------------
+
+
+def _same(output: Path, target: Path) -> bool:
+    """Whether writing ``output`` would replace ``target`` (same path after resolving
+    links, or the same file through a hard link)."""
+    if output.resolve() == target.resolve():
+        return True
+    try:
+        return os.path.samefile(output, target)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _inside(output: Path, folder: Path) -> bool:
+    return output.resolve().is_relative_to(folder.resolve())
+
+
+def refuse_outputs_over_inputs(
+    outputs: Mapping[str, PathLike],
+    inputs: Mapping[str, PathLike],
+    folders: Mapping[str, PathLike] | None = None,
+) -> None:
+    """Refuse any output that is one of the run's inputs, or lies inside an input folder.
+
+    Args:
+        outputs: flag (``"--json"``) → the path it writes; ``None`` and ``"-"`` (stdout)
+            are skipped.
+        inputs: what the file is (``"the checkpoint"``) → its path; ``None`` is skipped.
+        folders: what the folder is → its path; an output anywhere under it is refused
+            (an ImageFolder would read it as a sample, or it would replace one).
+
+    Raises:
+        ConfigError: ``--json r.pt is an input of this run (the checkpoint); choose
+            another path``.
+    """
+    for flag, out in outputs.items():
+        if out is None or str(out) == "-":
+            continue
+        output = Path(out).expanduser()
+        for what, path in inputs.items():
+            if path is not None and _same(output, Path(path).expanduser()):
+                raise ConfigError(
+                    f"{flag} {out} is an input of this run ({what}); choose another path"
+                )
+        for what, path in (folders or {}).items():
+            if path is not None and _inside(output, Path(path).expanduser()):
+                raise ConfigError(
+                    f"{flag} {out} is inside {what} {path}, which this run reads; "
+                    "choose another path"
+                )
+
+
+def _factory_file(name: str) -> str | None:
+    """The ``.py`` file of a ``file.py:function`` model, if ``name`` is one."""
+    target, sep, _ = name.rpartition(":")
+    return target if sep and target.endswith(".py") else None
+
+
+def _data_inputs(cfg: ScanConfig) -> tuple[dict[str, PathLike], dict[str, PathLike]]:
+    """The data files and folders ``cfg`` reads: the tensor file, the MNIST/CIFAR files
+    present under the root, or the ImageFolder root."""
+    from leakaudit.io.torchvision_formats import format_files
+
+    kind, root = cfg.data.kind, cfg.data.root
+    if root is None or kind == "digits":
+        return {}, {}
+    if kind == "imagefolder":
+        return {}, {"the ImageFolder data root": root}
+    if kind == "tensors":
+        return {"the data": root}, {}
+    files = format_files(kind, Path(root).expanduser())
+    return {f"the data ({path.name})": path for path in files}, {}
+
+
+def check_run_outputs(
+    cfg: ScanConfig,
+    outputs: Mapping[str, PathLike],
+    config: PathLike = None,
+    report: PathLike = None,
+) -> None:
+    """:func:`refuse_outputs_over_inputs` for a scan or validation of ``cfg``: its
+    checkpoint, data, model factory file, config file and scan report are inputs."""
+    files, folders = _data_inputs(cfg)
+    inputs: dict[str, PathLike] = {
+        "the checkpoint": cfg.model.checkpoint,
+        "the model factory": _factory_file(cfg.model.name),
+        "the config": config,
+        "the scan report": report,
+        **files,
+    }
+    refuse_outputs_over_inputs(outputs, inputs, folders)
+
+
+def check_scan_outputs(cfg: ScanConfig, *, config: PathLike, partial: PathLike) -> None:
+    """Refuse a scan whose ``--json``, ``--output`` or ``--partial`` is one of its inputs."""
+    out = cfg.output
+    outputs = {"--json": out.json, "--output": out.output, "--partial": partial}
+    check_run_outputs(cfg, outputs, config=config)
+
+
+# --- model sizes ----------------------------------------------------------------------
+
+
+def check_model_size(key: str, value: int | None) -> None:
+    """Refuse ``model.<key>`` past :data:`MODEL_SIZE_LIMITS` (a config field check).
+
+    Raises:
+        FieldError: ``num_classes: must be at most 100000, got 1000000000000 (...)``.
+    """
+    from leakaudit.config.validator import FieldError
+
+    limit = MODEL_SIZE_LIMITS.get(key)
+    if limit is not None and isinstance(value, int) and value > limit:
+        raise FieldError(
+            key,
+            f"must be at most {limit}, got {value} (a larger model is refused before it "
+            "is built; see docs/security.md)",
+        )
+
+
+def check_report_model(model: ModelConfig) -> None:
+    """Refuse ``model.kwargs`` of a report that are not in :data:`REPORT_MODEL_KWARGS`.
+
+    A report may choose a built-in or torchvision architecture, but not the arguments
+    that size it (a width of 10⁶ allocates terabytes before the checkpoint is compared).
+
+    Raises:
+        ConfigError: names the kwarg and says to validate with the user's own config.
+    """
+    for key, value in model.kwargs.items():
+        if key not in REPORT_MODEL_KWARGS or not _scalar(value):
+            raise ConfigError(
+                f"the report sets model kwarg {key!r} = {_short(value)}, which a report "
+                "cannot choose (it may size the model; a report may set only "
+                f"{', '.join(sorted(REPORT_MODEL_KWARGS))} to plain values): validate "
+                "with your own config instead (leakaudit validate --config FILE)"
+            )
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= 64
+    return value is None or isinstance(value, bool | int | float)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
