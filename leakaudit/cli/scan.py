@@ -19,6 +19,8 @@ from leakaudit.cli.output import write_outputs
 from leakaudit.cli.progress import scan_progress
 from leakaudit.config import ScanConfig, load_config, with_overrides
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
+from leakaudit.io.guards import check_scan_outputs
+from leakaudit.io.imagefolder import hide_skipped_paths
 from leakaudit.report.files import check_writable
 from leakaudit.report.partial import check_partial_path, remove_partial
 
@@ -136,6 +138,8 @@ def scan_command(
             overrides["output.redact"] = True
         cfg = with_overrides(cfg, overrides)
         base = config.parent if config is not None else None
+        check_scan_outputs(cfg, config=config, partial=partial)
+        hide_skipped_paths(cfg.output.redact)
         run_scan(cfg, resume=resume, partial=partial, show_progress=progress, base_dir=base)
 
 
