@@ -45,10 +45,17 @@ REPORT_MODEL_KWARGS = frozenset(
 # --- outputs over inputs --------------------------------------------------------------
 
 
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop: compare the path as written
+        return path.absolute()
+
+
 def _same(output: Path, target: Path) -> bool:
     """Whether writing ``output`` would replace ``target`` (same path after resolving
     links, or the same file through a hard link)."""
-    if output.resolve() == target.resolve():
+    if _resolve(output) == _resolve(target):
         return True
     try:
         return os.path.samefile(output, target)
@@ -57,7 +64,7 @@ def _same(output: Path, target: Path) -> bool:
 
 
 def _inside(output: Path, folder: Path) -> bool:
-    return output.resolve().is_relative_to(folder.resolve())
+    return _resolve(output).is_relative_to(_resolve(folder))
 
 
 def refuse_outputs_over_inputs(
