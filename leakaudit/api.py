@@ -49,6 +49,7 @@ from leakaudit.validation import ValidationResult
 from leakaudit.validation.sources import (
     ScoreTable,
     check_report_checkpoint,
+    check_sample_indices,
     scores_from_report,
     scores_from_result,
     validate_scores,
@@ -443,6 +444,7 @@ def _score_table(
 ) -> ScoreTable:
     """The scores to validate: read from a report, taken from a result, or computed now."""
     if isinstance(scores, Mapping):
+        check_sample_indices(dict(scores), len(inputs.dataset))
         try:
             return scores_from_report(scores)
         except ValueError as exc:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from leakaudit.errors import EXIT_RUNTIME, LeakauditError
+from leakaudit.report.escape import printable
 
 
 def stderr_console() -> Console:
@@ -35,12 +36,13 @@ def stdout_console() -> Console:
 
 def error_line(message: str) -> None:
     """Print ``error: <message>`` as one line on stderr."""
-    stderr_console().print(f"error: {' '.join(message.split())}", markup=False, style="red")
+    text = printable(" ".join(message.split()))
+    stderr_console().print(f"error: {text}", markup=False, style="red")
 
 
 def warning_line(message: str) -> None:
     """Print ``warning: <message>`` on stderr."""
-    stderr_console().print(f"warning: {message}", markup=False, style="yellow")
+    stderr_console().print(f"warning: {printable(message)}", markup=False, style="yellow")
 
 
 @contextmanager

@@ -18,6 +18,8 @@ from leakaudit.cli.progress import scan_progress
 from leakaudit.cli.resolve import resolve_config
 from leakaudit.config import ScanConfig
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
+from leakaudit.guards import check_scan_outputs
+from leakaudit.io.imagefolder import hide_skipped_paths
 from leakaudit.report.document import Report
 from leakaudit.report.files import check_writable
 from leakaudit.report.formats import FormatName
@@ -111,6 +113,8 @@ def scan_command(
             extra=lambda base: _gate_overrides(base, fail_on, max_fraction, allow, redact),
         )
         base = config.parent if config is not None else None
+        check_scan_outputs(cfg, config=config, partial=partial)
+        hide_skipped_paths(cfg.output.redact)
         run_scan(cfg, resume=resume, partial=partial, show_progress=progress, base_dir=base)
 
 

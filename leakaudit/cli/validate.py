@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,10 @@ from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
 from leakaudit.cli.resolve import resolve_config
-from leakaudit.errors import ConfigError, InputError
+from leakaudit.errors import ConfigError
+from leakaudit.guards import check_run_outputs
 from leakaudit.report.files import check_writable, write_atomic
+from leakaudit.report.reading import read_report
 from leakaudit.report.validation_table import agreement_tables
 from leakaudit.validation import ValidationResult
 
@@ -32,22 +34,6 @@ def _indices(text: str) -> list[int]:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise ConfigError(f"--indices {text!r}: expected comma-separated integers") from None
-
-
-def _read_report(path: Path) -> dict[str, Any]:
-    try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise InputError(f"--report {path}: cannot read the scan report ({exc})") from None
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
-        raise InputError(f"--report {path}: not a leakaudit scan report (JSON)") from None
-    if (
-        not isinstance(raw, dict)
-        or not isinstance(raw.get("samples"), list)
-        or not isinstance(raw.get("config"), dict)
-    ):
-        raise InputError(f"--report {path}: not a leakaudit scan report (JSON)")
-    return raw
 
 
 def validate_command(
@@ -96,9 +82,10 @@ def validate_command(
         for path in (json_path, figure):
             if path is not None and str(path) != "-":
                 check_writable(path)
-        raw = _read_report(report) if report is not None else None
+        raw = read_report(report) if report is not None else None
         # The model and data flags reach the config through ctx.params.
         cfg = resolve_config("validate", ctx.params, opt.INPUT_KEYS, report=raw, report_path=report)
+        check_run_outputs(cfg, {"--json": json_path, "--figure": figure}, config, report)
         if figure is not None:
             _check_plots()
         opt.warn_if_trusted(cfg)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from leakaudit.config.limits import check_model_size
 from leakaudit.config.units import format_bytes, parse_bytes
 from leakaudit.config.validator import FieldError, require, unknown
 from leakaudit.defenses import DEFENSES, Defense, DefenseError, make_defense, parameter_defaults
@@ -102,6 +103,7 @@ class ModelConfig:
             is_int = isinstance(value, int) and not isinstance(value, bool)
             require(value is None or is_int, key, f"expected int or null, got {value!r}")
             require(value is None or value >= 1, key, f"must be >= 1, got {value}")
+            check_model_size(key, value)
         require(
             not (self.random_init and self.checkpoint),
             "random_init",

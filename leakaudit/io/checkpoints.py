@@ -149,9 +149,16 @@ def check_finite(model: nn.Module, source: str) -> None:
             )
 
 
+def refused_global(exc: BaseException) -> str | None:
+    """The global (``posix.system``) that ``torch.load(weights_only=True)`` refused, as
+    named in its error message (whose wording differs between torch versions)."""
+    found = re.search(r"unsupported global:?(?: GLOBAL)? ([\w.]+)", str(exc), re.IGNORECASE)
+    return found.group(1) if found else None
+
+
 def _needs_trust(path: Path, exc: Exception) -> InputError:
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-    what = f"the Python object {found.group(1)}" if found else "arbitrary Python objects"
+    found = refused_global(exc)
+    what = f"the Python object {found}" if found else "arbitrary Python objects"
     return InputError(
         f"checkpoint {str(path)!r} contains {what}, which safe loading refuses; "
         "pass --trust-checkpoint only if you trust its source: unpickling it can run "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,16 @@ LAYOUT = "root/<class_name>/<image>.png (one subdirectory per class)"
 
 class SkippedPathWarning(UserWarning):
     """Entries of an ImageFolder that were not read (directory links, duplicates, …)."""
+
+
+#: Whether :class:`SkippedPathWarning` leaves out the entries' names (``scan --redact``:
+#: file and folder names can be personal data, and warnings end up in CI logs).
+_HIDE_SKIPPED_PATHS: ContextVar[bool] = ContextVar("hide_skipped_paths", default=False)
+
+
+def hide_skipped_paths(hide: bool) -> None:
+    """Name skipped entries in warnings (``False``), or give only counts and reasons."""
+    _HIDE_SKIPPED_PATHS.set(hide)
 
 
 def _is_dir_link(entry: os.DirEntry[str]) -> bool:
@@ -108,11 +119,13 @@ def list_images(root: Path) -> tuple[list[str], list[Path], list[int]]:
         found = _class_files(root, name, seen, skipped)
         files += found
         labels += [index] * len(found)
+    hide = _HIDE_SKIPPED_PATHS.get()
     for reason, paths in skipped.items():
         if paths:
+            where = "ImageFolder" if hide else f"ImageFolder {str(root)!r}"
+            names = "" if hide else f": {shorten(paths)}"
             warnings.warn(
-                f"ImageFolder {str(root)!r}: skipped {len(paths)} entries ({reason}): "
-                f"{shorten(paths)}",
+                f"{where}: skipped {len(paths)} entries ({reason}){names}",
                 SkippedPathWarning,
                 stacklevel=3,
             )

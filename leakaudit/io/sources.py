@@ -4,7 +4,6 @@ float32 in [0, 1], before any transform."""
 from __future__ import annotations
 
 import math
-import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 
 from leakaudit.errors import InputError
+from leakaudit.io.checkpoints import refused_global
 
 INPUT_KEYS = ("x", "inputs", "data", "images")
 LABEL_KEYS = ("y", "labels", "targets")
@@ -182,11 +182,13 @@ def _load_tensor_file(path: Path, budget: int | None) -> Mapping[str, Any] | Seq
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if found:  # torch's own message suggests weights_only=False: not ours to suggest
+        # torch's own message suggests weights_only=False: not ours to suggest
+        if "weights only load failed" in str(exc).lower():
+            found = refused_global(exc)
+            what = f"the Python object {found}" if found else "objects other than tensors"
             raise InputError(
-                f"{source}: holds the Python object {found.group(1)}, which safe loading "
-                "(weights_only=True) refuses; save only tensors, lists and dicts"
+                f"{source}: holds {what}, which safe loading (weights_only=True) refuses; "
+                "save only tensors, lists and dicts"
             ) from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(

@@ -208,3 +208,20 @@ def mnist_source(kind: str, root: Path, split: str, budget: int | None = None) -
     x = torch.from_numpy(images).unsqueeze(1)  # writable: read into a bytearray
     y = torch.from_numpy(labels.astype(np.int64))
     return in_memory(x, y, [f"{split}:{i}" for i in range(len(y))], 10)
+
+
+def format_files(kind: str, root: Path) -> list[Path]:
+    """The files of ``kind`` (``cifar10``, ``cifar100``, ``mnist``, ``fashionmnist``) that
+    exist under ``root`` where :func:`cifar_source` and :func:`mnist_source` look, both
+    splits: a run must never write over them."""
+    if kind in _CIFAR:
+        folder, train_files, test_files, _, _ = _CIFAR[kind]
+        directory = root if root.name == folder else root / folder
+        candidates = [directory / name for name in (*train_files, *test_files)]
+    elif kind in _MNIST:
+        directories = [root / _MNIST[kind] / "raw", root / "raw", root]
+        names = [n for pair in _MNIST_FILES.values() for n in pair]
+        candidates = [d / f"{n}{gz}" for d in directories for n in names for gz in ("", ".gz")]
+    else:
+        return []
+    return [path for path in candidates if path.is_file()]

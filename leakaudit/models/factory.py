@@ -21,7 +21,13 @@ from leakaudit.errors import InputError
 
 
 def is_factory_spec(name: str) -> bool:
-    """Whether ``name`` looks like ``<file.py or module>:<attribute>``."""
+    """Whether ``name`` looks like ``<file.py or module>:<attribute>``.
+
+    ``torchvision:<name>`` is not one: it names a torchvision architecture, built without
+    importing anything the name chooses.
+    """
+    if name.startswith("torchvision:"):
+        return False
     target, sep, attr = name.rpartition(":")
     return bool(sep and target and attr)
 

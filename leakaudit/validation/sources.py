@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from leakaudit.direction import orient
+from leakaudit.errors import InputError
 from leakaudit.scores.names import ALL_SCORES
 from leakaudit.scores.risk import resolve_risk
 from leakaudit.validation.result import ValidationResult
@@ -137,6 +138,7 @@ def report_config(stored: ScanConfig, flags: Mapping[str, Any]) -> ScanConfig:
             message names the flag that grants it).
     """
     from leakaudit.config import with_overrides
+    from leakaudit.config.limits import check_report_model
     from leakaudit.errors import ConfigError
     from leakaudit.models.factory import is_factory_spec
 
@@ -155,6 +157,7 @@ def report_config(stored: ScanConfig, flags: Mapping[str, Any]) -> ScanConfig:
             f"the report asks for model factory {name!r}; a report cannot load code: "
             f"pass --model {name} yourself if you trust it"
         )
+    check_report_model(cfg.model)
     return cfg
 
 
@@ -172,7 +175,6 @@ def check_report_checkpoint(report: dict[str, Any], path: str | Path, sha256: st
     Raises:
         InputError: the report records no SHA-256, or the file's differs.
     """
-    from leakaudit.errors import InputError
     from leakaudit.io.checkpoints import sha256_file
 
     model = report.get("model")
@@ -225,6 +227,7 @@ def validate_report(
     Returns:
         The result; ``indices`` are positions in ``dataset``.
     """
+    check_sample_indices(dict(report), len(dataset))
     return validate_scores(
         model,
         dataset,
@@ -303,3 +306,25 @@ def validate_scores(
     )
     result.config["scores_from"] = table.origin
     return result
+
+
+def check_sample_indices(report: dict[str, Any], size: int) -> None:
+    """Refuse report samples whose ``index`` is not a position in a dataset of ``size``.
+
+    Called where the dataset is known (``validate`` with a report): a crafted index must
+    not attack another sample's pixels (Python would read ``-1`` as the last one).
+
+    Raises:
+        InputError: the first bad index, or a duplicate.
+    """
+    seen: set[int] = set()
+    for i, sample in enumerate(report.get("samples") or []):
+        index = sample.get("index") if isinstance(sample, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+            raise InputError(
+                f"--report: sample index {index!r} ($.samples[{i}]) is not a position in "
+                f"the dataset, which has {size} samples (the report is of other data?)"
+            )
+        if index in seen:
+            raise InputError(f"--report: sample index {index} ($.samples[{i}]) is a duplicate")
+        seen.add(index)

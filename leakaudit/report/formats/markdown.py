@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from leakaudit.report.document import Report, SampleRecord
+from leakaudit.report.escape import md_code
 from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.ranking import QUANTILES
 from leakaudit.scores.names import converged_key
@@ -80,7 +81,7 @@ def _top_table(report: Report, top_k: int) -> list[str]:
     ]
     top = report.ranked()[:top_k]
     for s in top:
-        cells = [str(s.rank), f"`{s.id}`", str(s.label), fmt(s.percentile)]
+        cells = [str(s.rank), md_code(s.id), str(s.label), fmt(s.percentile)]
         lines.append(_row(cells + [fmt_score(s, n) for n in names]))
     if any_approx(top, names):
         lines += ["", APPROX_NOTE]
@@ -122,7 +123,7 @@ def _gate(report: Report) -> list[str]:
         risky = f"{r.risky}/{r.considered}"
         lines.append(_row([r.describe(), risky, f"{r.fraction:.1%}", verdict]))
     if report.gate.offending:
-        shown = ", ".join(f"`{i}`" for i in report.gate.offending[:20])
+        shown = ", ".join(md_code(i) for i in report.gate.offending[:20])
         more = len(report.gate.offending) - 20
         lines += ["", f"Offending samples: {shown}" + (f" and {more} more" if more > 0 else "")]
     return lines

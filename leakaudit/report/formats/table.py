@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from leakaudit.report.document import Report
+from leakaudit.report.escape import printable, terminal_text
 from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.formats.markdown import APPROX_NOTE, any_approx, fmt, fmt_score
 
@@ -48,7 +49,7 @@ def top_table(report: Report, top_k: int, width: int | None = None) -> Table:
         table.add_column(n, justify="right", style="bold" if n == report.risk["score"] else "")
     top = report.ranked()[:top_k]
     for s in top:
-        cells = [str(s.rank), s.id, str(s.label), fmt(s.percentile)]
+        cells = [str(s.rank), terminal_text(s.id), str(s.label), fmt(s.percentile)]
         table.add_row(*cells, *(fmt_score(s, n) for n in names))
     if any_approx(top, names):
         table.caption = APPROX_NOTE
@@ -78,7 +79,7 @@ def summary_text(report: Report) -> Text:
         lines.append(f"resumed: {s['resumed_samples']} samples from partial results")
     if s["non_converged"]:
         bad = s["non_converged"]
-        lines.append(f"not converged: {len(bad)} ({', '.join(bad[:5])})")
+        lines.append(f"not converged: {len(bad)} ({', '.join(map(printable, bad[:5]))})")
     if w.get("available"):
         lines.append(
             f"σ what-if (τ = {fmt(w['target_error'])}): median sample {fmt(w['sigma_median'])},"
