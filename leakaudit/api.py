@@ -23,7 +23,14 @@ from torch import nn
 
 from leakaudit.attacks import InputSpace, check_attacks
 from leakaudit.attacks.base import check_budget
-from leakaudit.calibration.document import Calibration, architecture_signature
+from leakaudit.calibration.apply import predict
+from leakaudit.calibration.document import (
+    Calibration,
+    CalibrationFileError,
+    architecture_signature,
+    check_applicable,
+    read_calibration,
+)
 from leakaudit.calibration.fit import fit_calibration
 from leakaudit.calibration.recovery import MIN_GAIN_DB, MIN_PSNR_DB, best_over_attacks
 from leakaudit.calibration.stratify import stratified_subset
@@ -321,9 +328,14 @@ def scan(
     """
     config, base_dir = _as_config(config, base_dir)
     start = time.perf_counter()
+    calibration = _read_calibration(config)
     options = score_options(config)
+    if calibration is not None and calibration.chosen is not None:  # compute what it reads
+        wanted = set(options.scores) | set(calibration.chosen.scores)
+        options = replace(options, scores=tuple(s for s in ALL_SCORES if s in wanted))
     resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
     inputs = load_inputs(config)
+    notes = _check_calibration(calibration, inputs)
     result, resumed = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
@@ -334,13 +346,45 @@ def scan(
         dataset_info=inputs.dataset_info,
         seconds=time.perf_counter() - start,
         resumed=resumed,
-        warnings=_warnings(config),
+        warnings=[*_warnings(config), *notes],
+        calibration=calibration,
     )
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
     if redactor is not None:
         redactor.paths(report)
         redactor.save()
     return report
+
+
+def _read_calibration(config: ScanConfig) -> Calibration | None:
+    """The configured calibration (``scores.calibration``), checked to be usable (a gate
+    rule on ``psnr`` without one is refused by the config)."""
+    path = config.scores.calibration
+    if path is None:
+        return None
+    try:
+        cal = read_calibration(path)
+        if not cal.usable:
+            predict(cal, {})  # raises the reason the calibration cannot predict
+    except CalibrationFileError as exc:
+        raise InputError(f"--calibration: {exc}") from None
+    return cal
+
+
+def _check_calibration(cal: Calibration | None, inputs: Inputs) -> list[str]:
+    """Refuse a calibration of another architecture or input shape; warnings otherwise."""
+    if cal is None:
+        return []
+    x, _ = inputs.dataset[0]
+    try:
+        return check_applicable(
+            cal,
+            architecture=architecture_signature(inputs.model),
+            input_shape=list(torch.as_tensor(x).shape),
+            checkpoint_sha256=inputs.checkpoint_sha256,
+        )
+    except CalibrationFileError as exc:
+        raise InputError(f"--calibration: {exc}") from None
 
 
 #: Scores :func:`validate` accepts: the engine's, a report, or a report's JSON document.

@@ -110,6 +110,7 @@ def check_run_outputs(
     files, folders = _data_inputs(cfg)
     inputs: dict[str, PathLike] = {
         "the checkpoint": cfg.model.checkpoint,
+        "the calibration": cfg.scores.calibration,
         "the model factory": _factory_file(cfg.model.name),
         "the config": config,
         "the scan report": report,

@@ -110,6 +110,7 @@ def test_build_report_ranks_gate_and_whatif() -> None:
         "score": "lavp_gm",
         "direction": "lower_is_riskier",
         "direction_source": "default",
+        "calibrated": False,
     }
     # σ needed = τ / I²F(σ=1) = 0.5 / (i2f / 0.01); the dataset needs the largest.
     want = 0.5 * 0.01 / I2F.numpy()

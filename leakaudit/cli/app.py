@@ -10,9 +10,11 @@ import typer
 from typer.core import TyperGroup
 
 import leakaudit
+from leakaudit.cli.calibrate import calibrate_command
 from leakaudit.cli.console import error_line
 from leakaudit.cli.init import init_command
 from leakaudit.cli.scan import scan_command
+from leakaudit.cli.validate import validate_command
 from leakaudit.errors import EXIT_USAGE
 
 try:  # Typer >= 0.20 ships its own copy of Click
@@ -95,10 +97,5 @@ def root(
 app.command("scan")(scan_command)
 app.command("init")(init_command)
 
-try:  # the validate command lives in its own module (issue 4)
-    from leakaudit.cli.validate import validate_command
-except ModuleNotFoundError as exc:  # not there yet; anything else is a real error
-    if exc.name != "leakaudit.cli.validate":
-        raise
-else:
-    app.command("validate")(validate_command)
+app.command("validate")(validate_command)
+app.command("calibrate")(calibrate_command)

@@ -86,6 +86,7 @@ INPUT_KEYS: Keys = {
 SCAN_KEYS: Keys = {
     "scores": ("scores.select", _csv),
     "risk_score": ("scores.risk_score", None),
+    "calibration": ("scores.calibration", None),
     "device": ("scores.device", None),
     "dtype": ("scores.dtype", None),
     "max_iter": ("scores.max_iter", None),

@@ -47,6 +47,13 @@ def scan_command(
     per_class: opt.PerClass = None,
     scores: Annotated[str | None, typer.Option(help="Comma-separated scores to compute.")] = None,
     risk_score: Annotated[str | None, typer.Option(help="Score that ranks the samples.")] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(
+            help="calibration.json from `leakaudit calibrate`: predict each sample's "
+            "attack PSNR and rank by it."
+        ),
+    ] = None,
     defense: Annotated[
         str | None,
         typer.Option(

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from leakaudit.calibration.apply import PSNR_RULE
 from leakaudit.config.limits import check_model_size
 from leakaudit.config.units import format_bytes, parse_bytes
 from leakaudit.config.validator import FieldError, require, unknown
@@ -130,11 +131,13 @@ class DataConfig(DataSpec):
 class ScoresConfig:
     """What to compute and how: the options of :class:`~leakaudit.scores.options.ScoreOptions`
     as YAML spells them (defaults are the engine's, read from its fields), plus the risk
-    score and direction overrides of the report."""
+    score and direction overrides of the report, and the ``calibration.json`` (written by
+    ``leakaudit calibrate``) that turns scores into a predicted PSNR and ranks by it."""
 
     select: list[str] = field(default_factory=lambda: _engine_default("select"))
     risk_score: str = DEFAULT_RISK_SCORE
     directions: dict[str, Direction] = field(default_factory=dict)
+    calibration: str | None = None
     gm_end: GmEnd = field(default=_engine_default("gm_end"))
     n_probes: int = field(default=_engine_default("n_probes"))
     max_iter: int = field(default=_engine_default("max_iter"))
@@ -234,7 +237,11 @@ class GateRule:
     risky_when: Literal["below", "above"] | None = None
 
     def __post_init__(self) -> None:
-        require(self.score in SCORES, "score", unknown("score", self.score, ALL_SCORES))
+        require(
+            self.score in SCORES or self.score == PSNR_RULE,
+            "score",
+            unknown("score", self.score, [*ALL_SCORES, PSNR_RULE]),
+        )
         require(
             math.isfinite(self.threshold),
             "threshold",
@@ -294,6 +301,14 @@ class ScanConfig:
 
     def __post_init__(self) -> None:
         for i, rule in enumerate(self.gate.rules):
+            if rule.score == PSNR_RULE:
+                require(
+                    self.scores.calibration is not None,
+                    f"gate.rules[{i}].score",
+                    f"a rule on {PSNR_RULE!r} (predicted PSNR) needs scores.calibration "
+                    "(--calibration calibration.json from `leakaudit calibrate`)",
+                )
+                continue
             require(
                 rule.score in self.scores.select,
                 f"gate.rules[{i}].score",

@@ -4,6 +4,7 @@ context: ranks, percentiles, distributions, the σ what-if and the gate."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,7 +12,10 @@ import numpy as np
 import torch
 
 import leakaudit
+from leakaudit.calibration.apply import PSNR_RULE, Prediction, predict
+from leakaudit.calibration.document import Calibration
 from leakaudit.config import ScanConfig, config_to_dict
+from leakaudit.direction import Direction
 from leakaudit.gate import evaluate_gate
 from leakaudit.report.document import Report, SampleRecord
 from leakaudit.report.ranking import distribution, risk_percentiles, risk_ranks
@@ -56,6 +60,7 @@ def build_report(
     seconds: float,
     resumed: int = 0,
     warnings: Sequence[str] = (),
+    calibration: Calibration | None = None,
 ) -> Report:
     """Rank and summarise ``result`` (rows in dataset order) into a :class:`Report`.
 
@@ -68,35 +73,119 @@ def build_report(
         seconds: wall time of the scan.
         resumed: samples taken from earlier partial results.
         warnings: lines to carry into the report.
+        calibration: when given, every sample gets its predicted PSNR and the ranking
+            follows the calibrated rule (see docs/calibration.md).
     """
     n = int(result.indices.numel())
-    risk = config.scores.risk()
-    risk_values = result.scores[risk.score].double().numpy()
-    ranks = risk_ranks(risk_values, risk.direction)
-    pct = risk_percentiles(risk_values, risk.direction)
-    whatif, sig = _whatif(result, config, n)
     score_np = {k: v.double().numpy() for k, v in result.scores.items()}
-    converged = result.diagnostics.get("converged", torch.ones(n, dtype=torch.bool))
-    samples = []
-    for k in range(n):
-        samples.append(
-            SampleRecord(
-                index=int(result.indices[k]),
-                id=str(ids[k]),
-                label=int(result.labels[k]),
-                rank=int(ranks[k]),
-                percentile=float(pct[k]),
-                scores={name: float(v[k]) for name, v in score_np.items()},
-                diagnostics={name: _item(t[k]) for name, t in result.diagnostics.items()},
-                sigma_needed=float(sig[k]),
-            )
+    ranking = _Ranking.of(config, score_np, calibration)
+    whatif, sig = _whatif(result, config, n)
+    samples = [
+        SampleRecord(
+            index=int(result.indices[k]),
+            id=str(ids[k]),
+            label=int(result.labels[k]),
+            rank=int(ranking.ranks[k]),
+            percentile=float(ranking.percentiles[k]),
+            scores={name: float(v[k]) for name, v in score_np.items()},
+            diagnostics={name: _item(t[k]) for name, t in result.diagnostics.items()},
+            sigma_needed=float(sig[k]),
+            **ranking.psnr(k),
         )
+        for k in range(n)
+    ]
     gate = evaluate_gate(
-        [str(i) for i in ids], score_np, config.gate.rules, config.gate.allowlist, risk.directions
+        [str(i) for i in ids],
+        ranking.gated,
+        config.gate.rules,
+        config.gate.allowlist,
+        ranking.directions,
     )
-    summary = {
+    return Report(
+        tool={"name": "leakaudit", "version": leakaudit.__version__},
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=config_to_dict(config),
+        model=model_info,
+        dataset=dataset_info,
+        risk=ranking.section,
+        defense={"kind": config.defense.kind, **config.defense.params},
+        whatif=whatif,
+        samples=samples,
+        summary=_summary(result, ids, config, score_np, seconds, resumed),
+        gate=gate,
+        warnings=list(warnings),
+    )
+
+
+@dataclass
+class _Ranking:
+    """How samples are ranked: by the risk score, or by a calibration's rule."""
+
+    ranks: np.ndarray
+    percentiles: np.ndarray
+    section: dict[str, Any]
+    gated: dict[str, np.ndarray]
+    directions: dict[str, Direction]
+    prediction: Prediction | None = None
+
+    @classmethod
+    def of(
+        cls, config: ScanConfig, scores: dict[str, np.ndarray], calibration: Calibration | None
+    ) -> _Ranking:
+        risk = config.scores.risk()
+        directions = dict(risk.directions)
+        if calibration is None:
+            values, direction = scores[risk.score], risk.direction
+            section = {**risk.to_dict(), "calibrated": False}
+            return cls(
+                risk_ranks(values, direction),
+                risk_percentiles(values, direction),
+                section,
+                scores,
+                directions,
+            )
+        pred = predict(calibration, scores)
+        up: Direction = "higher_is_riskier"
+        section = {
+            "score": PSNR_RULE,
+            "direction": up,
+            "direction_source": "calibration",
+            "calibrated": True,
+            "calibration": pred.summary,
+        }
+        return cls(
+            risk_ranks(pred.feature, up),
+            risk_percentiles(pred.feature, up),
+            section,
+            {**scores, PSNR_RULE: pred.psnr_db},
+            {**directions, PSNR_RULE: up},
+            pred,
+        )
+
+    def psnr(self, k: int) -> dict[str, Any]:
+        """Sample ``k``'s predicted PSNR fields (none without a calibration)."""
+        if self.prediction is None:
+            return {}
+        p = self.prediction
+        return {
+            "predicted_psnr_db": float(p.psnr_db[k]),
+            "psnr_interval_db": [float(p.low[k]), float(p.high[k])],
+        }
+
+
+def _summary(
+    result: ScoreResult,
+    ids: Sequence[str],
+    config: ScanConfig,
+    scores: dict[str, np.ndarray],
+    seconds: float,
+    resumed: int,
+) -> dict[str, Any]:
+    n = len(ids)
+    converged = result.diagnostics.get("converged", torch.ones(n, dtype=torch.bool))
+    return {
         "num_samples": n,
-        "scores": {name: distribution(v) for name, v in score_np.items()},
+        "scores": {name: distribution(v) for name, v in scores.items()},
         "device": result.device,
         "backend": result.backend,
         "dtype": config.scores.dtype,
@@ -105,17 +194,3 @@ def build_report(
         "resumed_samples": resumed,
         "non_converged": [str(ids[int(k)]) for k in np.flatnonzero(~converged.numpy())],
     }
-    return Report(
-        tool={"name": "leakaudit", "version": leakaudit.__version__},
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        config=config_to_dict(config),
-        model=model_info,
-        dataset=dataset_info,
-        risk=risk.to_dict(),
-        defense={"kind": config.defense.kind, **config.defense.params},
-        whatif=whatif,
-        samples=samples,
-        summary=summary,
-        gate=gate,
-        warnings=list(warnings),
-    )

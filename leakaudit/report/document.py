@@ -14,7 +14,7 @@ from typing import Any
 from leakaudit.gate import GateResult
 
 #: Bumped on any incompatible change of the JSON layout (major) or on additions (minor).
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 def clean(value: Any) -> Any:
@@ -38,10 +38,13 @@ class SampleRecord:
         label: class label.
         rank: 1 = riskiest under the report's risk score.
         percentile: 100 = riskiest; ``None`` when the risk score is not finite.
-        scores: SPEC name → value.
+        scores: score name → value.
         diagnostics: engine diagnostics (``converged``, residuals, standard errors).
         sigma_needed: Gaussian σ for which the I²F-predicted reconstruction error
             reaches the target τ (``None`` without I²F).
+        predicted_psnr_db: the PSNR the calibrated attack is predicted to reach on this
+            sample (``None`` without ``--calibration``).
+        psnr_interval_db: ``[low, high]`` prediction interval of ``predicted_psnr_db``.
     """
 
     index: int
@@ -52,6 +55,8 @@ class SampleRecord:
     scores: dict[str, float | None]
     diagnostics: dict[str, Any]
     sigma_needed: float | None = None
+    predicted_psnr_db: float | None = None
+    psnr_interval_db: list[float] | None = None
 
 
 @dataclass
@@ -63,7 +68,7 @@ class Report:
     config: dict[str, Any]
     model: dict[str, Any]
     dataset: dict[str, Any]
-    risk: dict[str, str]
+    risk: dict[str, Any]
     defense: dict[str, Any]
     whatif: dict[str, Any]
     samples: list[SampleRecord]

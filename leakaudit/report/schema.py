@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leakaudit.calibration.apply import PSNR_RULE
 from leakaudit.scores.names import ALL_SCORES
 
 _NUM = {"type": ["number", "null"]}
@@ -70,6 +71,8 @@ _SAMPLE = _obj(
             "additionalProperties": {"type": ["number", "boolean", "null"]},
         },
         "sigma_needed": _NUM,
+        "predicted_psnr_db": _NUM,
+        "psnr_interval_db": {"type": ["array", "null"], "items": _NUM},
     }
 )
 
@@ -94,13 +97,18 @@ REPORT_SCHEMA: dict[str, Any] = _obj(
             },
         },
         "dataset": {"type": "object", "required": ["kind", "num_samples"]},
-        "risk": _obj(
-            {
-                "score": {"enum": list(ALL_SCORES)},
+        "risk": {
+            "type": "object",
+            "properties": {
+                "score": {"enum": [*ALL_SCORES, PSNR_RULE]},
                 "direction": _DIRECTION,
-                "direction_source": {"enum": ["default", "config"]},
-            }
-        ),
+                "direction_source": {"enum": ["default", "config", "calibration"]},
+                "calibrated": {"type": "boolean"},
+                "calibration": {"type": "object", "required": ["rule", "cv_spearman"]},
+            },
+            "required": ["score", "direction", "direction_source", "calibrated"],
+            "additionalProperties": False,
+        },
         "defense": {"type": "object", "required": ["kind"]},
         "whatif": {
             "type": "object",
