@@ -82,6 +82,29 @@ class Report:
         default_factory=lambda: {"base": ".", "base_from": "cwd", "redacted": False}
     )
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether the ranking is a calibration's predicted PSNR."""
+        return bool(self.risk.get("calibrated"))
+
+    def ranking_basis(self) -> str:
+        """One sentence: what the ranking rests on (calibrated, or not and why that matters)."""
+        if self.calibrated:
+            c = self.risk.get("calibration") or {}
+            attack = c.get("attack") or {}
+            rho = c.get("cv_spearman")
+            return (
+                f"calibrated: ranked by the PSNR that {', '.join(attack.get('attacks', []))} "
+                f"({attack.get('budget')} budget) is predicted to reach, rule {c.get('rule')}"
+                + (f", held-out Spearman ρ {rho:+.2f}" if rho is not None else "")
+            )
+        way = "higher" if self.risk.get("direction") == "higher_is_riskier" else "lower"
+        return (
+            f"uncalibrated: ranked by {self.risk.get('score')} ({way} is riskier), which "
+            "may not track a real attack on a trained model; run `leakaudit calibrate` "
+            "(docs/calibration.md)"
+        )
+
     def ranked(self) -> list[SampleRecord]:
         """Samples riskiest first."""
         return sorted(self.samples, key=lambda s: s.rank)

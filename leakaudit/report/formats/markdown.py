@@ -70,18 +70,29 @@ def _header(report: Report) -> list[str]:
     ]
 
 
+def psnr_cell(sample: SampleRecord) -> str:
+    """``18.2 [15.0, 21.3]``: predicted PSNR (dB) and its interval."""
+    iv = sample.psnr_interval_db
+    text = fmt(sample.predicted_psnr_db)
+    return text + (f" [{fmt(iv[0])}, {fmt(iv[1])}]" if iv else "")
+
+
 def _top_table(report: Report, top_k: int) -> list[str]:
     names = list(report.summary["scores"])
+    psnr = ["predicted PSNR dB"] if report.calibrated else []
     lines = [
         "",
         f"### Top {min(top_k, len(report.samples))} riskiest samples",
         "",
-        _row(["rank", "sample", "label", "percentile", *names]),
-        _row(["---:", "---", "---:", "---:", *["---:"] * len(names)]),
+        f"_{report.ranking_basis()}_",
+        "",
+        _row(["rank", "sample", "label", "percentile", *psnr, *names]),
+        _row(["---:", "---", "---:", "---:", *["---:"] * (len(psnr) + len(names))]),
     ]
     top = report.ranked()[:top_k]
     for s in top:
         cells = [str(s.rank), md_code(s.id), str(s.label), fmt(s.percentile)]
+        cells += [psnr_cell(s)] if psnr else []
         lines.append(_row(cells + [fmt_score(s, n) for n in names]))
     if any_approx(top, names):
         lines += ["", APPROX_NOTE]

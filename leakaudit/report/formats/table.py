@@ -11,7 +11,7 @@ from rich.text import Text
 from leakaudit.report.document import Report
 from leakaudit.report.escape import printable, terminal_text
 from leakaudit.report.formats.interface import ReportFormat
-from leakaudit.report.formats.markdown import APPROX_NOTE, any_approx, fmt, fmt_score
+from leakaudit.report.formats.markdown import APPROX_NOTE, any_approx, fmt, fmt_score, psnr_cell
 
 #: Columns a narrow terminal keeps besides the risk score.
 COMPACT_SCORES = ("grad_norm", "i2f")
@@ -45,14 +45,19 @@ def top_table(report: Report, top_k: int, width: int | None = None) -> Table:
     table.add_column("sample")
     table.add_column("label", justify="right")
     table.add_column("pct", justify="right")
+    if report.calibrated:
+        table.add_column("PSNR dB", justify="right", style="bold")
     for n in names:
         table.add_column(n, justify="right", style="bold" if n == report.risk["score"] else "")
     top = report.ranked()[:top_k]
     for s in top:
         cells = [str(s.rank), terminal_text(s.id), str(s.label), fmt(s.percentile)]
+        if report.calibrated:
+            cells.append(psnr_cell(s))
         table.add_row(*cells, *(fmt_score(s, n) for n in names))
-    if any_approx(top, names):
-        table.caption = APPROX_NOTE
+    notes = [report.ranking_basis()] + ([APPROX_NOTE] if any_approx(top, names) else [])
+    table.caption = "\n".join(notes)
+    table.caption_justify = "left"
     return table
 
 
