@@ -544,6 +544,11 @@ def calibrate(
     inputs = load_inputs(config)
     cheap = score_samples(inputs.model, inputs.dataset, replace(options, scores=(GRAD_NORM,)))
     subset = stratified_subset({GRAD_NORM: cheap.scores[GRAD_NORM].numpy()}, n_samples, seed)
+    if len(subset) < 3 * folds:
+        raise ConfigError(
+            f"the data has {len(subset)} samples; {folds}-fold cross-validation needs at "
+            f"least {3 * folds} (lower --folds, or add data)"
+        )
     full = _scored(inputs, replace(options, scores=ALL_SCORES), subset.tolist(), scan_progress)
     result = validate(
         config,

@@ -17,7 +17,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 def cli_flags() -> set[str]:
     command = typer.main.get_command(app)
     flags: set[str] = set()
-    for name in ("scan", "init"):  # validate documents its own flags
+    for name in ("scan", "init", "calibrate"):  # validate documents its own flags
         for param in command.commands[name].params:  # type: ignore[attr-defined]
             flags.update(o for o in param.opts if o.startswith("--"))
     return flags - {"--help"}
