@@ -13,6 +13,7 @@ import leakaudit
 from leakaudit.cli.console import error_line
 from leakaudit.cli.init import init_command
 from leakaudit.cli.scan import scan_command
+from leakaudit.cli.schema import schema_command
 from leakaudit.errors import EXIT_USAGE
 
 try:  # Typer >= 0.20 ships its own copy of Click
@@ -94,6 +95,7 @@ def root(
 
 app.command("scan")(scan_command)
 app.command("init")(init_command)
+app.command("schema")(schema_command)
 
 try:  # the validate command lives in its own module (issue 4)
     from leakaudit.cli.validate import validate_command
