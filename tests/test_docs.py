@@ -272,6 +272,10 @@ def check_outputs(cmd: Command, result: Result, cwd: Path) -> None:
             assert json.loads(shown)["samples"], f"{where}: no samples in the JSON"
         elif fmt == "md":
             assert shown.startswith("## leakaudit scan"), f"{where}: not the markdown report"
+        elif fmt == "sarif":
+            assert json.loads(shown)["version"] == "2.1.0", f"{where}: not a SARIF log"
+        elif fmt == "junit":
+            assert 'testsuite name="leakaudit gate"' in shown, f"{where}: not JUnit XML"
         else:
             stream = result.stderr if _written(cmd, "--json") == "-" else shown
             assert "riskiest samples" in stream, f"{where}: no table of riskiest samples"

@@ -14,6 +14,7 @@ from leakaudit.cli.calibrate import calibrate_command
 from leakaudit.cli.console import error_line
 from leakaudit.cli.init import init_command
 from leakaudit.cli.scan import scan_command
+from leakaudit.cli.schema import schema_command
 from leakaudit.cli.validate import validate_command
 from leakaudit.errors import EXIT_USAGE
 
@@ -96,6 +97,7 @@ def root(
 
 app.command("scan")(scan_command)
 app.command("init")(init_command)
+app.command("schema")(schema_command)
 
 app.command("validate")(validate_command)
 app.command("calibrate")(calibrate_command)

@@ -280,7 +280,7 @@ class OutputConfig:
 
     top_k: int = 10
     json: str | None = None
-    format: Literal["table", "md", "json"] = "table"
+    format: Literal["table", "md", "json", "sarif", "junit"] = "table"
     output: str | None = None
     redact: bool = False
 

@@ -3,6 +3,8 @@
 - :mod:`~leakaudit.report.formats.table`: rich tables for a terminal (``table``).
 - :mod:`~leakaudit.report.formats.markdown`: a CI job summary (``md``).
 - :mod:`~leakaudit.report.formats.json_format`: the full versioned document (``json``).
+- :mod:`~leakaudit.report.formats.sarif`: SARIF 2.1.0 for code scanning (``sarif``).
+- :mod:`~leakaudit.report.formats.junit`: JUnit XML, a test case per gate rule (``junit``).
 
 :class:`FormatName` is the one map from a format's name (the CLI's ``--format`` choices,
 ``output.format`` in a config) to its implementation. A new format is a module here with
@@ -17,7 +19,9 @@ from enum import Enum
 
 from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.formats.json_format import JsonFormat
+from leakaudit.report.formats.junit import JunitFormat
 from leakaudit.report.formats.markdown import MarkdownFormat
+from leakaudit.report.formats.sarif import SarifFormat
 from leakaudit.report.formats.table import TableFormat
 
 if sys.version_info >= (3, 11):
@@ -32,6 +36,8 @@ class FormatName(str, Enum):
     table = "table"
     md = "md"
     json = "json"
+    sarif = "sarif"
+    junit = "junit"
 
     def to_format(self, top_k: int = 10) -> ReportFormat:
         """The format this name selects, showing ``top_k`` rows where it has a table."""
@@ -41,11 +47,15 @@ class FormatName(str, Enum):
             return MarkdownFormat(top_k)
         if self is FormatName.json:
             return JsonFormat(top_k)
+        if self is FormatName.sarif:
+            return SarifFormat(top_k)
+        if self is FormatName.junit:
+            return JunitFormat(top_k)
         assert_never(self)  # a new member without a branch fails mypy here
 
 
 def report_format(name: str, top_k: int = 10) -> ReportFormat:
-    """The format called ``name`` (``table``, ``md``, ``json``).
+    """The format called ``name`` (a :class:`FormatName` value).
 
     Raises:
         ValueError: an unknown name (the message lists the formats).
@@ -60,8 +70,10 @@ def report_format(name: str, top_k: int = 10) -> ReportFormat:
 __all__ = [
     "FormatName",
     "JsonFormat",
+    "JunitFormat",
     "MarkdownFormat",
     "ReportFormat",
+    "SarifFormat",
     "TableFormat",
     "report_format",
 ]
