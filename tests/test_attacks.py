@@ -267,6 +267,18 @@ def test_attack_config_rejects_unknown_names() -> None:
         attack_config("ig", momentum=0.9)
 
 
+def test_every_attack_has_a_preset_for_every_budget_and_no_other() -> None:
+    from leakaudit.attacks.base import BUDGETS
+    from leakaudit.attacks.dlg import DLG_ITERATIONS
+    from leakaudit.attacks.ig import IG_BUDGETS
+    from leakaudit.cli.options import Budget
+
+    assert list(DLG_ITERATIONS) == list(IG_BUDGETS) == list(BUDGETS)
+    assert [b.value for b in Budget] == list(BUDGETS)  # the CLI's choices
+    with pytest.raises(ValueError, match=r"unknown budget 'fats' \(did you mean fast\?\)"):
+        attack_config("dlg", "fats")  # type: ignore[arg-type]
+
+
 def test_ig_restarts_keep_the_lowest_matching_loss(case) -> None:
     model, _, y, g = case
     # The first restart of a 2-restart run starts where the 1-restart run starts.
