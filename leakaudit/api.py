@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -61,6 +62,10 @@ from leakaudit.validation.sources import (
     scores_from_result,
     validate_scores,
 )
+
+if TYPE_CHECKING:
+    from leakaudit.io.checkpoints import CheckpointInfo, RawCheckpoint
+    from leakaudit.io.datasets import LoadedDataset
 
 #: ``progress(done, total)``: samples finished so far (resumed ones included), of all.
 ProgressFn = Callable[[int, int], None]
@@ -150,47 +155,22 @@ def load_inputs(config: ScanConfig) -> Inputs:
     built. Without a checkpoint, ``model.random_init`` must be on; the model is then
     initialised from ``scores.seed``.
     """
-    # Imported here: the model zoo imports torchvision (~2 s), which `--help` should not pay.
-    from leakaudit.io.checkpoints import apply_checkpoint, read_checkpoint
-    from leakaudit.io.datasets import check_dataset, load_dataset
-    from leakaudit.io.state_dicts import infer_num_classes
-    from leakaudit.models import build_model
+    from leakaudit.io.checkpoints import read_checkpoint
+    from leakaudit.io.datasets import load_dataset
 
-    d, m = config.data, config.model
+    m = config.model
     if m.name == "torchscript" and not m.checkpoint:
         raise ConfigError("model.checkpoint: required when model.name is torchscript")
     if not m.checkpoint and not m.random_init:
         raise ConfigError(NO_CHECKPOINT)
-    loaded = load_dataset(d, parse_bytes(config.scores.memory_budget))
+    loaded = load_dataset(config.data, parse_bytes(config.scores.memory_budget))
     if len(loaded.ids) == 0:
         raise InputError(f"the dataset is empty ({loaded.description})")
     shape = tuple(loaded.input_shape)
     in_channels = m.in_channels or (shape[0] if len(shape) == 3 else 1)
     image_size = m.image_size or (shape[-1] if len(shape) == 3 else 32)
     raw = read_checkpoint(m.checkpoint, trust=m.trust_checkpoint) if m.checkpoint else None
-
-    def build(k: int) -> nn.Module:
-        return build_model(
-            m.name, num_classes=k, in_channels=in_channels, image_size=image_size, kwargs=m.kwargs
-        )
-
-    state = raw.state_dict() if raw is not None and m.name != "torchscript" else None
-    num_classes = m.num_classes
-    if num_classes is None and state is not None:
-        num_classes = infer_num_classes(state, build)
-    if num_classes is None:
-        num_classes = _labels_num_classes(loaded)
-    check_dataset(loaded, num_classes)
-    info = None
-    if m.name == "torchscript":
-        assert raw is not None
-        model, info = apply_checkpoint(raw, None)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.scores.seed)  # a random init is the same on every run
-            model = build(num_classes)
-        if raw is not None:
-            model, info = apply_checkpoint(raw, model, strict=m.strict)
+    model, info = _model(config, raw, loaded, in_channels, image_size)
     outputs = check_compatible(model, loaded.dataset, loaded.labels)
     checkpoint = dataclasses.asdict(info) if info is not None else None
     for key, value in (checkpoint or {}).items():
@@ -205,15 +185,54 @@ def load_inputs(config: ScanConfig) -> Inputs:
         "parameters": sum(p.numel() for p in model.parameters()),
         "checkpoint": checkpoint,
     }
-    dataset_info = {**loaded.description, "num_samples": len(loaded.ids)}
     return Inputs(
         model=model,
         dataset=loaded.dataset,
         ids=[str(i) for i in loaded.ids],
         model_info=model_info,
-        dataset_info=dataset_info,
+        dataset_info={**loaded.description, "num_samples": len(loaded.ids)},
         checkpoint_sha256=info.sha256 if info is not None else None,
     )
+
+
+def _model(
+    config: ScanConfig,
+    raw: RawCheckpoint | None,
+    loaded: LoadedDataset,
+    in_channels: int,
+    image_size: int,
+) -> tuple[nn.Module, CheckpointInfo | None]:
+    """The model with the checkpoint's weights (a seeded random init without one), after
+    the data's labels are checked against its number of classes."""
+    # Imported here: the model zoo imports torchvision (~2 s), which `--help` should not pay.
+    from leakaudit.io.checkpoints import apply_checkpoint
+    from leakaudit.io.datasets import check_dataset
+    from leakaudit.io.state_dicts import infer_num_classes
+    from leakaudit.models import build_model
+
+    m = config.model
+
+    def build(k: int) -> nn.Module:
+        return build_model(
+            m.name, num_classes=k, in_channels=in_channels, image_size=image_size, kwargs=m.kwargs
+        )
+
+    state = raw.state_dict() if raw is not None and m.name != "torchscript" else None
+    num_classes = m.num_classes
+    if num_classes is None and state is not None:
+        num_classes = infer_num_classes(state, build)
+    if num_classes is None:
+        num_classes = _labels_num_classes(loaded)
+    check_dataset(loaded, num_classes)
+    if m.name == "torchscript":
+        assert raw is not None
+        return apply_checkpoint(raw, None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.scores.seed)  # a random init is the same on every run
+        model = build(num_classes)
+    if raw is None:
+        return model, None
+    return apply_checkpoint(raw, model, strict=m.strict)
 
 
 def _score_resumably(
@@ -416,15 +435,14 @@ def validate(
         scores: the scan's scores: a :class:`Report` or its JSON document (its checkpoint
             must be the configured one, checked by SHA-256), or a :class:`ScoreResult` of
             this configuration; ``None`` scores the data now.
-        attacks: attack names (``dlg``, ``idlg``, ``ig``).
-        budget: ``fast``, ``standard`` or ``paper``.
-        n_samples: samples to attack (stratified over the risk ranking).
-        indices: dataset positions to attack instead.
+        attacks, budget: attack names (``dlg``, ``idlg``, ``ig``) and their iteration
+            preset (``fast``, ``standard`` or ``paper``).
+        n_samples, indices: samples to attack, stratified by risk; or dataset positions.
         risk_score: orders the selection (default: the scan's risk score).
         seed: seeds selection, defence noise, attacks and bootstrap.
         device: where to attack: ``auto``, ``cpu`` or ``cuda``.
-        progress: attack progress ``(done, total)`` in iterations.
-        scan_progress: scoring progress ``(done, total)`` when ``scores`` is ``None``.
+        progress, scan_progress: ``(done, total)`` of the attacks in iterations, and of
+            the scoring in samples when ``scores`` is ``None``.
 
     Returns:
         The :class:`ValidationResult`; it never prints.
@@ -434,21 +452,10 @@ def validate(
         InputError: bad inputs, or a report that did not scan this checkpoint (exit 2).
     """
     config = _as_config(config, None)[0]
-    try:
-        check_attacks(list(attacks))
-        check_budget(budget)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    dev = resolve_device(device)
+    dev = _attack_device(attacks, budget, device)
     options = score_options(config)
-    report = scores.to_dict() if isinstance(scores, Report) else scores
-    if isinstance(report, Mapping):
-        _check_report_model(config, report, None)
-    inputs = load_inputs(config)
-    if isinstance(report, Mapping):  # the file may have changed while it was loaded
-        _check_report_model(config, report, inputs.checkpoint_sha256)
-    table = _score_table(config, inputs, options, report, scan_progress)
-    try:
+    inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
+    with _config_errors():
         return validate_scores(
             inputs.model,
             inputs.dataset,
@@ -459,14 +466,62 @@ def validate(
             seed=seed,
             attacks=attacks,
             budget=budget,
-            defense=options.defense,
-            space=input_space(config),
-            directions=dict(config.scores.directions),
             device=dev,
             progress=progress,
+            **_configured(config, options),
         )
+
+
+def _attack_device(attacks: Sequence[str], budget: str, device: str) -> torch.device:
+    """Where to attack, after checking the attack names and the budget.
+
+    Raises:
+        ConfigError: an unknown attack or budget, or CUDA asked for but absent.
+    """
+    with _config_errors():
+        check_attacks(list(attacks))
+        check_budget(budget)
+    return resolve_device(device)
+
+
+def _configured(config: ScanConfig, options: ScoreOptions) -> dict[str, Any]:
+    """What the configuration sets for a validation: the defence the attacker faces, the
+    input space of the pixels, and the scores' direction overrides."""
+    return {
+        "defense": options.defense,
+        "space": input_space(config),
+        "directions": dict(config.scores.directions),
+    }
+
+
+@contextmanager
+def _config_errors() -> Iterator[None]:
+    """A ``ValueError`` raised inside (a bad attack, budget, score or index) as a
+    :class:`ConfigError` (exit 2) with the same message."""
+    try:
+        yield
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _inputs_and_scores(
+    config: ScanConfig,
+    options: ScoreOptions,
+    scores: ScoresLike | None,
+    progress: ProgressFn | None,
+) -> tuple[Inputs, ScoreTable]:
+    """The model and data (:func:`load_inputs`), and the scores to validate.
+
+    A scan report's checkpoint must be the configured one: it is checked before loading
+    and again after (the file may change meanwhile).
+    """
+    report = scores.to_dict() if isinstance(scores, Report) else scores
+    if isinstance(report, Mapping):
+        _check_report_model(config, report, None)
+    inputs = load_inputs(config)
+    if isinstance(report, Mapping):
+        _check_report_model(config, report, inputs.checkpoint_sha256)
+    return inputs, _score_table(config, inputs, options, report, progress)
 
 
 def _check_report_model(config: ScanConfig, report: Mapping[str, Any], sha: str | None) -> None:

@@ -17,6 +17,8 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
+from leakaudit.registry import unknown_message
+
 #: A score's risk direction.
 Direction = Literal["higher_is_riskier", "lower_is_riskier"]
 
@@ -43,9 +45,7 @@ def sign(direction: AnyDirection | str) -> int:
     try:
         return _SIGNS[direction]
     except KeyError:
-        raise ValueError(
-            f"unknown direction {direction!r}; choose from: {', '.join(_SIGNS)}"
-        ) from None
+        raise ValueError(unknown_message("direction", direction, _SIGNS)) from None
 
 
 @overload

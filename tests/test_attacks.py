@@ -8,6 +8,7 @@ Jacobian from ``torch.func.jacfwd`` for the I²F lower bound that sets the noise
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import pytest
 import torch
@@ -265,6 +266,20 @@ def test_attack_config_rejects_unknown_names() -> None:
         attack_config("dlg", "huge")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no setting 'momentum'"):
         attack_config("ig", momentum=0.9)
+
+
+def test_every_attack_has_a_preset_for_every_budget_and_no_other() -> None:
+    from leakaudit.attacks.base import BUDGETS
+    from leakaudit.attacks.base import Budget as BudgetName
+    from leakaudit.attacks.dlg import DLG_ITERATIONS
+    from leakaudit.attacks.ig import IG_BUDGETS
+    from leakaudit.cli.options import Budget
+
+    assert list(DLG_ITERATIONS) == list(IG_BUDGETS) == list(BUDGETS)
+    assert [b.value for b in Budget] == list(BUDGETS)  # the CLI's choices
+    assert list(get_args(BudgetName)) == list(BUDGETS)  # the type's
+    with pytest.raises(ValueError, match=r"unknown budget 'fats' \(did you mean fast\?\)"):
+        attack_config("dlg", "fats")  # type: ignore[arg-type]
 
 
 def test_ig_restarts_keep_the_lowest_matching_loss(case) -> None:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from leakaudit import api
 from leakaudit.cli import app
+from tests.helpers_cli import assert_refused
 from tests.helpers_io import digit_images
 
 FAST = ["--first", "1200", "--per-class", "1", "--max-iter", "4", "--n-probes", "1",
@@ -20,15 +21,6 @@ FAST = ["--first", "1200", "--per-class", "1", "--max-iter", "4", "--n-probes", 
 
 def run(args: list[str]):
     return CliRunner().invoke(app, ["scan", *args])
-
-
-def assert_one_line(result, *needles: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def write_yaml(tmp_path: Path, text: str) -> str:
@@ -48,8 +40,8 @@ def digits_npz(tmp_path: Path, n: int = 4, poison: float | None = None) -> str:
 
 
 def test_missing_checkpoint(tmp_path: Path) -> None:
-    assert_one_line(run(["--demo", "--checkpoint", str(tmp_path / "w.pt"), *FAST]),
-                    "does not exist")  # fmt: skip
+    assert_refused(run(["--demo", "--checkpoint", str(tmp_path / "w.pt"), *FAST]),
+                   "does not exist")  # fmt: skip
 
 
 def test_truncated_checkpoint(tmp_path: Path) -> None:
@@ -58,50 +50,50 @@ def test_truncated_checkpoint(tmp_path: Path) -> None:
     torch.save(blob, full)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    assert_one_line(run(["--demo", "--checkpoint", str(cut), *FAST]), "corrupt or truncated")
+    assert_refused(run(["--demo", "--checkpoint", str(cut), *FAST]), "corrupt or truncated")
 
 
 def test_architecture_mismatch_lists_keys() -> None:
     result = run(["--demo", "--model", "convnet", *FAST])
-    assert_one_line(result)
+    assert_refused(result)
     assert "missing" in result.stderr and "unexpected" in result.stderr
 
 
 def test_input_shape_the_model_rejects(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path, "model: {name: lenet, image_size: 8, random_init: true}\n"
                                "data: {kind: digits, resize: 16, first: 4}\n")  # fmt: skip
-    assert_one_line(run(["--config", cfg, *FAST[4:]]), "rejects", "(1, 16, 16)")
+    assert_refused(run(["--config", cfg, *FAST[4:]]), "rejects", "(1, 16, 16)")
 
 
 def test_labels_out_of_range(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path, "model: {name: lenet, num_classes: 5, random_init: true}\n"
                                "data: {kind: digits, first: 20}\n")  # fmt: skip
-    assert_one_line(run(["--config", cfg, *FAST[4:]]), "out of range")
+    assert_refused(run(["--config", cfg, *FAST[4:]]), "out of range")
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_data(tmp_path: Path, bad: float) -> None:
     data = digits_npz(tmp_path, poison=bad)
-    assert_one_line(run(["--data-kind", "tensors", "--data", data, "--random-init", *FAST[4:]]),
-                    "non-finite")  # fmt: skip
+    assert_refused(run(["--data-kind", "tensors", "--data", data, "--random-init", *FAST[4:]]),
+                   "non-finite")  # fmt: skip
 
 
 def test_empty_dataset(tmp_path: Path) -> None:
     data = digits_npz(tmp_path, n=0)
-    assert_one_line(run(["--data-kind", "tensors", "--data", data, "--random-init", *FAST[4:]]),
-                    "empty")  # fmt: skip
+    assert_refused(run(["--data-kind", "tensors", "--data", data, "--random-init", *FAST[4:]]),
+                   "empty")  # fmt: skip
 
 
 def test_unknown_config_key_and_wrong_type(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path, "data: {kind: digits, per_clas: 3}\n")
-    assert_one_line(run(["--config", cfg]), "data.per_clas: unknown key (did you mean per_class?)")
+    assert_refused(run(["--config", cfg]), "data.per_clas: unknown key (did you mean per_class?)")
     cfg = write_yaml(tmp_path, "scores: {max_iter: lots}\n")
-    assert_one_line(run(["--config", cfg]), "scores.max_iter: expected int")
+    assert_refused(run(["--config", cfg]), "scores.max_iter: expected int")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_but_absent() -> None:
-    assert_one_line(run(["--demo", "--device", "cuda", *FAST]), "CUDA")
+    assert_refused(run(["--demo", "--device", "cuda", *FAST]), "CUDA")
 
 
 def test_unwritable_output_fails_before_scanning(tmp_path: Path, monkeypatch) -> None:
@@ -110,27 +102,27 @@ def test_unwritable_output_fails_before_scanning(tmp_path: Path, monkeypatch) ->
 
     monkeypatch.setattr(api, "scan", no_scan)
     target = tmp_path / "no" / "such" / "dir" / "r.json"
-    assert_one_line(run(["--demo", "--json", str(target), *FAST]), "does not exist")
-    assert_one_line(run(["--demo", "-o", str(tmp_path), *FAST]), "is a directory")
+    assert_refused(run(["--demo", "--json", str(target), *FAST]), "does not exist")
+    assert_refused(run(["--demo", "-o", str(tmp_path), *FAST]), "is a directory")
     (tmp_path / "file").write_text("")
-    assert_one_line(run(["--demo", "--partial", str(tmp_path / "file" / "p.pt"), *FAST]))
+    assert_refused(run(["--demo", "--partial", str(tmp_path / "file" / "p.pt"), *FAST]))
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
     try:
         if not _writable(ro):  # not when running as root
-            assert_one_line(run(["--demo", "--json", str(ro / "r.json"), *FAST]), "not writable")
+            assert_refused(run(["--demo", "--json", str(ro / "r.json"), *FAST]), "not writable")
     finally:
         ro.chmod(0o700)
 
 
 def test_bad_flags() -> None:
-    assert_one_line(run(["--demo", "--fail-on", "i2f=3"]), "--fail-on")
-    assert_one_line(run(["--demo", "--defense", "gaussian:sigma=x"]), "--defense")
-    assert_one_line(run(["--demo", "--allow", "index:3"]), "--allow")
-    assert_one_line(run([]), "nothing to scan")
-    assert_one_line(run(["--demo", "--resume"]), "--resume needs")
-    assert_one_line(run(["--demo", "--device", "tpu"]), "--device", "leakaudit scan --help")
+    assert_refused(run(["--demo", "--fail-on", "i2f=3"]), "--fail-on")
+    assert_refused(run(["--demo", "--defense", "gaussian:sigma=x"]), "--defense")
+    assert_refused(run(["--demo", "--allow", "index:3"]), "--allow")
+    assert_refused(run([]), "nothing to scan")
+    assert_refused(run(["--demo", "--resume"]), "--resume needs")
+    assert_refused(run(["--demo", "--device", "tpu"]), "--device", "leakaudit scan --help")
 
 
 def test_debug_shows_the_traceback() -> None:

@@ -24,7 +24,7 @@ from leakaudit.report.plots import validation_figure
 from leakaudit.scores.engine import score_samples
 from leakaudit.scores.names import ALL_SCORES
 from leakaudit.scores.options import ScoreOptions
-from leakaudit.scores.risk import DEFAULT_RISK_SCORE
+from leakaudit.scores.risk import DEFAULT_RISK_SCORE, resolve_risk
 from leakaudit.validation import (
     ValidationResult,
     stratified_indices,
@@ -161,6 +161,30 @@ def test_constant_score_gives_undefined_agreement_and_no_best_score() -> None:
     assert sorted(res.indices.tolist()) == [1, 2, 3]
     doc = json.loads(json.dumps(res.to_dict(), allow_nan=False))
     assert doc["agreement"][0]["spearman"]["undefined"].startswith("the score is constant")
+
+
+def test_a_resolved_risk_is_used_as_given() -> None:
+    model, (x, y) = lenet(), digits16(4)
+    scores = {"grad_norm": torch.arange(4.0), "i2f": torch.arange(4.0)}
+    risk = resolve_risk("i2f", {"grad_norm": "lower_is_riskier"}, available=scores)
+    res = validate(
+        model,
+        x,
+        y,
+        scores,
+        attacks=("ig",),
+        attack_configs={"ig": attack_config("ig", "fast", iterations=2)},
+        selection=[2, 0, 1],
+        risk=risk,
+        n_resamples=10,
+    )
+    assert res.risk_score == "i2f"
+    assert res.directions == {"grad_norm": "lower_is_riskier", "i2f": "lower_is_riskier"}
+    assert res.indices.tolist() == [0, 1, 2]  # riskiest first: the lowest i2f
+    with pytest.raises(ValueError, match="either risk or risk_score"):
+        validate(model, x, y, scores, risk=risk, risk_score="i2f")
+    with pytest.raises(ValueError, match="not among the given scores"):
+        validate(model, x, y, {"grad_norm": scores["grad_norm"]}, risk=risk)
 
 
 def test_bad_arguments_name_the_problem() -> None:

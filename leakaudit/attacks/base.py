@@ -4,25 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
 
 from leakaudit.attacks.space import InputSpace
+from leakaudit.registry import Registry
 
 Budget = Literal["fast", "standard", "paper"]
-BUDGETS: tuple[str, ...] = ("fast", "standard", "paper")
+
+#: Attack budgets, cheapest first: name → what it is for. Each attack keeps its own
+#: presets keyed by these names (``dlg.DLG_ITERATIONS``, ``ig.IG_BUDGETS``).
+BUDGETS: Registry[str] = Registry(
+    "budget",
+    [
+        ("fast", "a quick look: about a fifth of standard's iterations"),
+        ("standard", "the default"),
+        ("paper", "the reference implementations' iteration counts, the slowest"),
+    ],
+)
 
 #: progress(done, total), in optimiser iterations.
 Progress = Callable[[int, int], None]
 
 
 def check_budget(budget: str) -> Budget:
-    """Return ``budget`` or raise ``ValueError`` listing the choices."""
-    if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; choose from: {', '.join(BUDGETS)}")
-    return budget  # type: ignore[return-value]
+    """Return ``budget``.
+
+    Raises:
+        UnknownNameError: a ``ValueError`` naming the closest budget, or the choices.
+    """
+    return cast(Budget, BUDGETS.check(budget))
 
 
 @dataclass(frozen=True)

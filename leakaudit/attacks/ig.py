@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from leakaudit.attacks.base import (
     AttackResult,
@@ -93,12 +94,7 @@ def ig_attack(
     cfg = config or IGConfig()
     model, observed, space = target.model, target.observed, target.space
     input_shape, num_classes = target.input_shape, target.num_classes
-    if cfg.labels == "known":
-        if target.labels is None:
-            raise ValueError("IG with labels='known' needs the true labels")
-        used = target.labels.to(observed.device).long()
-    else:
-        used = infer_labels(model, observed, num_classes)
+    used = _labels(target, cfg)
     b, r = target.batch_size, cfg.restarts
     goal = observed.repeat(r, 1)  # [R·B, P]: every restart matches its sample's gradient
     onehot = F.one_hot(used.repeat(r), num_classes).to(observed)
@@ -126,15 +122,40 @@ def ig_attack(
             progress(it + 1, cfg.iterations)
 
     with torch.no_grad():
-        final = cosine_distance(per_sample(x, onehot), goal).view(r, b)
-        best = final.argmin(dim=0)
-        cols = torch.arange(b, device=x.device)
-        rec = x.detach().view(r, b, *input_shape)[best, cols]
+        final = cosine_distance(per_sample(x, onehot), goal)
+    rec, loss = _best_restart(x.detach(), final, r)
     return AttackResult(
         attack="ig",
         reconstruction=rec,
         labels=used,
-        matching_loss=final[best, cols],
+        matching_loss=loss,
         iterations=cfg.iterations,
         config=config_dict(cfg),
     )
+
+
+def _labels(target: AttackTarget, cfg: IGConfig) -> Tensor:
+    """The ``[B]`` labels IG matches with: the true ones, or those iDLG reads off."""
+    if cfg.labels == "infer":
+        return infer_labels(target.model, target.observed, target.num_classes)
+    if target.labels is None:
+        raise ValueError("IG with labels='known' needs the true labels")
+    return target.labels.to(target.observed.device).long()
+
+
+def _best_restart(x: Tensor, loss: Tensor, restarts: int) -> tuple[Tensor, Tensor]:
+    """Per sample, the restart with the lowest matching loss.
+
+    Args:
+        x: ``[R·B, ...]`` final candidates, restart-major.
+        loss: ``[R·B]`` their matching losses.
+        restarts: R.
+
+    Returns:
+        The ``[B, ...]`` best candidates and their ``[B]`` losses.
+    """
+    b = x.shape[0] // restarts
+    by_restart = loss.view(restarts, b)
+    best = by_restart.argmin(dim=0)
+    cols = torch.arange(b, device=x.device)
+    return x.view(restarts, b, *x.shape[1:])[best, cols], by_restart[best, cols]

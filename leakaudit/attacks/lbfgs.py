@@ -50,6 +50,141 @@ def _value_and_grad(f: BatchObjective, x: Tensor) -> tuple[Tensor, Tensor]:
     return loss.detach(), g.detach()
 
 
+@dataclass
+class _History:
+    """Each sample's curvature pairs (a ring buffer) and initial Hessian scale.
+
+    Attributes:
+        s: ``[m, B, n]`` steps; ``y``: ``[m, B, n]`` gradient changes.
+        rho: ``[m, B]`` 1 / yᵀs; ``valid``: ``[m, B]`` which pairs count.
+        h_diag: ``[B]`` the initial inverse-Hessian scale yᵀs / yᵀy.
+        ptr: the next slot; ``filled``: slots written so far (at most m).
+    """
+
+    s: Tensor
+    y: Tensor
+    rho: Tensor
+    valid: Tensor
+    h_diag: Tensor
+    ptr: int = 0
+    filled: int = 0
+
+    @classmethod
+    def empty(cls, size: int, like: Tensor) -> _History:
+        """No pairs yet, for ``like``'s ``[B, n]`` shape, device and dtype."""
+        b, n = like.shape
+        dev, dt = like.device, like.dtype
+        return cls(
+            s=torch.zeros(size, b, n, device=dev, dtype=dt),
+            y=torch.zeros(size, b, n, device=dev, dtype=dt),
+            rho=torch.zeros(size, b, device=dev, dtype=dt),
+            valid=torch.zeros(size, b, dtype=torch.bool, device=dev),
+            h_diag=torch.ones(b, device=dev, dtype=dt),
+        )
+
+    def direction(self, g: Tensor) -> Tensor:
+        """−H g by the two-loop recursion, every scalar per sample; invalid pairs add nothing."""
+        size = self.s.shape[0]
+        order = [(self.ptr - 1 - i) % size for i in range(self.filled)]
+        q = g.clone()
+        alphas: dict[int, Tensor] = {}
+        for i in order:
+            a = torch.where(self.valid[i], self.rho[i] * (self.s[i] * q).sum(1), 0.0)
+            alphas[i] = a
+            q -= a[:, None] * self.y[i]
+        r = q * self.h_diag[:, None]
+        for i in reversed(order):
+            beta = torch.where(self.valid[i], self.rho[i] * (self.y[i] * r).sum(1), 0.0)
+            r += self.s[i] * (alphas[i] - beta)[:, None]
+        return -r
+
+    def forget(self, which: Tensor) -> None:
+        """Drop the pairs of the samples ``which`` ``[B]`` and reset their scale."""
+        self.valid[:, which] = False
+        self.h_diag = torch.where(which, torch.ones_like(self.h_diag), self.h_diag)
+
+    def push(self, s: Tensor, y: Tensor, moved: Tensor) -> None:
+        """Store the pair ``(s, y)``; it counts for moved samples with positive curvature."""
+        ys, yy = (y * s).sum(1), (y * y).sum(1)
+        store = moved & (ys > 1e-10)
+        self.s[self.ptr], self.y[self.ptr] = s, y
+        self.rho[self.ptr] = torch.where(store, 1.0 / ys.clamp_min(1e-30), 0.0)
+        self.valid[self.ptr] = store
+        self.h_diag = torch.where(store, ys / yy.clamp_min(1e-30), self.h_diag)
+        size = self.s.shape[0]
+        self.ptr, self.filled = (self.ptr + 1) % size, min(self.filled + 1, size)
+
+
+@dataclass
+class _Point:
+    """Each sample's iterate ``x`` ``[B, n]``, its loss ``[B]`` and gradient ``[B, n]``."""
+
+    x: Tensor
+    loss: Tensor
+    g: Tensor
+
+    def clone(self) -> _Point:
+        return _Point(self.x.clone(), self.loss.clone(), self.g.clone())
+
+
+def _descent(history: _History, g: Tensor) -> tuple[Tensor, Tensor]:
+    """The L-BFGS direction ``[B, n]`` and its slope gᵀd ``[B]``; a sample whose direction
+    does not descend restarts from −g (its history forgotten)."""
+    d = history.direction(g)
+    gd = (g * d).sum(1)
+    bad = ~(gd < 0) | ~torch.isfinite(gd)
+    if bool(bad.any()):
+        d = torch.where(bad[:, None], -g, d)
+        gd = torch.where(bad, -(g * g).sum(1), gd)
+        history.forget(bad)
+    return d, gd
+
+
+def _line_search(
+    f: BatchObjective,
+    at: _Point,
+    d: Tensor,
+    gd: Tensor,
+    t: Tensor,
+    active: Tensor,
+    tries: int,
+    armijo: bool,
+) -> tuple[_Point, Tensor, int]:
+    """Per-sample backtracking from ``at`` along ``d``: a sample that satisfies Armijo keeps
+    its evaluation, the others halve their step, at most ``tries`` evaluations.
+
+    Returns:
+        The new point (unmoved where no step was accepted), the ``[B]`` samples that
+        found no acceptable step, and the evaluations used.
+    """
+    new = at.clone()
+    pending = active.clone()
+    evaluations = 0
+    for _ in range(tries):
+        cand = at.x + t[:, None] * d
+        c_loss, c_g = _value_and_grad(f, cand)
+        evaluations += 1
+        ok = torch.isfinite(c_loss) & torch.isfinite(c_g).all(1)
+        if armijo:
+            ok &= c_loss <= at.loss + 1e-4 * t * gd
+        take = pending & ok
+        new.x[take], new.loss[take], new.g[take] = cand[take], c_loss[take], c_g[take]
+        pending &= ~take
+        if not bool(pending.any()):
+            break
+        t = torch.where(pending, t * 0.5, t)
+    return new, pending, evaluations
+
+
+def _converged(
+    old: _Point, new: _Point, moved: Tensor, tolerance_grad: float, tolerance_change: float
+) -> Tensor:
+    """``[B]``: the gradient at ``new`` is flat, or a sample that moved barely changed."""
+    step, change = (new.x - old.x).abs().amax(1), (new.loss - old.loss).abs()
+    small = (step <= tolerance_change) | (change < tolerance_change)
+    return (new.g.abs().amax(1) <= tolerance_grad) | (moved & small)
+
+
 def lbfgs_minimize(
     f: BatchObjective,
     x0: Tensor,
@@ -82,88 +217,30 @@ def lbfgs_minimize(
     Returns:
         The final iterates and losses.
     """
-    b, n = x0.shape
-    dev, dt = x0.device, x0.dtype
     x = x0.detach().clone()
-    loss, g = _value_and_grad(f, x)
+    at = _Point(x, *_value_and_grad(f, x))
     evaluations = 1
-    s_hist = torch.zeros(history, b, n, device=dev, dtype=dt)
-    y_hist = torch.zeros(history, b, n, device=dev, dtype=dt)
-    rho = torch.zeros(history, b, device=dev, dtype=dt)
-    valid = torch.zeros(history, b, dtype=torch.bool, device=dev)
-    h_diag = torch.ones(b, device=dev, dtype=dt)
-    fresh = torch.ones(b, dtype=torch.bool, device=dev)  # no step taken yet
-    active = g.abs().amax(dim=1) > tolerance_grad
-    ptr, filled, done = 0, 0, 0
-
+    pairs = _History.empty(history, x)
+    fresh = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # no step taken yet
+    active = at.g.abs().amax(dim=1) > tolerance_grad
+    tries = max_backtracks + 1 if line_search else 1
+    done = 0
     for it in range(iterations):
         if not bool(active.any()):
             break
-        # Two-loop recursion, every scalar per sample; invalid pairs contribute nothing.
-        order = [(ptr - 1 - i) % history for i in range(filled)]
-        q = g.clone()
-        alphas: dict[int, Tensor] = {}
-        for i in order:
-            a = torch.where(valid[i], rho[i] * (s_hist[i] * q).sum(1), 0.0)
-            alphas[i] = a
-            q -= a[:, None] * y_hist[i]
-        r = q * h_diag[:, None]
-        for i in reversed(order):
-            beta = torch.where(valid[i], rho[i] * (y_hist[i] * r).sum(1), 0.0)
-            r += s_hist[i] * (alphas[i] - beta)[:, None]
-        d = -r
-        gd = (g * d).sum(1)
-        bad = ~(gd < 0) | ~torch.isfinite(gd)  # not a descent direction: restart
-        if bool(bad.any()):
-            d = torch.where(bad[:, None], -g, d)
-            gd = torch.where(bad, -(g * g).sum(1), gd)
-            valid[:, bad] = False
-            h_diag = torch.where(bad, torch.ones_like(h_diag), h_diag)
-        t = torch.where(fresh, (1.0 / g.abs().sum(1).clamp_min(1e-30)).clamp_max(1.0) * lr, lr)
-        t = torch.where(active, t, 0.0)
-
-        # Per-sample backtracking: samples that satisfy Armijo keep their evaluation.
-        new_x, new_loss, new_g = x.clone(), loss.clone(), g.clone()
-        pending = active.clone()
-        for _ in range(max_backtracks + 1 if line_search else 1):
-            cand = x + t[:, None] * d
-            c_loss, c_g = _value_and_grad(f, cand)
-            evaluations += 1
-            ok = torch.isfinite(c_loss) & torch.isfinite(c_g).all(1)
-            if line_search:
-                ok &= c_loss <= loss + 1e-4 * t * gd
-            take = pending & ok
-            new_x[take], new_loss[take], new_g[take] = cand[take], c_loss[take], c_g[take]
-            pending &= ~take
-            if not bool(pending.any()):
-                break
-            t = torch.where(pending, t * 0.5, t)
-        failed = pending  # no acceptable step: stay, forget the curvature pairs
-        valid[:, failed] = False
-        h_diag = torch.where(failed, torch.ones_like(h_diag), h_diag)
-
+        d, gd = _descent(pairs, at.g)
+        first = (1.0 / at.g.abs().sum(1).clamp_min(1e-30)).clamp_max(1.0) * lr
+        t = torch.where(active, torch.where(fresh, first, lr), 0.0)
+        new, failed, used = _line_search(f, at, d, gd, t, active, tries, line_search)
+        evaluations += used
+        pairs.forget(failed)  # no acceptable step: stay, forget the curvature pairs
         moved = active & ~failed
-        s, y = new_x - x, new_g - g
-        ys, yy = (y * s).sum(1), (y * y).sum(1)
-        store = moved & (ys > 1e-10)
-        s_hist[ptr], y_hist[ptr] = s, y
-        rho[ptr] = torch.where(store, 1.0 / ys.clamp_min(1e-30), 0.0)
-        valid[ptr] = store
-        h_diag = torch.where(store, ys / yy.clamp_min(1e-30), h_diag)
-        ptr, filled = (ptr + 1) % history, min(filled + 1, history)
-
-        step = s.abs().amax(1)
-        change = (new_loss - loss).abs()
-        x, g = new_x, new_g
-        loss = new_loss
-        fresh = (fresh & ~moved) | failed
-        converged = (g.abs().amax(1) <= tolerance_grad) | (
-            moved & ((step <= tolerance_change) | (change < tolerance_change))
-        )
-        active &= ~converged
+        pairs.push(new.x - at.x, new.g - at.g, moved)
+        active &= ~_converged(at, new, moved, tolerance_grad, tolerance_change)
+        at, fresh = new, (fresh & ~moved) | failed
         done = it + 1
         if progress is not None:
             progress(done, iterations)
     if progress is not None and done < iterations:
         progress(iterations, iterations)
-    return LBFGSResult(x=x, loss=loss, iterations=done, evaluations=evaluations)
+    return LBFGSResult(x=at.x, loss=at.loss, iterations=done, evaluations=evaluations)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,14 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Budget(str, Enum):
+    """An attack budget; the members are :data:`leakaudit.attacks.base.BUDGETS`' names."""
+
+    fast = "fast"
+    standard = "standard"
+    paper = "paper"
 
 
 Model = Annotated[
@@ -54,6 +63,11 @@ Split = Annotated[str | None, typer.Option(help="Dataset split (e.g. train, test
 First = Annotated[int | None, typer.Option(help="Scan only the first N samples.")]
 PerClass = Annotated[int | None, typer.Option(help="At most N samples per class.")]
 Debug = Annotated[bool, typer.Option(help="Show tracebacks.")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (`leakaudit init` writes one)."),
+]
+ShowProgress = Annotated[bool, typer.Option(help="Show progress bars.")]
 
 
 def _csv(text: str | None) -> list[str] | None:

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from leakaudit import api
+from leakaudit.attacks.base import BUDGETS
 from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
@@ -22,14 +22,34 @@ from leakaudit.report.reading import read_report
 from leakaudit.report.validation_table import agreement_tables
 from leakaudit.validation import ValidationResult
 
+#: ``validate``'s own flags.
+ReportIn = Annotated[Path | None, typer.Option(help="Reuse the scores of this scan report (JSON).")]
+Demo = Annotated[bool, typer.Option(help="Validate the shipped demo (LeNet, digits).")]
+DefenseFlag = Annotated[
+    str | None, typer.Option(help="Defence the attacker faces, e.g. gaussian:sigma=0.01.")
+]
+Attacks = Annotated[str, typer.Option(help="Comma-separated: dlg, idlg, ig.")]
+BudgetFlag = Annotated[
+    opt.Budget, typer.Option(help=f"Attack iterations preset: {BUDGETS.help_text(str)}.")
+]
+NSamples = Annotated[int, typer.Option(min=3, help="Samples to attack, stratified by risk.")]
+Indices = Annotated[
+    str | None, typer.Option(help="Attack these dataset positions instead (1,5,9).")
+]
+RiskScore = Annotated[str | None, typer.Option(help="Score that orders the selection.")]
+Figure = Annotated[Path | None, typer.Option(help="Write the PNG figure here.")]
+JsonOut = Annotated[
+    str | None, typer.Option("--json", help="Write the validation JSON here ('-': stdout).")
+]
+Seed = Annotated[
+    int, typer.Option(min=0, max=2**63 - 1, help="Seeds selection, noise, attacks, bootstrap.")
+]
+AttackDevice = Annotated[opt.Device, typer.Option(help="Where to attack.")]
 
-class Budget(str, Enum):
-    fast = "fast"
-    standard = "standard"
-    paper = "paper"
 
-
-def _indices(text: str) -> list[int]:
+def _indices(text: str | None) -> list[int] | None:
+    if not text:
+        return None
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -38,11 +58,9 @@ def _indices(text: str) -> list[int]:
 
 def validate_command(
     ctx: typer.Context,
-    report: Annotated[
-        Path | None, typer.Option(help="Reuse the scores of this scan report (JSON).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config.")] = None,
-    demo: Annotated[bool, typer.Option(help="Validate the shipped demo (LeNet, digits).")] = False,
+    report: ReportIn = None,
+    config: opt.ConfigFile = None,
+    demo: Demo = False,
     model: opt.Model = None,
     num_classes: opt.NumClasses = None,
     checkpoint: opt.Checkpoint = None,
@@ -53,35 +71,23 @@ def validate_command(
     split: opt.Split = None,
     first: opt.First = None,
     per_class: opt.PerClass = None,
-    defense: Annotated[
-        str | None, typer.Option(help="Defence the attacker faces, e.g. gaussian:sigma=0.01.")
-    ] = None,
-    attacks: Annotated[str, typer.Option(help="Comma-separated: dlg, idlg, ig.")] = "dlg,ig",
-    budget: Annotated[Budget, typer.Option(help="Attack iterations preset.")] = Budget.standard,
-    n_samples: Annotated[
-        int, typer.Option(min=3, help="Samples to attack, stratified by risk.")
-    ] = 32,
-    indices: Annotated[
-        str | None, typer.Option(help="Attack these dataset positions instead (1,5,9).")
-    ] = None,
-    risk_score: Annotated[str | None, typer.Option(help="Score that orders the selection.")] = None,
-    figure: Annotated[Path | None, typer.Option(help="Write the PNG figure here.")] = None,
-    json_path: Annotated[
-        str | None, typer.Option("--json", help="Write the validation JSON here ('-': stdout).")
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(min=0, max=2**63 - 1, help="Seeds selection, noise, attacks, bootstrap.")
-    ] = 0,
-    device: Annotated[opt.Device, typer.Option(help="Where to attack.")] = opt.Device.auto,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    defense: DefenseFlag = None,
+    attacks: Attacks = "dlg,ig",
+    budget: BudgetFlag = opt.Budget.standard,
+    n_samples: NSamples = 32,
+    indices: Indices = None,
+    risk_score: RiskScore = None,
+    figure: Figure = None,
+    json_path: JsonOut = None,
+    seed: Seed = 0,
+    device: AttackDevice = opt.Device.auto,
+    progress: opt.ShowProgress = True,
     debug: opt.Debug = False,
 ) -> None:
     """Run real gradient inversion attacks on a stratified subset and report which score
     predicts reconstruction quality. Exit codes: 0 ok, 2 bad input, 3 runtime failure."""
     with handle_errors(debug):
-        for path in (json_path, figure):
-            if path is not None and str(path) != "-":
-                check_writable(path)
+        _check_writable(json_path, figure)
         raw = read_report(report) if report is not None else None
         # The model and data flags reach the config through ctx.params.
         cfg = resolve_config("validate", ctx.params, opt.INPUT_KEYS, report=raw, report_path=report)
@@ -97,13 +103,20 @@ def validate_command(
                 attacks=[a.strip() for a in attacks.split(",") if a.strip()],
                 budget=budget.value,
                 n_samples=n_samples,
-                indices=_indices(indices) if indices else None,
+                indices=_indices(indices),
                 risk_score=risk_score,
                 seed=seed,
                 device=device.value,
                 progress=callback,
             )
         _write(result, json_path, figure)
+
+
+def _check_writable(json_path: str | None, figure: Path | None) -> None:
+    """Refuse outputs that cannot be written, before any work."""
+    for path in (json_path, figure):
+        if path is not None and str(path) != "-":
+            check_writable(path)
 
 
 def _check_plots() -> None:

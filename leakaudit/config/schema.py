@@ -205,7 +205,7 @@ class DefenseConfig:
     target_error: float = 1.0
 
     def __post_init__(self) -> None:
-        require(self.kind in DEFENSES, "kind", unknown("defense", self.kind, list(DEFENSES)))
+        require(self.kind in DEFENSES, "kind", DEFENSES.unknown(self.kind))
         self.params = {**parameter_defaults(DEFENSES[self.kind]), **self.params}
         self.build()
         require(self.target_error > 0, "target_error", "must be > 0")

@@ -2,9 +2,10 @@
 ``pruning``, ``dp``.
 
 Each defence is a frozen dataclass; its fields are its parameters (names, types and
-defaults) and its ``__post_init__`` checks them. :data:`DEFENSES` only maps a kind to
-its class, and :func:`make_defense` builds one from a name and plain values (the config
-and the ``--defense`` flag) by reading those fields.
+defaults) and its ``__post_init__`` checks them. :data:`DEFENSES` (a
+:class:`~leakaudit.registry.Registry`) only maps a kind to its class, and
+:func:`make_defense` builds one from a name and plain values (the config and the
+``--defense`` flag) by reading those fields.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from leakaudit.defenses.base import Defense, DefenseError
 from leakaudit.defenses.dp import DPClipNoise
 from leakaudit.defenses.noise import GaussianNoise, LaplaceNoise, NoDefense
 from leakaudit.defenses.pruning import Pruning
+from leakaudit.registry import Registry, UnknownNameError
 
 #: kind → class, in the order docs and messages list them; the kind is the class's own
 #: ``kind`` attribute.
-DEFENSES: dict[str, type[Defense]] = {
-    cls.kind: cls for cls in (NoDefense, GaussianNoise, LaplaceNoise, Pruning, DPClipNoise)
-}
+DEFENSES: Registry[type[Defense]] = Registry(
+    "defense",
+    ((cls.kind, cls) for cls in (NoDefense, GaussianNoise, LaplaceNoise, Pruning, DPClipNoise)),
+)
 
 
 def parameters(cls: type[Defense]) -> dict[str, type]:
@@ -61,10 +64,10 @@ def make_defense(kind: str, **params: Any) -> Defense:
         DefenseError: a ``ValueError`` naming the unknown kind, the unknown, missing or
             ill-typed parameter, or the value the defence's own checks refuse.
     """
-    if kind not in DEFENSES:
-        choices = ", ".join(DEFENSES)
-        raise DefenseError("kind", f"unknown defense {kind!r}; choose from: {choices}")
-    cls = DEFENSES[kind]
+    try:
+        cls = DEFENSES[kind]
+    except UnknownNameError as exc:
+        raise DefenseError("kind", str(exc)) from None
     takes = parameters(cls)
     for name in params:
         if name not in takes:

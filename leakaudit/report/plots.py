@@ -62,20 +62,30 @@ def validation_figure(result: ValidationResult, path: str | Path, *, n_show: int
     figure_cls = _figure_class()
     n = len(result.indices)
     attacks = list(result.reconstructions)
-    scores = list(result.scores)
     k = min(n_show, (n + 1) // 2)
     shown = list(range(k)) + [j for j in range(max(k, n - k), n)]
-    cols_top, cols_bottom = max(len(shown), 1), max(len(scores), 1)
+    cols_top, cols_bottom = max(len(shown), 1), max(len(result.scores), 1)
     width = max(1.5 * cols_top, 2.4 * cols_bottom)
     height = 1.6 * (1 + len(attacks)) + 2.3 * len(attacks) + 0.8
     fig = figure_cls(figsize=(width, height), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[1.6 * (1 + len(attacks)), 2.3 * len(attacks)])
+    _draw_samples(top, result, shown, k)
+    _draw_scatter(bottom, result)
+    out = Path(path)
+    fig.savefig(out, dpi=110, format="png")
+    return out
+
+
+def _draw_samples(top: Any, result: ValidationResult, shown: list[int], k: int) -> None:
+    """One column per shown sample (the first ``k`` are the riskiest): the original, then
+    each attack's reconstruction with its PSNR."""
+    attacks = list(result.reconstructions)
     top.suptitle(
         f"riskiest → safest by {result.risk_score} "
         f"(left {k}: riskiest, right {len(shown) - k}: safest)",
         fontsize=10,
     )
-    grid = top.subplots(1 + len(attacks), cols_top, squeeze=False)
+    grid = top.subplots(1 + len(attacks), max(len(shown), 1), squeeze=False)
     rows = [("original", result.originals)] + [(a, result.reconstructions[a]) for a in attacks]
     for r, (name, images) in enumerate(rows):
         for c, j in enumerate(shown):
@@ -91,19 +101,25 @@ def validation_figure(result: ValidationResult, path: str | Path, *, n_show: int
                 ax.set_xlabel(f"{result.quality[name]['psnr'][j]:.1f} dB", fontsize=7)
             if c == 0:
                 ax.set_ylabel(name, fontsize=9)
+
+
+def _draw_scatter(bottom: Any, result: ValidationResult) -> None:
+    """One panel per attack × score: the score (x) against PSNR (y), titled with ρ."""
+    attacks, scores = list(result.reconstructions), list(result.scores)
     bottom.suptitle(
         "each score against PSNR, one point per validated sample "
         f"(colour: rank by {result.risk_score}, yellow = riskiest)",
         fontsize=10,
     )
-    panels = bottom.subplots(len(attacks), cols_bottom, squeeze=False)
+    panels = bottom.subplots(len(attacks), max(len(scores), 1), squeeze=False)
     rho = {(a.attack, a.score): a.spearman.value for a in result.agreement if a.metric == "psnr"}
+    order = np.arange(len(result.indices))
     for r, attack in enumerate(attacks):
         y = result.quality[attack]["psnr"].numpy()
         for c, score in enumerate(scores):
             ax = panels[r][c]
             x = result.scores[score].numpy()
-            ax.scatter(x, y, s=12, c=np.arange(n), cmap="viridis_r")
+            ax.scatter(x, y, s=12, c=order, cmap="viridis_r")
             ax.set_xscale(_scatter_scale(x))
             value = rho.get((attack, score))
             label = f"ρ = {value:+.2f}" if value is not None else "ρ undefined"
@@ -111,6 +127,3 @@ def validation_figure(result: ValidationResult, path: str | Path, *, n_show: int
             ax.tick_params(labelsize=6)
             if c == 0:
                 ax.set_ylabel(f"{attack}\nPSNR (dB)", fontsize=8)
-    out = Path(path)
-    fig.savefig(out, dpi=110, format="png")
-    return out

@@ -22,14 +22,15 @@ from leakaudit.linalg.operators import (
 )
 from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
 from leakaudit.scores import names as N
+from leakaudit.scores.convergence import Convergence
 from leakaudit.scores.i2f import damped_gram_filter, i2f_from_moments
 from leakaudit.scores.lavp import (
     L2_SCALE,
     CosineMatchingHessian,
+    Ends,
     MatchingHessians,
-    estimated_residual,
     extreme,
-    ritz_vector,
+    true_residuals,
 )
 from leakaudit.scores.options import ScoreOptions
 from leakaudit.scores.plan import Plan
@@ -38,8 +39,6 @@ from leakaudit.scores.plan import Plan
 _START_L2, _START_COS, _PROBES = 1, 2, 3
 
 Scores = dict[str, Tensor]
-#: (operator, end), e.g. ("l2", "max") → (value [B], winning sequence [B], Ritz column [B])
-Ends = dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]]
 
 
 @dataclass
@@ -120,7 +119,7 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
         u = g / chunk.gnorm.clamp_min(chunk.tiny)[:, None]
         cosine = CosineMatchingHessian(chunk.gram, chunk.ops.jt(u), chunk.gnorm)
     hessians = MatchingHessians(chunk.gram, cosine, n_l2)
-    tracker = _Convergence(o, p, l2, cos, d)
+    tracker = Convergence(o, p, l2, cos, d)
     run = lanczos(
         hessians.__matmul__,
         starts.to(g.device),
@@ -151,42 +150,6 @@ def _starts(
     return torch.cat(parts, dim=1), n_l2
 
 
-class _Convergence:
-    """Per-sample early stop: a sample is done when every requested extreme (and its SLQ
-    estimate) has settled. The test looks at that sample's own sequences only, so its
-    result does not depend on the other samples of the chunk."""
-
-    def __init__(self, options: ScoreOptions, plan: Plan, l2: slice, cos: slice, d: int) -> None:
-        self.o, self.p, self.l2, self.cos, self.d = options, plan, l2, cos, d
-        self.previous_quadrature: Tensor | None = None
-
-    def __call__(self, run: LanczosRun) -> Tensor:
-        ritz = run.ritz()
-        ok = torch.ones(ritz.values.shape[0], dtype=torch.bool, device=ritz.values.device)
-        for op, want_min, seqs in (
-            ("l2", self.p.l2_min, self.l2),
-            ("cos", self.p.cos_min, self.cos),
-        ):
-            if not (self.p.l2 if op == "l2" else self.p.cos):
-                continue
-            top, s, c = extreme(ritz, seqs, "max")
-            top = top.abs().clamp_min(torch.finfo(top.dtype).tiny)
-            ok &= estimated_residual(ritz, s, c) <= self.o.tol * top
-            if want_min:
-                low, s, c = extreme(ritz, seqs, "min")
-                res = estimated_residual(ritz, s, c)
-                ok &= (res <= 0.5 * self.o.tol_min * top) | (low <= 0.5 * self.o.tol_min * top)
-        if self.p.slq:
-            lam = extreme(ritz, self.l2, "max")[0]
-            f = damped_gram_filter(self.o.damping * lam.clamp_min(torch.finfo(lam.dtype).tiny))
-            q = quadrature(ritz.values[:, self.l2], ritz.first[:, self.l2], self.d, f).mean(-1)
-            prev, self.previous_quadrature = self.previous_quadrature, q
-            if prev is None:
-                return torch.zeros_like(ok)
-            ok &= (q - prev).abs() <= self.o.tol * 10 * q.abs()
-        return ok
-
-
 def _extremes(ritz: Ritz, plan: Plan, l2: slice, cos: slice) -> Ends:
     ends: Ends = {}
     if plan.l2:
@@ -200,22 +163,17 @@ def _extremes(ritz: Ritz, plan: Plan, l2: slice, cos: slice) -> Ends:
     return ends
 
 
-def _residual_key(op: str, end: str) -> str:
-    """The diagnostic ‖H y − θ y‖ / θ_max of one LAVP end, e.g. ``residual_l2_max``."""
-    return f"residual_{op}_{end}"
-
-
 def _lavp(chunk: _Chunk, spectrum: _Spectrum) -> None:
     """LAVP scores from the extreme Ritz values, each certified by its true residual."""
     o, diag = chunk.options, chunk.diag
-    residuals = _true_residuals(spectrum)
+    residuals = true_residuals(spectrum.hessians, spectrum.run, spectrum.ritz, spectrum.ends)
     for (op, end), (value, _, _) in spectrum.ends.items():
         top = spectrum.ends[op, "max"][0].abs().clamp_min(chunk.tiny)
-        residual = diag[_residual_key(op, end)] = residuals[op, end] / top
+        name = N.lavp_name(op, end)
+        residual = diag[N.residual_key(name)] = residuals[op, end] / top
         ok = residual <= 10 * o.tol
         if end == "min":  # PSD operator: 0 ≤ λ_min ≤ θ_min certifies the error bound
             ok = (residual <= o.tol_min) | (value <= o.tol_min * top)
-        name = N.lavp_name(op, end)
         diag[N.converged_key(name)] = ok
         chunk.scores[name] = (L2_SCALE if op == "l2" else 1.0) * value
     if chunk.plan.cos:
@@ -234,27 +192,6 @@ def _no_cosine_without_gradient(chunk: _Chunk) -> None:
         if name in chunk.scores:
             chunk.scores[name] = chunk.scores[name].masked_fill(bad, float("nan"))
             chunk.diag[N.converged_key(name)] &= ~bad
-
-
-def _true_residuals(spectrum: _Spectrum) -> dict[tuple[str, str], Tensor]:
-    """‖H y − θ y‖ for the chosen Ritz pairs, with one extra batched product.
-
-    The Ritz vectors of every requested end, L2 and cosine, go through one Gram product
-    (``[B, r, d]``, r ≤ 4); the cosine ones then get their rank-one correction.
-    """
-    run, ritz, ends = spectrum.run, spectrum.ritz, spectrum.ends
-    keys = list(ends)
-    Y = torch.stack([ritz_vector(run, ritz, ends[k][1], ends[k][2]) for k in keys], dim=1)
-    AY = spectrum.hessians.gram @ Y
-    out = {}
-    for i, key in enumerate(keys):
-        y, hy = Y[:, i], AY[:, i]
-        if key[0] == "cos":
-            cosine = spectrum.hessians.cosine
-            assert cosine is not None
-            hy = cosine.from_gram(hy[:, None], y[:, None])[:, 0]
-        out[key] = torch.linalg.vector_norm(hy - ends[key][0][:, None] * y, dim=1)
-    return out
 
 
 def _i2f(chunk: _Chunk, spectrum: _Spectrum) -> None:

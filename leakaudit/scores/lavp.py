@@ -22,6 +22,9 @@ from leakaudit.linalg.operators import BatchedOperator
 #: and applies the scale where the L2 score is formed.
 L2_SCALE = 2.0
 
+#: (operator, end), e.g. ("l2", "max") → (value [B], winning sequence [B], Ritz column [B])
+Ends = dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]]
+
 
 def l2_matching_hessian(gram: BatchedOperator) -> BatchedOperator:
     """H₂ = 2 JᵀJ, the Hessian of ‖g(x) − g*‖² at x*, from the Gram operator JᵀJ."""
@@ -106,3 +109,30 @@ def ritz_vector(run: LanczosRun, ritz: Ritz, seq: Tensor, col: Tensor) -> Tensor
     which[torch.arange(seq.shape[0]), seq] = col
     Y = run.ritz_vectors(ritz, which)
     return Y[torch.arange(seq.shape[0]), seq]
+
+
+def true_residuals(
+    hessians: MatchingHessians, run: LanczosRun, ritz: Ritz, ends: Ends
+) -> dict[tuple[str, str], Tensor]:
+    """‖H y − θ y‖ ``[B]`` for the chosen Ritz pair of every end, with one extra product.
+
+    The Ritz vectors of every requested end, L2 and cosine, go through one Gram product
+    (``[B, r, d]``, r ≤ 4); the cosine ones then get their rank-one correction.
+
+    Args:
+        hessians: the operators Lanczos ran on.
+        run: the Lanczos run; ``ritz``: its Ritz pairs.
+        ends: the chosen pair of each ``(operator, end)`` (:func:`extreme`).
+    """
+    keys = list(ends)
+    Y = torch.stack([ritz_vector(run, ritz, ends[k][1], ends[k][2]) for k in keys], dim=1)
+    AY = hessians.gram @ Y
+    out = {}
+    for i, key in enumerate(keys):
+        y, hy = Y[:, i], AY[:, i]
+        if key[0] == "cos":
+            cosine = hessians.cosine
+            assert cosine is not None
+            hy = cosine.from_gram(hy[:, None], y[:, None])[:, 0]
+        out[key] = torch.linalg.vector_norm(hy - ends[key][0][:, None] * y, dim=1)
+    return out

@@ -115,6 +115,18 @@ def converged_key(score: str) -> str:
     return f"converged_{score}"
 
 
+def residual_key(score: str) -> str:
+    """The diagnostic ‖H y − θ y‖ / θ_max of LAVP score ``score``'s reported Ritz pair
+    (``lavp_l2_max`` → ``residual_l2_max``), per sample.
+
+    Raises:
+        ValueError: ``score`` is not one of the four single-end LAVP scores.
+    """
+    if score not in SCORES or not score.startswith("lavp_") or score == LAVP_GM:
+        raise ValueError(f"score {score!r} has no residual diagnostic")
+    return "residual_" + score.removeprefix("lavp_")
+
+
 def validate_score_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Return ``names`` in report order, or raise ``ValueError`` naming the unknown one."""
     return SCORES.select(names)

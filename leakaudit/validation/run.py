@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,12 +37,81 @@ from leakaudit.metrics.agreement import Agreement, agreement
 from leakaudit.metrics.quality import METRICS, quality_metrics
 from leakaudit.scores.engine import resolve_device
 from leakaudit.scores.names import ALL_SCORES, SCORES
-from leakaudit.scores.risk import resolve_risk
+from leakaudit.scores.risk import Risk, resolve_risk
 from leakaudit.validation.result import ValidationResult, summarise
 from leakaudit.validation.selection import select
 
 #: progress(done, total) in attack iterations over all attacks.
 ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """How one run attacks the selected samples and measures the agreement.
+
+    Attributes:
+        attacks: attack names (``dlg``, ``idlg``, ``ig``), in report order.
+        defense: the client's defence; the attacker sees ``defense.apply(g*)``.
+        budget: ``fast``, ``standard`` or ``paper`` iteration preset.
+        space: the input space (pixel box, un-normalisation).
+        configs: attack → its hyperparameters (the explicit ones, else the budget's).
+        batch_size: samples attacked together.
+        seed: seeds selection, defence noise, attack starts and the bootstrap.
+        device: where to attack.
+        n_resamples: bootstrap resamples.
+        use_lpips: compute LPIPS when it is available locally.
+    """
+
+    attacks: tuple[str, ...]
+    defense: Defense
+    budget: Budget
+    space: InputSpace
+    configs: dict[str, AttackConfig]
+    batch_size: int
+    seed: int
+    device: torch.device
+    n_resamples: int
+    use_lpips: bool
+
+    @classmethod
+    def check(
+        cls,
+        attacks: Sequence[str],
+        budget: str,
+        configs: Mapping[str, AttackConfig] | None,
+        defense: Defense | None,
+        space: InputSpace | None,
+        batch_size: int,
+        seed: int,
+        device: str | torch.device,
+        n_resamples: int,
+        use_lpips: bool,
+    ) -> AttackSettings:
+        """The settings of :func:`validate`'s arguments, checked, with their defaults: the
+        budget's hyperparameters, no defence, the ``[0, 1]`` input space.
+
+        Raises:
+            ValueError: an unknown attack or budget; CUDA asked for but absent.
+        """
+        names = check_attacks(list(attacks))
+        checked = check_budget(budget)
+        cfgs = {a: (configs or {}).get(a) or attack_config(a, checked) for a in names}
+        return cls(
+            names, defense or NoDefense(), checked, space or InputSpace(), cfgs, batch_size,
+            seed, resolve_device(str(device)), n_resamples, use_lpips,
+        )  # fmt: skip
+
+    def describe(self, selection: dict[str, Any]) -> dict[str, Any]:
+        """The result's ``config``: these settings and how the samples were ``selection``."""
+        return {
+            "attacks": list(self.attacks),
+            "budget": self.budget,
+            "defense": self.defense.describe(),
+            "selection": selection,
+            "attack_configs": {a: config_dict(c) for a, c in self.configs.items()},
+            "seed": self.seed,
+            "device": str(self.device),
+        }
 
 
 def validate(
@@ -56,6 +126,7 @@ def validate(
     space: InputSpace | None = None,
     n_samples: int = 32,
     selection: str | Sequence[int] = "stratified",
+    risk: Risk | None = None,
     risk_score: str | None = None,
     directions: dict[str, str] | None = None,
     ids: Sequence[str] | None = None,
@@ -71,79 +142,123 @@ def validate(
 
     Args:
         model: the client's model (copied; the copy is put in eval mode on ``device``).
-        inputs: ``[N, C, H, W]`` samples in the model's input space.
-        labels: ``[N]`` int64 labels.
+        inputs: ``[N, C, H, W]`` samples in the model's input space; ``labels``: ``[N]``.
         scores: SPEC score name → ``[N]`` values for these samples.
-        attacks: attack names (``dlg``, ``idlg``, ``ig``).
-        defense: the client's defence; the attacker sees ``defense.apply(g*)``.
-        budget: ``fast``, ``standard`` or ``paper`` iteration preset.
-        space: the input space (pixel box, un-normalisation); ``[0, 1]`` if not given.
         n_samples: samples to attack under ``"stratified"`` selection.
-        selection: ``"stratified"`` over the ranking of ``risk_score``, or positions.
-        risk_score: score that orders the selection; default: the shipped default risk
-            score when given, else the first score in report order
-            (:func:`leakaudit.scores.risk.default_risk_score`).
-        directions: risk direction per score (default: SPEC).
+        selection: ``"stratified"`` over the risk ranking, or positions.
+        risk: the run's risk score and directions, resolved once (:class:`Risk`); else
+            ``risk_score`` and ``directions`` (overrides) resolve them
+            (:func:`~leakaudit.scores.risk.resolve_risk` over ``scores``).
         ids: display ids per input position.
-        attack_configs: explicit hyperparameters per attack (else the budget's).
-        batch_size: samples attacked together.
-        seed: seeds selection, defence noise, attack starts and the bootstrap.
         device: where to attack: ``auto`` (CUDA when available), ``cpu``, ``cuda``.
-        n_resamples: bootstrap resamples.
-        use_lpips: compute LPIPS when it is available locally.
         progress: ``progress(done, total)`` in attack iterations.
-
-    Returns:
-        The :class:`ValidationResult`.
+        attacks, defense, budget, space, attack_configs, batch_size, seed, n_resamples,
+            use_lpips: as :class:`AttackSettings` describes them (``defense``: none,
+            ``space``: ``[0, 1]``, when not given).
 
     Raises:
-        ValueError: unknown attack, budget or score, mismatched lengths, bad indices.
+        ValueError: unknown attack, budget or score, mismatched lengths, bad indices, or
+            both ``risk`` and ``risk_score``/``directions``.
     """
-    names = check_attacks(list(attacks))
-    budget = check_budget(budget)
-    defense = defense or NoDefense()
-    space = space or InputSpace()
+    settings = AttackSettings.check(
+        attacks, budget, attack_configs, defense, space, batch_size, seed, device, n_resamples,
+        use_lpips,
+    )  # fmt: skip
     order = check_scores(scores, inputs.shape[0])
-    resolved = resolve_risk(risk_score, directions, available=scores)
-    dirs: dict[str, str] = dict(resolved.only(scores))
-    risk_name = resolved.score
-    risk = orient(scores[risk_name], resolved.direction)
-    idx, selection_desc = select(risk, selection, n_samples, risk_name, seed)
-    dev = resolve_device(str(device))
-    net = copy.deepcopy(model).to(dev).eval()
-    x = inputs[idx].to(dev, torch.float32)
-    y = labels[idx].to(dev).long()
-    cfgs = {a: (attack_configs or {}).get(a) or attack_config(a, budget) for a in names}
-    attacked = _attack(net, x, y, cfgs, defense, space, batch_size, seed, use_lpips, progress)
-    sel_scores = {s: scores[s].double().cpu()[idx] for s in order}
+    risk = _resolve_risk(risk, risk_score, directions, scores)
+    risky = orient(scores[risk.score], risk.direction)
+    idx, chosen = select(risky, selection, n_samples, risk.score, seed)
+    picked = _Picked.take(idx, inputs, labels, {s: scores[s] for s in order}, ids, settings.device)
+    net = copy.deepcopy(model).to(settings.device).eval()
+    attacked = _attack(net, picked.x, picked.y, settings, progress)
+    return _result(picked, risk, settings, chosen, attacked)
+
+
+def _resolve_risk(
+    risk: Risk | None,
+    risk_score: str | None,
+    directions: Mapping[str, str] | None,
+    scores: Mapping[str, Tensor],
+) -> Risk:
+    """``risk`` when the caller resolved it, else resolved from ``risk_score`` and
+    ``directions`` over the given ``scores``.
+
+    Raises:
+        ValueError: both were given, or the risk score is not among ``scores``.
+    """
+    if risk is None:
+        return resolve_risk(risk_score, directions, available=scores)
+    if risk_score is not None or directions is not None:
+        raise ValueError("give either risk or risk_score and directions, not both")
+    if risk.score not in scores:
+        raise ValueError(f"risk score {risk.score!r} is not among the given scores")
+    return risk
+
+
+@dataclass
+class _Picked:
+    """The selected samples: positions, ids, inputs ``[n, C, H, W]`` and labels ``[n]`` on
+    the attack device, and their scores (score → ``[n]`` float64 on the CPU)."""
+
+    indices: Tensor
+    ids: list[str]
+    x: Tensor
+    y: Tensor
+    scores: dict[str, Tensor]
+
+    @classmethod
+    def take(
+        cls,
+        indices: Tensor,
+        inputs: Tensor,
+        labels: Tensor,
+        scores: Mapping[str, Tensor],
+        ids: Sequence[str] | None,
+        device: torch.device,
+    ) -> _Picked:
+        """The samples at ``indices`` of ``inputs``; ``ids`` default to the positions."""
+        every = list(ids) if ids is not None else [str(i) for i in range(inputs.shape[0])]
+        return cls(
+            indices,
+            [every[int(i)] for i in indices],
+            inputs[indices].to(device, torch.float32),
+            labels[indices].to(device).long(),
+            {s: v.double().cpu()[indices] for s, v in scores.items()},
+        )
+
+
+def _result(
+    picked: _Picked,
+    risk: Risk,
+    settings: AttackSettings,
+    selection: dict[str, Any],
+    attacked: _Attacked,
+) -> ValidationResult:
+    """The agreement of every score with every attack's quality, and the result."""
+    dirs: dict[str, str] = dict(risk.only(picked.scores))
     records = _agreements(
-        sel_scores, attacked.quality, dirs, attacked.notes, n_resamples=n_resamples, seed=seed
+        picked.scores,
+        attacked.quality,
+        dirs,
+        attacked.notes,
+        n_resamples=settings.n_resamples,
+        seed=settings.seed,
     )
-    config = {
-        "attacks": list(names),
-        "budget": budget,
-        "defense": defense.describe(),
-        "selection": selection_desc,
-        "attack_configs": {a: config_dict(c) for a, c in cfgs.items()},
-        "seed": seed,
-        "device": str(dev),
-    }
-    all_ids = list(ids) if ids is not None else [str(i) for i in range(inputs.shape[0])]
     return ValidationResult(
-        indices=idx,
-        ids=[all_ids[int(i)] for i in idx],
-        labels=y.cpu(),
-        risk_score=risk_name,
-        directions={s: dirs[s] for s in order},
-        scores=sel_scores,
-        originals=space.to_unit(x).clamp(0, 1).cpu(),
+        indices=picked.indices,
+        ids=picked.ids,
+        labels=picked.y.cpu(),
+        risk_score=risk.score,
+        directions=dirs,
+        scores=picked.scores,
+        originals=settings.space.to_unit(picked.x).clamp(0, 1).cpu(),
         reconstructions=attacked.reconstructions,
         attack_labels=attacked.labels,
         matching_loss=attacked.losses,
         quality=attacked.quality,
         agreement=records,
-        summary={a: summarise(a, records, dirs) for a in names},
-        config=config,
+        summary={a: summarise(a, records, dirs) for a in settings.attacks},
+        config=settings.describe(selection),
         notes=attacked.notes,
         seconds=attacked.seconds,
     )
@@ -176,69 +291,103 @@ class _Attacked:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Progress:
+    """Attack progress over every attack and batch, in iterations."""
+
+    report: ProgressFn | None
+    total: int
+    done: int = 0
+
+    def batch(self, iterations: int) -> ProgressFn:
+        """The callback of the next batch, which runs ``iterations`` iterations."""
+        base = self.done
+        self.done += iterations
+
+        def tick(done: int, total: int) -> None:
+            if self.report is not None:
+                self.report(base + done, self.total)
+
+        return tick
+
+
+@dataclass
+class _Attacker:
+    """Runs one attack after another on the defended gradients, batch by batch.
+
+    Attributes:
+        net: the model in eval mode, on ``x``'s device.
+        x: ``[n, C, H, W]`` selected samples; ``y``: their ``[n]`` labels.
+        observed: ``[n, P]`` their gradients after the defence: what the attacker sees.
+        num_classes: the model's outputs.
+        settings: the run's attack settings.
+        batches: the samples attacked together.
+        progress: the run's progress.
+    """
+
+    net: nn.Module
+    x: Tensor
+    y: Tensor
+    observed: Tensor
+    num_classes: int
+    settings: AttackSettings
+    batches: list[slice]
+    progress: _Progress
+
+    def run(self, name: str, config: AttackConfig) -> list[AttackResult]:
+        """Attack ``name`` with ``config`` on every batch."""
+        iterations = getattr(config, "iterations", 1)
+        return [
+            run_attack(
+                name,
+                self.net,
+                self.observed[b],
+                input_shape=tuple(self.x.shape[1:]),
+                num_classes=self.num_classes,
+                space=self.settings.space,
+                labels=self.y[b],
+                config=config,
+                seed=self.settings.seed,
+                progress=self.progress.batch(iterations),
+            )
+            for b in self.batches
+        ]
+
+
 def _attack(
-    net: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    cfgs: dict[str, AttackConfig],
-    defense: Defense,
-    space: InputSpace,
-    batch_size: int,
-    seed: int,
-    use_lpips: bool,
-    progress: ProgressFn | None,
+    net: nn.Module, x: Tensor, y: Tensor, settings: AttackSettings, progress: ProgressFn | None
 ) -> _Attacked:
-    """Run each attack of ``cfgs`` on the defended gradients of ``x`` and measure quality.
+    """Run each attack on the defended gradients of ``x`` and measure quality.
 
     Args:
         net: the model in eval mode, on ``x``'s device.
         x: ``[n, C, H, W]`` selected samples; ``y``: their ``[n]`` labels.
-        cfgs: attack name → its hyperparameters.
-        defense: applied to each sample's gradient before the attacker sees it.
-        space: the input space; reconstructions are compared in [0, 1].
-        batch_size: samples attacked together.
-        seed: seeds the defence noise and the attack starts.
-        use_lpips: compute LPIPS when available.
+        settings: the attacks, the defence applied to each sample's gradient before the
+            attacker sees it (its noise seeded by ``settings.seed``), the input space
+            (reconstructions are compared in [0, 1]) and the batch size.
         progress: ``progress(done, total)`` in attack iterations over all attacks.
     """
     with torch.no_grad():
         num_classes = int(net(x[:1]).shape[1])
-    iters = {a: getattr(c, "iterations", 1) for a, c in cfgs.items()}
-    chunks = [slice(s, s + batch_size) for s in range(0, x.shape[0], batch_size)]
-    total, done = sum(iters.values()) * len(chunks), 0
-    gen = torch.Generator().manual_seed(seed)
-    observed = torch.cat(
-        [defense.apply(observed_gradients(net, x[c], y[c], num_classes), gen) for c in chunks]
-    )
-    originals = space.to_unit(x).clamp(0, 1).cpu()
+    size = settings.batch_size
+    batches = [slice(s, s + size) for s in range(0, x.shape[0], size)]
+    gen = torch.Generator().manual_seed(settings.seed)
+    defended = [
+        settings.defense.apply(observed_gradients(net, x[b], y[b], num_classes), gen)
+        for b in batches
+    ]
+    iterations = sum(getattr(c, "iterations", 1) for c in settings.configs.values())
+    ticks = _Progress(progress, iterations * len(batches))
+    attacker = _Attacker(net, x, y, torch.cat(defended), num_classes, settings, batches, ticks)
+    originals = settings.space.to_unit(x).clamp(0, 1).cpu()
     out = _Attacked()
-    for a, cfg in cfgs.items():
-        start, parts = time.perf_counter(), []
-        for c in chunks:
-
-            def tick(d: int, t: int, base: int = done) -> None:
-                if progress is not None:
-                    progress(base + d, total)
-
-            parts.append(
-                run_attack(
-                    a,
-                    net,
-                    observed[c],
-                    input_shape=tuple(x.shape[1:]),
-                    num_classes=num_classes,
-                    space=space,
-                    labels=y[c],
-                    config=cfg,
-                    seed=seed,
-                    progress=tick,
-                )
-            )
-            done += iters[a]
+    for a, cfg in settings.configs.items():
+        start = time.perf_counter()
+        parts = attacker.run(a, cfg)
         out.seconds[a] = time.perf_counter() - start
-        out.reconstructions[a], out.labels[a], out.losses[a] = _joined(parts, space)
+        out.reconstructions[a], out.labels[a], out.losses[a] = _joined(parts, settings.space)
         out.quality[a], qnotes = quality_metrics(
-            out.reconstructions[a], originals, use_lpips=use_lpips
+            out.reconstructions[a], originals, use_lpips=settings.use_lpips
         )
         out.notes.extend(n for n in qnotes if n not in out.notes)
     return out

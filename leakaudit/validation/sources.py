@@ -268,24 +268,17 @@ def validate_scores(
     Returns:
         The result; ``indices`` are positions in ``dataset``.
     """
-    positions = table.positions
     source = "the scan report" if table.origin == FROM_REPORT else "the scan"
     risk_name = risk_score or table.risk_score
     if risk_name is not None and risk_name not in table.scores:
         raise ValueError(f"{source} has no score {risk_name!r}")
     directions = table.directions | dict(kwargs.pop("directions", None) or {})
-    resolved = resolve_risk(risk_name, directions, available=table.scores)
-    risk_name = resolved.score
+    risk = resolve_risk(risk_name, directions, available=table.scores)
     if indices is not None:
-        where = {int(p): k for k, p in enumerate(positions.tolist())}
-        missing = [i for i in indices if int(i) not in where]
-        if missing:
-            raise ValueError(f"sample {missing[0]} is not in {source}")
-        rows = torch.tensor([where[int(i)] for i in indices], dtype=torch.long)
+        rows = _rows_of(table.positions, indices, source)
     else:
-        risk = orient(table.scores[risk_name], resolved.direction)
-        rows = stratified_indices(risk, n_samples, seed)
-    items = [dataset[int(positions[r])] for r in rows]
+        rows = stratified_indices(orient(table.scores[risk.score], risk.direction), n_samples, seed)
+    items = [dataset[int(table.positions[r])] for r in rows]
     inputs = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x, _ in items])
     labels = torch.tensor([int(y) for _, y in items], dtype=torch.long)
     result = validate(
@@ -294,18 +287,30 @@ def validate_scores(
         labels,
         {n: v[rows] for n, v in table.scores.items()},
         selection=list(range(len(rows))),
-        risk_score=risk_name,
-        directions=directions,
+        risk=risk,
         ids=[table.ids[int(r)] for r in rows],
         seed=seed,
         **kwargs,
     )
-    result.indices = positions[rows][result.indices]
+    result.indices = table.positions[rows][result.indices]
     result.config["selection"] = (
-        {"method": "indices"} if indices is not None else {"method": "stratified", "by": risk_name}
+        {"method": "indices"} if indices is not None else {"method": "stratified", "by": risk.score}
     )
     result.config["scores_from"] = table.origin
     return result
+
+
+def _rows_of(positions: Tensor, indices: Sequence[int], source: str) -> Tensor:
+    """The rows of ``positions`` that hold the dataset positions ``indices``, ``[n]``.
+
+    Raises:
+        ValueError: naming the first position that is not in ``source``.
+    """
+    where = {int(p): k for k, p in enumerate(positions.tolist())}
+    missing = [i for i in indices if int(i) not in where]
+    if missing:
+        raise ValueError(f"sample {missing[0]} is not in {source}")
+    return torch.tensor([where[int(i)] for i in indices], dtype=torch.long)
 
 
 def check_sample_indices(report: dict[str, Any], size: int) -> None:

@@ -22,8 +22,9 @@ from leakaudit.config import DataConfig, ModelConfig, ScanConfig
 from leakaudit.demo import DEMO_CHECKPOINT
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.models import LeNet, build_model
+from tests.helpers_cli import assert_refused
 from tests.helpers_io import digit_images
-from tests.test_cli_errors import FAST, assert_one_line, run
+from tests.test_cli_errors import FAST, run
 
 QUICK = FAST[4:]  # --max-iter 4 --n-probes 1 --no-progress
 
@@ -97,7 +98,7 @@ def test_torchscript_needs_trust(tmp_path: Path, as_model: bool) -> None:
     assert _markers(tmp_path) == []  # scripting and saving ran nothing
     model = ["--model", "torchscript"] if as_model else []
     result = run(["--demo", *model, "--checkpoint", str(archive), *FAST])
-    assert_one_line(result, "TorchScript", "--trust-checkpoint", str(archive))
+    assert_refused(result, "TorchScript", "--trust-checkpoint", str(archive))
     assert _markers(tmp_path) == []
 
 
@@ -123,7 +124,7 @@ def test_non_finite_weight_refused(tmp_path: Path, bad: float, fmt: str) -> None
     path = tmp_path / f"w.{fmt}"
     torch.save(weights, path) if fmt == "pt" else save_file(weights, str(path))
     result = run(["--demo", "--checkpoint", str(path), *FAST])
-    assert_one_line(result, "body.2.weight", "non-finite")
+    assert_refused(result, "body.2.weight", "non-finite")
 
 
 def _flip_entry_bytes(path: Path, suffix: str) -> None:
@@ -149,7 +150,7 @@ def test_zip_crc_mismatch_refused(tmp_path: Path) -> None:
         torch.load(path, weights_only=True)["fc.0.weight"], weights["fc.0.weight"]
     )
     result = run(["--demo", "--checkpoint", str(path), *FAST])
-    assert_one_line(result, str(path), "CRC")
+    assert_refused(result, str(path), "CRC")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "append"])
@@ -157,7 +158,7 @@ def test_safetensors_length_mismatch_refused(tmp_path: Path, damage: str) -> Non
     blob = DEMO_CHECKPOINT.read_bytes()
     path = tmp_path / "w.safetensors"
     path.write_bytes(blob[:-16] if damage == "truncate" else blob + b"\0" * 16)
-    assert_one_line(run(["--demo", "--checkpoint", str(path), *FAST]), str(path))
+    assert_refused(run(["--demo", "--checkpoint", str(path), *FAST]), str(path))
 
 
 # --- 3. No checkpoint is no longer a silent random model --------------------------------
@@ -166,7 +167,7 @@ DIGITS = ["--data-kind", "digits", "--first", "40", "--per-class", "1", *QUICK]
 
 
 def test_no_checkpoint_refused() -> None:
-    assert_one_line(run(DIGITS), "no checkpoint", "--checkpoint", "--random-init")
+    assert_refused(run(DIGITS), "no checkpoint", "--checkpoint", "--random-init")
     cfg = ScanConfig(data=DataConfig(kind="digits", first=4))
     with pytest.raises(ConfigError, match="--random-init"):
         api.scan(cfg)
@@ -184,7 +185,7 @@ def test_random_init_is_seeded_and_reported(tmp_path: Path) -> None:
 
 
 def test_random_init_and_checkpoint_exclude_each_other() -> None:
-    assert_one_line(run(["--demo", "--random-init", *FAST]), "--random-init", "--checkpoint")
+    assert_refused(run(["--demo", "--random-init", *FAST]), "--random-init", "--checkpoint")
 
 
 # --- 4. Input errors that crashed (exit 3) ----------------------------------------------
@@ -203,13 +204,13 @@ def test_torch_file_named_safetensors_loads_by_content(tmp_path: Path, legacy: b
 def test_pickle_of_objects_named_safetensors_needs_trust(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
     torch.save({"state_dict": _demo_weights(), "opt": torch.optim.SGD}, path)
-    assert_one_line(run(["--demo", "--checkpoint", str(path), *FAST]), "--trust-checkpoint")
+    assert_refused(run(["--demo", "--checkpoint", str(path), *FAST]), "--trust-checkpoint")
 
 
 def test_num_classes_not_an_int(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: {name: lenet, num_classes: ten}\ndata: {kind: digits, first: 4}\n")
-    assert_one_line(run(["--config", str(cfg), *QUICK]), "model.num_classes")
+    assert_refused(run(["--config", str(cfg), *QUICK]), "model.num_classes")
     with pytest.raises(ConfigError, match="num_classes"):
         ModelConfig(num_classes="ten")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="num_classes"):
@@ -219,7 +220,7 @@ def test_num_classes_not_an_int(tmp_path: Path) -> None:
     torch.save({"x": torch.tensor(images[:, None] / 16.0), "y": torch.tensor(labels),
                 "num_classes": "ten"}, data)  # fmt: skip
     args = ["--data-kind", "tensors", "--data", str(data), "--random-init", *QUICK]
-    assert_one_line(run(args), "num_classes")
+    assert_refused(run(args), "num_classes")
 
 
 def _npz_with_label(tmp_path: Path, label: int) -> str:
@@ -235,11 +236,11 @@ def _npz_with_label(tmp_path: Path, label: int) -> str:
 def test_huge_label_refused_before_building(tmp_path: Path, model: list[str]) -> None:
     data = _npz_with_label(tmp_path, 10**9)
     result = run(["--data-kind", "tensors", "--data", data, *model, *QUICK])
-    assert_one_line(result, "label 1000000000", "index:2")
+    assert_refused(result, "label 1000000000", "index:2")
 
 
 @pytest.mark.parametrize("label", [12, -1])
 def test_label_outside_the_checkpoints_classes(tmp_path: Path, label: int) -> None:
     data = _npz_with_label(tmp_path, label)
     args = ["--data-kind", "tensors", "--data", data, "--checkpoint", str(DEMO_CHECKPOINT)]
-    assert_one_line(run([*args, *QUICK]), f"label {label}", "index:2", "10 classes")
+    assert_refused(run([*args, *QUICK]), f"label {label}", "index:2", "10 classes")

@@ -18,6 +18,7 @@ from leakaudit.cli import app
 from leakaudit.config import GateRule, load_config
 from leakaudit.errors import ConfigError
 from leakaudit.gate import evaluate_gate
+from tests.helpers_cli import assert_refused
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--first", "1200", "--per-class", "1", "--max-iter", "4", "--n-probes", "1",
@@ -38,16 +39,6 @@ TIMED_MAIN = (
 
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
-
-
-def assert_one_line(result, *needles: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def config_file(tmp_path: Path, text: str | bytes) -> str:
@@ -101,18 +92,18 @@ def test_anchors_and_aliases_are_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError, match=r"YAML aliases \(&/\*\), which leakaudit refuses"):
         load_config(cfg)
     assert time.perf_counter() - start < 1.0
-    assert_one_line(invoke("scan", "--config", cfg), "c.yaml", "YAML aliases")
+    assert_refused(invoke("scan", "--config", cfg), "c.yaml", "YAML aliases")
 
 
 def test_deeply_nested_config_is_refused(tmp_path: Path) -> None:
     cfg = config_file(tmp_path, "model: {kwargs: {x: " + "[" * 50_000 + "]" * 50_000 + "}}\n")
-    assert_one_line(invoke("scan", "--config", cfg), "c.yaml")
+    assert_refused(invoke("scan", "--config", cfg), "c.yaml")
 
 
 def test_huge_config_is_refused_before_parsing(tmp_path: Path) -> None:
     cfg = config_file(tmp_path, "model: {kwargs: {x: [" + "1, " * 2_000_000 + "1]}}\n")
     start = time.perf_counter()
-    assert_one_line(invoke("scan", "--config", cfg), "c.yaml", "too large")
+    assert_refused(invoke("scan", "--config", cfg), "c.yaml", "too large")
     assert time.perf_counter() - start < 2.0
 
 
@@ -121,14 +112,14 @@ def test_huge_config_is_refused_before_parsing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("rule", ["grad_norm>nan", "grad_norm>inf", "i2f<-inf", "i2f<NaN"])
 def test_non_finite_fail_on_threshold(rule: str) -> None:
-    assert_one_line(invoke("scan", "--demo", "--fail-on", rule, *FAST), f"--fail-on {rule!r}",
-                    "finite")  # fmt: skip
+    assert_refused(invoke("scan", "--demo", "--fail-on", rule, *FAST), f"--fail-on {rule!r}",
+                   "finite")  # fmt: skip
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_non_finite_max_fraction_flag(value: str) -> None:
     result = invoke("scan", "--demo", "--fail-on", "grad_norm>1", "--max-fraction", value, *FAST)
-    assert_one_line(result, "max_fraction")
+    assert_refused(result, "max_fraction")
 
 
 @pytest.mark.parametrize(
@@ -144,7 +135,7 @@ def test_non_finite_max_fraction_flag(value: str) -> None:
 )
 def test_non_finite_gate_rule_in_config(tmp_path: Path, rule: str, key: str) -> None:
     cfg = config_file(tmp_path, f"data: {{kind: digits, first: 4}}\ngate: {{rules: [{rule}]}}\n")
-    assert_one_line(invoke("scan", "--config", cfg, "--no-progress"), key)
+    assert_refused(invoke("scan", "--config", cfg, "--no-progress"), key)
 
 
 # --- 3. a NaN score never passes the gate ------------------------------------------------
@@ -190,7 +181,7 @@ def test_nan_score_fails_the_scan_end_to_end(monkeypatch) -> None:
 
 def test_non_utf8_config(tmp_path: Path) -> None:
     cfg = config_file(tmp_path, b"model:\n  name: \xff\xfe\n")
-    assert_one_line(invoke("scan", "--config", cfg), "c.yaml", "UTF-8")
+    assert_refused(invoke("scan", "--config", cfg), "c.yaml", "UTF-8")
 
 
 @pytest.mark.parametrize(
@@ -201,23 +192,23 @@ def test_non_utf8_config(tmp_path: Path) -> None:
 def test_absurd_memory_budget(tmp_path: Path, value: str) -> None:
     text = f"data: {{kind: digits, first: 4}}\nscores: {{memory_budget: {value}}}\n"
     cfg = config_file(tmp_path, text)
-    assert_one_line(invoke("scan", "--config", cfg, "--no-progress"), "scores.memory_budget")
+    assert_refused(invoke("scan", "--config", cfg, "--no-progress"), "scores.memory_budget")
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**63), str(2**200)])
 def test_seed_out_of_range_flag(seed: str) -> None:
-    assert_one_line(invoke("scan", "--demo", "--seed", seed, *FAST), "scores.seed")
+    assert_refused(invoke("scan", "--demo", "--seed", seed, *FAST), "scores.seed")
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**63)])
 def test_seed_out_of_range_config(tmp_path: Path, seed: str) -> None:
     cfg = config_file(tmp_path, f"data: {{kind: digits, first: 4}}\nscores: {{seed: {seed}}}\n")
-    assert_one_line(invoke("scan", "--config", cfg, "--no-progress"), "scores.seed")
+    assert_refused(invoke("scan", "--config", cfg, "--no-progress"), "scores.seed")
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**63)])
 def test_seed_out_of_range_validate_flag(seed: str) -> None:
-    assert_one_line(invoke("validate", "--demo", "--seed", seed, "--no-progress"), "--seed")
+    assert_refused(invoke("validate", "--demo", "--seed", seed, "--no-progress"), "--seed")
 
 
 def test_largest_seed_is_accepted(tmp_path: Path) -> None:
@@ -240,7 +231,7 @@ def test_largest_seed_is_accepted(tmp_path: Path) -> None:
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], needles: list[str]) -> None:
-    assert_one_line(invoke(*args), *needles)
+    assert_refused(invoke(*args), *needles)
 
 
 def test_usage_error_one_line_from_the_console_script(tmp_path: Path) -> None:
@@ -262,4 +253,4 @@ def test_help_version_and_exit_codes_still_work(tmp_path: Path) -> None:
     assert bare.exit_code == 2 and "scan" in bare.stdout
     out = tmp_path / "leakaudit.yaml"
     assert invoke("init", str(out)).exit_code == 0
-    assert_one_line(invoke("init", str(out)), "--force")  # a typer.Exit(2) passes through
+    assert_refused(invoke("init", str(out)), "--force")  # a typer.Exit(2) passes through

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from leakaudit.cli import app
 from leakaudit.errors import InputError
 from leakaudit.io.datasets import DataSpec, load_dataset
+from tests.helpers_cli import assert_refused
 from tests.helpers_io import astronaut_patches, digit_images, write_cifar, write_mnist
 
 # The data is what these tests are about: a seeded random model is enough.
@@ -34,17 +35,6 @@ FAST = ["--max-iter", "2", "--n-probes", "1", "--no-progress", "--random-init"]
 
 def scan(*args: str):
     return CliRunner().invoke(app, ["scan", *args, *FAST])
-
-
-def assert_refused(result, *needles: str) -> str:
-    """Exit 2, stderr exactly one ``error:`` line containing every needle; returns it."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def write_config(tmp_path: Path, data: dict, scores: dict | None = None) -> str:

@@ -16,19 +16,11 @@ from typer.testing import CliRunner
 
 from leakaudit.cli import app
 from leakaudit.models import build_model
+from tests.helpers_cli import assert_refused
 from tests.helpers_io import digit_images
 
 FAST = ["--scores", "grad_norm,lavp_l2_max", "--risk-score", "grad_norm", "--max-iter", "4",
         "--n-probes", "1", "--no-progress"]  # fmt: skip
-
-
-def assert_one_line(result, *needles: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def lenet_checkpoint(path: Path, channels: int = 1) -> Path:
@@ -83,8 +75,8 @@ def test_resume_refuses_rewritten_data(tmp_path: Path, monkeypatch) -> None:
     # Same file name, same config: other images and labels.
     write_digits(tmp_path / "d.npz", 100)
     result = CliRunner().invoke(app, [*args, "--partial", str(sidecar), "--resume"])
-    assert_one_line(result, "the data changed since the partial results were written",
-                    str(sidecar), "--resume")  # fmt: skip
+    assert_refused(result, "the data changed since the partial results were written",
+                   str(sidecar), "--resume")  # fmt: skip
     assert sidecar.read_bytes() == saved
 
 
@@ -115,7 +107,7 @@ def test_partial_refuses_a_file_that_is_not_partial_results(tmp_path: Path, resu
     notes.write_bytes(b"my notes\nkeep me\n")
     flags = ["--resume"] if resume else []
     result = CliRunner().invoke(app, [*tensor_scan(tmp_path), "--partial", str(notes), *flags])
-    assert_one_line(result, str(notes), "not a leakaudit partial-results file")
+    assert_refused(result, str(notes), "not a leakaudit partial-results file")
     assert notes.read_bytes() == b"my notes\nkeep me\n"
 
 
@@ -130,7 +122,7 @@ def test_partial_cannot_be_the_report(tmp_path: Path, target: str, resume: bool)
     result = CliRunner().invoke(
         app, [*tensor_scan(tmp_path), target, str(report), "--partial", str(same), *flags]
     )
-    assert_one_line(result, "--partial", target)
+    assert_refused(result, "--partial", target)
     assert report.read_text() == '{"earlier": "report"}\n'
 
 

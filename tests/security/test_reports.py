@@ -24,7 +24,8 @@ from leakaudit import api
 from leakaudit.cli import app
 from leakaudit.demo import DEMO_CHECKPOINT
 from leakaudit.report.files import write_atomic
-from tests.test_cli_errors import FAST, assert_one_line
+from tests.helpers_cli import assert_refused
+from tests.test_cli_errors import FAST
 
 #: The smallest validation: three samples, one attack, the fast budget.
 TINY = ["--budget", "fast", "--n-samples", "3", "--attacks", "dlg", "--no-progress"]
@@ -80,7 +81,7 @@ def test_report_cannot_grant_trust_to_a_pickle(tmp_path: Path, scanned) -> None:
     evil = tmp_path / "evil.pt"
     torch.save({"state_dict": load_file(ckpt), "x": _Touch(marker)}, evil)
     path = craft(tmp_path, report, checkpoint=str(evil), trust_checkpoint=True)
-    assert_one_line(validate("--report", path, *TINY), "--trust-checkpoint")
+    assert_refused(validate("--report", path, *TINY), "--trust-checkpoint")
     assert not marker.exists()
 
 
@@ -88,11 +89,11 @@ def test_report_cannot_name_a_model_factory(tmp_path: Path, scanned) -> None:
     report, _ = scanned
     marker = tmp_path / "PWNED"
     path = craft(tmp_path, report, name="os:system", kwargs={"command": f"touch {marker}"})
-    assert_one_line(validate("--report", path, *TINY), "'os:system'", "--model os:system")
+    assert_refused(validate("--report", path, *TINY), "'os:system'", "--model os:system")
     assert not marker.exists()
     path = craft(tmp_path, report, name=f"{tmp_path / 'evil.py'}:build")
     (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w')\ndef build(**kw): pass\n")
-    assert_one_line(validate("--report", path, *TINY), "cannot load code")
+    assert_refused(validate("--report", path, *TINY), "cannot load code")
     assert not marker.exists()
 
 
@@ -103,11 +104,11 @@ def test_checkpoint_replaced_after_the_scan(tmp_path: Path, scanned) -> None:
     path = craft(tmp_path, report, checkpoint=str(swapped))  # records its SHA-256
     weights = load_file(swapped)
     save_file({k: v + 0.01 for k, v in weights.items()}, swapped)
-    assert_one_line(validate("--report", path, *TINY), "SHA-256", str(swapped))
+    assert_refused(validate("--report", path, *TINY), "SHA-256", str(swapped))
     unrecorded = json.loads(Path(path).read_text())
     del unrecorded["model"]["checkpoint"]["sha256"]
     Path(path).write_text(json.dumps(unrecorded))
-    assert_one_line(validate("--report", path, *TINY), "SHA-256")
+    assert_refused(validate("--report", path, *TINY), "SHA-256")
 
 
 def test_the_report_of_a_real_scan_validates(tmp_path: Path, scanned) -> None:
@@ -137,7 +138,7 @@ def test_the_report_of_a_real_scan_validates(tmp_path: Path, scanned) -> None:
 def test_a_report_that_is_not_json_text(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "r.json"
     path.write_bytes(content)
-    assert_one_line(validate("--report", str(path), *TINY), str(path))
+    assert_refused(validate("--report", str(path), *TINY), str(path))
 
 
 def test_new_files_follow_the_umask_and_replacements_keep_the_mode(tmp_path: Path) -> None:
@@ -164,8 +165,8 @@ def test_unwritable_json_fails_before_any_attack(target: str, monkeypatch) -> No
     monkeypatch.setattr(api, "validate", no_work)
     monkeypatch.setattr(api, "load_inputs", no_work)
     start = time.perf_counter()
-    assert_one_line(validate("--demo", *TINY, "--json", target), target)
-    assert_one_line(validate("--demo", *TINY, "--figure", target), target)
+    assert_refused(validate("--demo", *TINY, "--json", target), target)
+    assert_refused(validate("--demo", *TINY, "--figure", target), target)
     assert time.perf_counter() - start < 5
     assert not Path(target).exists()
 
@@ -177,4 +178,4 @@ def test_scan_outputs_under_proc_fail_before_scanning(flag: str, monkeypatch) ->
 
     monkeypatch.setattr(api, "scan", no_scan)
     result = CliRunner().invoke(app, ["scan", "--demo", *FAST, flag, "/proc/leakaudit.out"])
-    assert_one_line(result, "/proc/leakaudit.out")
+    assert_refused(result, "/proc/leakaudit.out")

@@ -26,9 +26,10 @@ from leakaudit import api
 from leakaudit.cli import app
 from leakaudit.demo import DEMO_CHECKPOINT
 from leakaudit.models.factory import is_factory_spec
+from tests.helpers_cli import assert_refused
 from tests.helpers_io import digit_images
 from tests.security.test_datasets import time_limit
-from tests.test_cli_errors import FAST, assert_one_line
+from tests.test_cli_errors import FAST
 
 #: The smallest validation: three samples, one attack, the fast budget.
 TINY = ["--budget", "fast", "--n-samples", "3", "--attacks", "dlg", "--no-progress"]
@@ -79,7 +80,7 @@ def test_scan_json_over_the_checkpoint(tmp_path: Path, idle) -> None:
     before = sha256(ckpt)
     for flag in ("--json", "--output", "--partial"):
         result = cli("scan", "--demo", "--checkpoint", str(ckpt), *FAST, flag, str(ckpt))
-        assert_one_line(result, f"{flag} {ckpt}", "the checkpoint", "choose another path")
+        assert_refused(result, f"{flag} {ckpt}", "the checkpoint", "choose another path")
     assert sha256(ckpt) == before
 
 
@@ -92,10 +93,10 @@ def test_scan_output_over_the_data_config_and_factory(tmp_path: Path, idle) -> N
     config.write_text("model: {name: lenet, random_init: true}\ndata: {kind: digits, first: 4}\n")
     before = {p: sha256(p) for p in (data, factory, config)}
     tensors = ["--data", str(data), "--data-kind", "tensors", "--random-init", "--no-progress"]
-    assert_one_line(cli("scan", *tensors, "--output", str(data)), "the data")
-    assert_one_line(cli("scan", "--config", str(config), "--json", str(config)), "the config")
+    assert_refused(cli("scan", *tensors, "--output", str(data)), "the data")
+    assert_refused(cli("scan", "--config", str(config), "--json", str(config)), "the config")
     model = ["--model", f"{factory}:build"]
-    assert_one_line(cli("scan", *tensors, *model, "--json", str(factory)), "model factory")
+    assert_refused(cli("scan", *tensors, *model, "--json", str(factory)), "model factory")
     assert {p: sha256(p) for p in before} == before
     assert not marker.exists()
 
@@ -107,7 +108,7 @@ def test_links_to_an_input_are_the_input(tmp_path: Path, idle) -> None:
     os.link(data, tmp_path / "hard.json")
     tensors = ["--data", str(data), "--data-kind", "tensors", "--random-init", "--no-progress"]
     for name in ("soft.json", "hard.json"):
-        assert_one_line(cli("scan", *tensors, "--json", str(tmp_path / name)), "the data")
+        assert_refused(cli("scan", *tensors, "--json", str(tmp_path / name)), "the data")
     assert sha256(data) == before
 
 
@@ -117,13 +118,13 @@ def test_torchvision_format_files_and_imagefolder_roots(tmp_path: Path, idle) ->
     images = raw / "train-images-idx3-ubyte"
     images.write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 12)
     mnist = ["--data", str(tmp_path / "mnist"), "--data-kind", "mnist", "--random-init"]
-    assert_one_line(cli("scan", *mnist, "--no-progress", "--json", str(images)), "the data")
+    assert_refused(cli("scan", *mnist, "--no-progress", "--json", str(images)), "the data")
     assert images.read_bytes() == b"\x00\x00\x08\x03" + b"\x00" * 12
     root = digit_folder(tmp_path / "folder", ("a", "b"))
     folder = ["--data", str(root), "--data-kind", "imagefolder", "--random-init"]
     for target in (root / "a" / "new.png", root / "r.json"):
         result = cli("scan", *folder, "--no-progress", "--output", str(target))
-        assert_one_line(result, "inside the ImageFolder")
+        assert_refused(result, "inside the ImageFolder")
         assert not target.exists()
 
 
@@ -149,15 +150,15 @@ def test_validate_outputs_over_its_inputs(tmp_path: Path, scanned, idle) -> None
     report, ckpt = scanned
     path = write_report(tmp_path, report, "r.json")
     before = {p: sha256(p) for p in (path, ckpt)}
-    assert_one_line(cli("validate", "--report", str(path), *TINY, "--json", str(path)),
-                    f"--json {path}", "the scan report")  # fmt: skip
-    assert_one_line(cli("validate", "--report", str(path), *TINY, "--figure", str(ckpt)),
-                    "--figure", "the checkpoint")  # fmt: skip
+    assert_refused(cli("validate", "--report", str(path), *TINY, "--json", str(path)),
+                   f"--json {path}", "the scan report")  # fmt: skip
+    assert_refused(cli("validate", "--report", str(path), *TINY, "--figure", str(ckpt)),
+                   "--figure", "the checkpoint")  # fmt: skip
     config = tmp_path / "c.yaml"
     config.write_text("model: {name: lenet, random_init: true}\ndata: {kind: digits, first: 4}\n")
     config_bytes = config.read_bytes()
-    assert_one_line(cli("validate", "--config", str(config), *TINY, "--json", str(config)),
-                    "the config")  # fmt: skip
+    assert_refused(cli("validate", "--config", str(config), *TINY, "--json", str(config)),
+                   "the config")  # fmt: skip
     assert {p: sha256(p) for p in before} == before
     assert config.read_bytes() == config_bytes
 
@@ -170,8 +171,8 @@ def test_report_that_is_not_a_regular_file(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     start = time.perf_counter()
     with time_limit(20):
-        assert_one_line(cli("validate", "--report", str(fifo), *TINY), "not a regular file")
-        assert_one_line(cli("validate", "--report", "/dev/zero", *TINY), "not a regular file")
+        assert_refused(cli("validate", "--report", str(fifo), *TINY), "not a regular file")
+        assert_refused(cli("validate", "--report", "/dev/zero", *TINY), "not a regular file")
     assert time.perf_counter() - start < 10
 
 
@@ -182,19 +183,19 @@ def test_report_over_the_size_cap(tmp_path: Path) -> None:
     with open(big, "wb") as fh:
         fh.truncate(MAX_REPORT_BYTES + 1)  # sparse: nothing is written
     start = time.perf_counter()
-    assert_one_line(cli("validate", "--report", str(big), *TINY), "too large")
+    assert_refused(cli("validate", "--report", str(big), *TINY), "too large")
     assert time.perf_counter() - start < 5
 
 
 def test_num_classes_is_bounded_before_a_model_is_built(tmp_path: Path, scanned) -> None:
     digits = ["--data-kind", "digits", "--first", "4", "--no-progress", "--random-init"]
     for n in ("1000000000000", "100001"):
-        assert_one_line(cli("scan", *digits, "--num-classes", n), "num_classes", "100000")
+        assert_refused(cli("scan", *digits, "--num-classes", n), "num_classes", "100000")
     report, _ = scanned
     crafted = json.loads(json.dumps(report))
     crafted["config"]["model"]["num_classes"] = 10**12
     path = write_report(tmp_path, crafted)
-    assert_one_line(cli("validate", "--report", str(path), *TINY), "num_classes")
+    assert_refused(cli("validate", "--report", str(path), *TINY), "num_classes")
 
 
 @pytest.mark.parametrize(
@@ -207,7 +208,7 @@ def test_a_report_cannot_size_the_model(tmp_path: Path, scanned, name, kwargs) -
     crafted["config"]["model"].update(name=name, kwargs=kwargs)
     path = write_report(tmp_path, crafted)
     key = next(iter(kwargs))
-    assert_one_line(cli("validate", "--report", str(path), *TINY), repr(key), "--config")
+    assert_refused(cli("validate", "--report", str(path), *TINY), repr(key), "--config")
 
 
 # --- 3. crafted reports: every bad shape is one line naming the problem -----------------
@@ -259,7 +260,7 @@ def test_crafted_report_shapes(tmp_path: Path, scanned, case: str) -> None:
     crafted = json.loads(json.dumps(report))
     edit(crafted)
     path = write_report(tmp_path, crafted)
-    assert_one_line(cli("validate", "--report", str(path), *TINY), needle)
+    assert_refused(cli("validate", "--report", str(path), *TINY), needle)
 
 
 # --- 4. control characters, and paths under --redact ------------------------------------
@@ -307,7 +308,7 @@ def test_a_report_may_name_a_torchvision_model(tmp_path: Path, scanned) -> None:
     crafted["config"]["model"]["name"] = "torchvision:alexnet"
     path = write_report(tmp_path, crafted)
     # Past the report's checks, the model itself refuses the 1-channel digits.
-    assert_one_line(cli("validate", "--report", str(path), *TINY), "3-channel")
+    assert_refused(cli("validate", "--report", str(path), *TINY), "3-channel")
 
 
 class _Touch:
@@ -329,15 +330,15 @@ def test_pickled_data_file_is_refused_without_torchs_advice(tmp_path: Path) -> N
     args = ["scan", "--data", str(data), "--data-kind", "tensors", "--random-init",
             "--no-progress"]  # fmt: skip
     result = cli(*args)
-    assert_one_line(result, str(data), "the Python object io.open")
+    assert_refused(result, str(data), "the Python object io.open")
     assert "weights_only` set to `False`" not in result.stderr
     # torch words the refusal of a blocked module (os) differently: still named.
     data.write_bytes(pickle.dumps(_Touch(marker, shell=True), protocol=2))
     result = cli(*args)
-    assert_one_line(result, str(data), "the Python object posix.system")
+    assert_refused(result, str(data), "the Python object posix.system")
     assert "weights_only` set to `False`" not in result.stderr
     ckpt = tmp_path / "w.pt"
     ckpt.write_bytes(pickle.dumps(_Touch(marker, shell=True), protocol=2))
     result = cli("scan", "--demo", "--checkpoint", str(ckpt), *FAST)
-    assert_one_line(result, "the Python object posix.system", "--trust-checkpoint")
+    assert_refused(result, "the Python object posix.system", "--trust-checkpoint")
     assert not marker.exists()
