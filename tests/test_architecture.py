@@ -144,7 +144,6 @@ LONG_FUNCTIONS_ALLOWED = {
     "cli/scan.py:scan_command",  # the lead is splitting the scan command
     "report/build.py:build_report",  # the lead is splitting the report builder
     "api.py:scan",  # the lead is splitting api.scan (calibration metadata, resume)
-    "calibration/fit.py:fit_calibration",  # the lead's calibration work, in progress
 }
 
 

@@ -36,17 +36,7 @@ def fit_calibration(
         min_recovered: below this many recovered samples the attacks are judged to have
             failed and nothing is calibrated (the document says so).
     """
-    n_ok = int(quality.recovered.sum())
-    recovery_info = {
-        "attacked": len(quality.psnr_db),
-        "recovered": n_ok,
-        "fraction": quality.fraction,
-        "min_psnr_db": quality.min_psnr_db,
-        "min_gain_db": quality.min_gain_db,
-        "median_psnr_db": float(np.median(quality.psnr_db)),
-        "max_psnr_db": float(np.max(quality.psnr_db)),
-        "psnr_db": quality.psnr_db.tolist(),
-    }
+    recovery_info = _recovery_info(quality)
     cal = Calibration(
         status="attacks_failed",
         model=meta["model"],
@@ -56,13 +46,8 @@ def fit_calibration(
         recovery=recovery_info,
         confounds=confound_table(scores, quality.psnr_db, quality.mean, quality.contrast),
     )
-    if n_ok < min_recovered:
-        recovery_info["reason"] = (
-            f"only {n_ok} of {len(quality.psnr_db)} samples were recovered (PSNR ≥ "
-            f"{quality.min_psnr_db:g} dB and ≥ {quality.min_gain_db:g} dB better than the best "
-            "constant image): the attacks failed, so there is no ranking to calibrate. "
-            "Raise the attack budget, or treat these samples as not exposed to these attacks."
-        )
+    if recovery_info["recovered"] < min_recovered:
+        recovery_info["reason"] = _failure_reason(quality)
         return cal
     cv = cross_validate(scores, quality.psnr_db, k=k, seed=seed)
     return dataclasses.replace(
@@ -78,4 +63,29 @@ def fit_calibration(
         },
         map=cv.map,
         reference={s: cv.reference[s].tolist() for s in cv.chosen.scores},
+    )
+
+
+def _recovery_info(quality: Recovery) -> dict[str, Any]:
+    """The document's ``recovery`` section: thresholds, counts, every sample's PSNR."""
+    return {
+        "attacked": len(quality.psnr_db),
+        "recovered": int(quality.recovered.sum()),
+        "fraction": quality.fraction,
+        "min_psnr_db": quality.min_psnr_db,
+        "min_gain_db": quality.min_gain_db,
+        "median_psnr_db": float(np.median(quality.psnr_db)),
+        "max_psnr_db": float(np.max(quality.psnr_db)),
+        "psnr_db": quality.psnr_db.tolist(),
+    }
+
+
+def _failure_reason(quality: Recovery) -> str:
+    """Why there is nothing to calibrate, in words."""
+    return (
+        f"only {int(quality.recovered.sum())} of {len(quality.psnr_db)} samples were "
+        f"recovered (PSNR ≥ {quality.min_psnr_db:g} dB and ≥ {quality.min_gain_db:g} dB "
+        "better than the best constant image): the attacks failed, so there is no ranking "
+        "to calibrate. Raise the attack budget, or treat these samples as not exposed to "
+        "these attacks."
     )

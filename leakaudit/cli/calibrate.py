@@ -4,7 +4,6 @@ attack on this model, fit score → PSNR, write ``calibration.json`` (docs/calib
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,14 +15,13 @@ from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
 from leakaudit.cli.resolve import resolve_config
-from leakaudit.cli.validate import Budget
 from leakaudit.guards import check_run_outputs
 from leakaudit.report.files import check_writable, write_atomic
 
 
 def calibrate_command(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config.")] = None,
+    config: opt.ConfigFile = None,
     demo: Annotated[bool, typer.Option(help="Calibrate the shipped demo (LeNet, digits).")] = False,
     model: opt.Model = None,
     num_classes: opt.NumClasses = None,
@@ -35,11 +33,9 @@ def calibrate_command(
     split: opt.Split = None,
     first: opt.First = None,
     per_class: opt.PerClass = None,
-    defense: Annotated[
-        str | None, typer.Option(help="Defence the attacker faces, e.g. gaussian:sigma=0.01.")
-    ] = None,
-    attacks: Annotated[str, typer.Option(help="Comma-separated: dlg, idlg, ig.")] = "idlg,ig",
-    budget: Annotated[Budget, typer.Option(help="Attack iterations preset.")] = Budget.standard,
+    defense: opt.DefenseFlag = None,
+    attacks: opt.Attacks = "idlg,ig",
+    budget: opt.BudgetFlag = opt.Budget.standard,
     n: Annotated[int, typer.Option("--n", min=6, help="Samples to attack.")] = 32,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 4,
     min_psnr: Annotated[float, typer.Option(help="PSNR (dB) that counts as recovered.")] = 15.0,
@@ -49,11 +45,9 @@ def calibrate_command(
     output: Annotated[
         str, typer.Option("--output", "-o", help="Write calibration.json here ('-': stdout).")
     ] = "calibration.json",
-    seed: Annotated[
-        int, typer.Option(min=0, max=2**63 - 1, help="Seeds subset, attacks, folds, bootstrap.")
-    ] = 0,
-    device: Annotated[opt.Device, typer.Option(help="Where to attack.")] = opt.Device.auto,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    seed: opt.Seed = 0,
+    device: opt.AttackDevice = opt.Device.auto,
+    progress: opt.ShowProgress = True,
     debug: opt.Debug = False,
 ) -> None:
     """Learn which score predicts a real attack on THIS model and map it to PSNR; then

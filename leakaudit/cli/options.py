@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from leakaudit.attacks.base import BUDGETS
 from leakaudit.cli.console import warning_line
 from leakaudit.config import ScanConfig
 
@@ -142,3 +143,18 @@ def warn_if_trusted(cfg: ScanConfig) -> None:
     """Warn on stderr when the checkpoint will be unpickled without restrictions."""
     if cfg.model.trust_checkpoint:
         warning_line("--trust-checkpoint: the checkpoint may run arbitrary code when loaded")
+
+
+# --- the attack flags of `validate` and `calibrate` ----------------------------------------
+
+DefenseFlag = Annotated[
+    str | None, typer.Option(help="Defence the attacker faces, e.g. gaussian:sigma=0.01.")
+]
+Attacks = Annotated[str, typer.Option(help="Comma-separated: dlg, idlg, ig.")]
+BudgetFlag = Annotated[
+    Budget, typer.Option(help=f"Attack iterations preset: {BUDGETS.help_text(str)}.")
+]
+Seed = Annotated[
+    int, typer.Option(min=0, max=2**63 - 1, help="Seeds selection, noise, attacks, bootstrap.")
+]
+AttackDevice = Annotated[Device, typer.Option(help="Where to attack.")]

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from leakaudit import api
-from leakaudit.attacks.base import BUDGETS
 from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
@@ -25,13 +24,6 @@ from leakaudit.validation import ValidationResult
 #: ``validate``'s own flags.
 ReportIn = Annotated[Path | None, typer.Option(help="Reuse the scores of this scan report (JSON).")]
 Demo = Annotated[bool, typer.Option(help="Validate the shipped demo (LeNet, digits).")]
-DefenseFlag = Annotated[
-    str | None, typer.Option(help="Defence the attacker faces, e.g. gaussian:sigma=0.01.")
-]
-Attacks = Annotated[str, typer.Option(help="Comma-separated: dlg, idlg, ig.")]
-BudgetFlag = Annotated[
-    opt.Budget, typer.Option(help=f"Attack iterations preset: {BUDGETS.help_text(str)}.")
-]
 NSamples = Annotated[int, typer.Option(min=3, help="Samples to attack, stratified by risk.")]
 Indices = Annotated[
     str | None, typer.Option(help="Attack these dataset positions instead (1,5,9).")
@@ -41,10 +33,6 @@ Figure = Annotated[Path | None, typer.Option(help="Write the PNG figure here.")]
 JsonOut = Annotated[
     str | None, typer.Option("--json", help="Write the validation JSON here ('-': stdout).")
 ]
-Seed = Annotated[
-    int, typer.Option(min=0, max=2**63 - 1, help="Seeds selection, noise, attacks, bootstrap.")
-]
-AttackDevice = Annotated[opt.Device, typer.Option(help="Where to attack.")]
 
 
 def _indices(text: str | None) -> list[int] | None:
@@ -71,16 +59,16 @@ def validate_command(
     split: opt.Split = None,
     first: opt.First = None,
     per_class: opt.PerClass = None,
-    defense: DefenseFlag = None,
-    attacks: Attacks = "dlg,ig",
-    budget: BudgetFlag = opt.Budget.standard,
+    defense: opt.DefenseFlag = None,
+    attacks: opt.Attacks = "dlg,ig",
+    budget: opt.BudgetFlag = opt.Budget.standard,
     n_samples: NSamples = 32,
     indices: Indices = None,
     risk_score: RiskScore = None,
     figure: Figure = None,
     json_path: JsonOut = None,
-    seed: Seed = 0,
-    device: AttackDevice = opt.Device.auto,
+    seed: opt.Seed = 0,
+    device: opt.AttackDevice = opt.Device.auto,
     progress: opt.ShowProgress = True,
     debug: opt.Debug = False,
 ) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 
+from leakaudit.registry import unknown_message
 from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.formats.json_format import JsonFormat
 from leakaudit.report.formats.junit import JunitFormat
@@ -63,8 +64,7 @@ def report_format(name: str, top_k: int = 10) -> ReportFormat:
     try:
         return FormatName(name).to_format(top_k)
     except ValueError:
-        choices = ", ".join(f.value for f in FormatName)
-        raise ValueError(f"unknown format {name!r}; choose from: {choices}") from None
+        raise ValueError(unknown_message("format", name, (f.value for f in FormatName))) from None
 
 
 __all__ = [
