@@ -597,13 +597,7 @@ def calibrate(
         raise ConfigError(f"calibration needs at least {3 * folds} samples for {folds} folds")
     options = score_options(config)
     inputs = load_inputs(config)
-    cheap = score_samples(inputs.model, inputs.dataset, replace(options, scores=(GRAD_NORM,)))
-    subset = stratified_subset({GRAD_NORM: cheap.scores[GRAD_NORM].numpy()}, n_samples, seed)
-    if len(subset) < 3 * folds:
-        raise ConfigError(
-            f"the data has {len(subset)} samples; {folds}-fold cross-validation needs at "
-            f"least {3 * folds} (lower --folds, or add data)"
-        )
+    subset = _calibration_subset(inputs, options, n_samples, folds, seed)
     full = _scored(inputs, replace(options, scores=ALL_SCORES), subset.tolist(), scan_progress)
     result = validate(
         config,
@@ -624,6 +618,20 @@ def calibrate(
     scores = {k: v.numpy() for k, v in result.scores.items()}
     meta = _calibration_meta(config, inputs, result, attacks, budget, options)
     return fit_calibration(scores, quality, meta=meta, k=folds, seed=seed)
+
+
+def _calibration_subset(
+    inputs: Inputs, options: ScoreOptions, n_samples: int, folds: int, seed: int
+) -> Any:
+    """``n_samples`` positions stratified over the gradient norm (scored for all samples)."""
+    cheap = score_samples(inputs.model, inputs.dataset, replace(options, scores=(GRAD_NORM,)))
+    subset = stratified_subset({GRAD_NORM: cheap.scores[GRAD_NORM].numpy()}, n_samples, seed)
+    if len(subset) < 3 * folds:
+        raise ConfigError(
+            f"the data has {len(subset)} samples; {folds}-fold cross-validation needs at "
+            f"least {3 * folds} (lower --folds, or add data)"
+        )
+    return subset
 
 
 def _scored(

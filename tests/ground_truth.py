@@ -154,9 +154,12 @@ class Dense:
         c = 0.0 if bias is None else float((self.J.T @ bias).pow(2).sum())
         return float(torch.sqrt(c + noise_var * self.J.pow(2).sum()) / lam)
 
-    def i2f(self, bias: Tensor | None, noise_var: float, damping: float = 1e-3) -> float:
+    def i2f(
+        self, bias: Tensor | None, noise_var: float, damping: float = 1e-3, mode: str = "relative"
+    ) -> float:
+        """√E‖(A + εI)⁻¹Jᵀδ‖² with ε = damping·λ_max(A) (``relative``) or damping (``absolute``)."""
         A = self.A
-        eps = damping * torch.linalg.eigvalsh(A)[-1]
+        eps = damping * torch.linalg.eigvalsh(A)[-1] if mode == "relative" else damping
         M = torch.linalg.solve(A + eps * torch.eye(A.shape[0], dtype=A.dtype), self.J.T)
         c = 0.0 if bias is None else float((M @ bias).pow(2).sum())
         return float(torch.sqrt(c + noise_var * M.pow(2).sum()))

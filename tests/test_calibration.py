@@ -272,3 +272,19 @@ def test_bad_calibration_files_are_refused(tmp_path) -> None:
     assert age("2026-11-19T10:00:00+00:00", datetime(2026, 11, 22, tzinfo=timezone.utc)).startswith(
         "2 days ago"
     )
+
+
+def test_non_finite_reference_scores_round_trip_as_null(tmp_path) -> None:
+    from leakaudit.models import build_model
+
+    model = build_model("lenet", num_classes=10, in_channels=1, image_size=8)
+    scores, quality = _measured()
+    scores = {k: v.copy() for k, v in scores.items()}
+    scores["edges"][3] = np.nan  # e.g. a cosine LAVP of a zero gradient
+    cal = fit_calibration(scores, quality, meta=_meta(model))
+    text = json.dumps(cal.to_dict(), allow_nan=False)  # what the CLI writes
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    back = read_calibration(path)
+    assert np.isnan(back.reference["edges"][3])
+    assert np.array_equal(np.isnan(back.predict(scores)[0]), np.isnan(cal.predict(scores)[0]))

@@ -38,8 +38,8 @@ CONVERSIONS: dict[str, tuple[str, Any]] = {
 #: The ``scores`` keys that are engine options; the rest (risk score, directions) are the
 #: report's, and ``tol_min``, ``loss``, ``check_every`` are Python-API-only options.
 SHARED = (
-    "select", "gm_end", "n_probes", "max_iter", "tol", "damping", "seed", "device", "dtype",
-    "chunk_size", "memory_budget", "backend", "model_mode",
+    "select", "gm_end", "n_probes", "max_iter", "tol", "damping", "damping_mode", "seed",
+    "device", "dtype", "chunk_size", "memory_budget", "backend", "model_mode",
 )  # fmt: skip
 
 
@@ -74,9 +74,9 @@ def test_drift_is_caught_when_one_side_changes() -> None:
 def test_the_bridge_carries_every_shared_key() -> None:
     raw = {
         "select": ["grad_norm", "i2f"], "risk_score": "i2f", "gm_end": "min", "n_probes": 3,
-        "max_iter": 7, "tol": 1e-6, "damping": 1e-2, "seed": 5, "device": "cpu",
-        "dtype": "float64", "chunk_size": 4, "memory_budget": "512MB", "backend": "autograd",
-        "model_mode": "train",
+        "max_iter": 7, "tol": 1e-6, "damping": 1e-2, "damping_mode": "absolute", "seed": 5,
+        "device": "cpu", "dtype": "float64", "chunk_size": 4, "memory_budget": "512MB",
+        "backend": "autograd", "model_mode": "train",
     }  # fmt: skip
     cfg = config_from_dict(
         {"scores": raw, "defense": {"kind": "dp", "params": {"clip": 1, "sigma": 0.5}}}
@@ -89,7 +89,7 @@ def test_the_bridge_carries_every_shared_key() -> None:
 def test_choices_are_the_engines() -> None:
     config_hints = typing.get_type_hints(ScoresConfig)
     engine_hints = typing.get_type_hints(ScoreOptions)
-    for key in ("gm_end", "backend", "model_mode"):
+    for key in ("gm_end", "damping_mode", "backend", "model_mode"):
         assert typing.get_args(config_hints[key]) == typing.get_args(engine_hints[key]), key
     assert set(typing.get_args(config_hints["dtype"])) == set(DTYPES)
 

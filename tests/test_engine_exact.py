@@ -63,6 +63,59 @@ def test_i2f_under_each_defence_matches_dense(defense) -> None:
         assert float(res.scores["i2f"][i]) == pytest.approx(D.i2f(bias, var), rel=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["relative", "absolute"])
+@pytest.mark.parametrize("name", CASES)
+def test_i2f_damping_modes_match_dense(name: str, mode: str) -> None:
+    """ε = damping·λ_max or ε = damping; DP clipping gives a bias (CG) and noise (SLQ) term."""
+    case = make_case(name, n=2)
+    d = case.X[0].numel()
+    defense = DPClipNoise(clip=0.05, sigma=0.2)
+    opts = exact_options(d, defense=defense, scores=("i2f",), damping=1e-2, damping_mode=mode)
+    res = score_samples(case.model, (case.X, case.Y), opts)
+    assert bool(res.diagnostics["converged"].all())
+    for i in range(2):
+        D = dense(case.model, case.X[i], case.Y[i])
+        bias = defense.bias(D.g[None])
+        assert bias is not None and float(bias.norm()) > 0
+        var = float(defense.noise_variance(D.g[None])[0])
+        truth = D.i2f(bias[0], var, 1e-2, mode)
+        assert float(res.scores["i2f"][i]) == pytest.approx(truth, rel=1e-6)
+
+
+def test_absolute_damping_is_the_relative_one_at_rho_equal_damping_times_lambda_max() -> None:
+    case = make_case("lenet-1ch", n=1)
+    d = case.X[0].numel()
+    D = dense(case.model, case.X[0], case.Y[0])
+    lam = float(torch.linalg.eigvalsh(D.A)[-1])
+
+    def i2f(damping: float, mode: str) -> float:
+        opts = exact_options(d, scores=("i2f",), damping=damping, damping_mode=mode)
+        return float(score_samples(case.model, (case.X, case.Y), opts).scores["i2f"][0])
+
+    relative = i2f(1e-3, "relative")
+    assert i2f(1e-3 * lam, "absolute") == pytest.approx(relative, rel=1e-6)
+    # The same number read as an absolute ε (λ_max ≈ 0.1 here) is a different score.
+    assert i2f(1e-3, "absolute") < 0.7 * relative
+
+
+def test_float32_absolute_damping_within_stated_error() -> None:
+    """Default float32 options with early stopping: the quadrature check uses the same ε."""
+    case = make_case("relubn-3ch", n=3)
+    opts = ScoreOptions(defense=GaussianNoise(0.1), scores=("i2f",), damping_mode="absolute")
+    res = score_samples(case.model.float(), (case.X.float(), case.Y), opts)
+    assert bool(res.diagnostics["converged"].all())
+    for i in range(3):
+        D = dense(case.model.double(), case.X[i], case.Y[i])
+        truth = D.i2f(None, 0.01, 1e-3, "absolute")
+        se = float(res.diagnostics["i2f_se"][i])
+        assert abs(float(res.scores["i2f"][i]) - truth) <= 4 * se + 1e-4 * truth
+
+
+def test_unknown_damping_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="damping_mode: must be one of 'relative', 'absolute'"):
+        ScoreOptions(damping_mode="paper")  # type: ignore[arg-type]
+
+
 def test_dp_second_moment_matches_monte_carlo() -> None:
     """E‖Jᵀδ‖² = ‖Jᵀb‖² + s²‖J‖_F² checked against real draws of the DP mechanism."""
     case = make_case("mlp-1ch", n=1)

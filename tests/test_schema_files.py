@@ -10,11 +10,16 @@ import typing
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from leakaudit.calibration.document import CALIBRATION_VERSION, architecture_signature
+from leakaudit.calibration.fit import fit_calibration
+from leakaudit.calibration.recovery import recovery
 from leakaudit.cli import app
 from leakaudit.config import OutputConfig
+from leakaudit.defenses import DEFENSES
 from leakaudit.report.document import SCHEMA_VERSION
 from leakaudit.report.formats import FormatName
 from leakaudit.report.schema import (
@@ -25,6 +30,7 @@ from leakaudit.report.schema import (
     schema_text,
 )
 from leakaudit.scores.names import ALL_SCORES
+from tests.ground_truth import digits
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "leakaudit" / "schemas"
@@ -121,7 +127,7 @@ def test_validation_json_matches_the_schema(demo_report: Path, tmp_path: Path) -
     assert schema_errors(doc, load_schema("validation"))
 
 
-@pytest.mark.parametrize("name", ["report", "validation"])
+@pytest.mark.parametrize("name", ["report", "validation", "calibration"])
 def test_schema_command_prints_the_file(name: str) -> None:
     result = CliRunner().invoke(app, ["schema", name])
     assert result.exit_code == 0, result.output
@@ -140,3 +146,99 @@ def test_unknown_schema_is_one_error_line() -> None:
     lines = result.stderr.strip().splitlines()
     assert lines == ["error: unknown schema 'reprot' (did you mean report?)"]
     assert result.stdout == ""
+
+
+# --- calibration.json -------------------------------------------------------------------
+
+
+def _digit_calibration(attacks_recover: bool) -> dict:
+    """calibration.json as ``leakaudit calibrate`` writes it, fitted on real digits.
+
+    Two image statistics stand in for scores (ink for ``grad_norm``, stroke edges for
+    ``lavp_l2_max``); the "attack" either recovers low-edge digits best (a known monotone
+    relation: calibrated) or returns a flat grey image (nothing recovered: attacks_failed).
+    """
+    from leakaudit.models import build_model
+
+    n = 48
+    X, _ = digits(n, 8)
+    x = X.reshape(n, -1).numpy().astype(np.float64)
+    x = (x - x.min()) / np.ptp(x)
+    edges = np.abs(np.diff(x.reshape(n, 8, 8), axis=2)).mean((1, 2))
+    scores = {"grad_norm": x.mean(1), "lavp_l2_max": edges}
+    if attacks_recover:
+        amp = 0.02 + 0.6 * (edges - edges.min()) / np.ptp(edges)
+        quality = recovery(x + amp[:, None] * (-1.0) ** np.arange(x.shape[1])[None], x)
+    else:
+        quality = recovery(np.full_like(x, 0.5), x)
+    model = build_model("lenet", num_classes=10, in_channels=1, image_size=8)
+    meta = {
+        "model": {
+            "name": "lenet",
+            "architecture": architecture_signature(model),
+            "input_shape": [1, 8, 8],
+            "checkpoint_sha256": None,
+        },
+        "data": {"fingerprint": "f" * 64, "kind": "digits", "samples": n},
+        "attack": {"attacks": ["idlg", "ig"], "budget": "fast", "seed": 0},
+        "defense": {"kind": "gaussian", "sigma": 0.01},
+    }
+    cal = fit_calibration(scores, quality, meta=meta)
+    return json.loads(json.dumps(cal.to_dict(), allow_nan=False))  # as the CLI writes it
+
+
+def test_calibration_schema_follows_the_package() -> None:
+    schema = load_schema("calibration")
+    assert schema["$id"] == f"https://leakaudit.dev/schemas/calibration-{CALIBRATION_VERSION}.json"
+    assert schema["$defs"]["scoreName"]["enum"] == list(ALL_SCORES)
+    assert schema["$defs"]["defense"]["properties"]["kind"]["enum"] == list(DEFENSES)
+    pattern = schema["properties"]["calibration_version"]["pattern"]
+    assert re.match(pattern, CALIBRATION_VERSION)
+    assert not re.match(pattern, f"{int(CALIBRATION_VERSION.split('.')[0]) + 1}.0")
+
+
+@pytest.mark.parametrize(
+    ("attacks_recover", "status"), [(True, "calibrated"), (False, "attacks_failed")]
+)
+def test_fitted_calibrations_match_the_schema(attacks_recover: bool, status: str) -> None:
+    doc = _digit_calibration(attacks_recover)
+    assert doc["status"] == status
+    assert (doc["chosen"] is None) is (status == "attacks_failed")
+    assert_matches(doc, "calibration")
+
+
+def test_calibration_with_a_wrong_field_type_fails() -> None:
+    schema = load_schema("calibration")
+    good = _digit_calibration(True)
+    failed = _digit_calibration(False)
+    bad = json.loads(json.dumps(good))
+    bad["recovery"]["attacked"] = "48"
+    bad["map"]["coverage"] = "0.8"
+    bad["chosen"]["signs"] = [0]
+    errors = schema_errors(bad, schema)
+    assert "$.recovery.attacked: expected integer, got str" in errors
+    assert "$.map.coverage: expected number, got str" in errors
+    assert any(e.startswith("$.chosen") for e in errors)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    # The status decides which parts exist: no map when calibrated, a rule when failed,
+    # a failure without its reason.
+    assert schema_errors({**good, "map": None}, schema)
+    assert schema_errors({**failed, "chosen": good["chosen"], "map": good["map"]}, schema)
+    no_reason = {k: v for k, v in failed["recovery"].items() if k != "reason"}
+    assert "$.recovery: missing key 'reason'" in schema_errors(
+        {**failed, "recovery": no_reason}, schema
+    )
+
+
+def test_calibrate_command_output_matches_the_schema(tmp_path: Path) -> None:
+    """The real writer: attacks on the demo (thresholds lowered so every sample counts)."""
+    out = tmp_path / "calibration.json"
+    args = ["calibrate", "--demo", "--n", "6", "--folds", "2", "--budget", "fast",
+            "--attacks", "dlg", "--device", "cpu", "--min-psnr", "0", "--min-gain", "-100",
+            "--no-progress", "-o", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "calibrated" and doc["recovery"]["attacked"] == 6
+    assert_matches(doc, "calibration")

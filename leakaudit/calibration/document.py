@@ -108,7 +108,9 @@ class Calibration:
             "chosen": self.chosen.to_dict() if self.chosen else None,
             "procedure": self.procedure,
             "map": self.map.to_dict() if self.map else None,
-            "reference": self.reference,
+            "reference": {
+                k: [x if np.isfinite(x) else None for x in v] for k, v in self.reference.items()
+            },
             "confounds": self.confounds,
         }
 
@@ -125,7 +127,8 @@ class Calibration:
             chosen = Candidate.from_dict(data["chosen"]) if data.get("chosen") else None
             mapping = MonotoneMap.from_dict(data["map"]) if data.get("map") else None
             reference = {
-                str(k): [float(x) for x in v] for k, v in dict(data.get("reference") or {}).items()
+                str(k): [float("nan") if x is None else float(x) for x in v]
+                for k, v in dict(data.get("reference") or {}).items()
             }
             return cls(
                 status=str(data["status"]),

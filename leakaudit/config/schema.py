@@ -24,6 +24,7 @@ from leakaudit.scores.names import ALL_SCORES, SCORES
 from leakaudit.scores.options import (
     DTYPES,
     Backend,
+    DampingMode,
     DtypeName,
     GmEnd,
     ModelMode,
@@ -143,6 +144,7 @@ class ScoresConfig:
     max_iter: int = field(default=_engine_default("max_iter"))
     tol: float = field(default=_engine_default("tol"))
     damping: float = field(default=_engine_default("damping"))
+    damping_mode: DampingMode = field(default=_engine_default("damping_mode"))
     seed: int = field(default=_engine_default("seed"))
     device: Literal["auto", "cpu", "cuda"] = field(default=_engine_default("device"))
     dtype: DtypeName = field(default=_engine_default("dtype"))

@@ -45,7 +45,8 @@ scores:
   n_probes: 8              # random probes of the I²F trace estimators
   max_iter: 80             # Lanczos steps per operator
   tol: 1.0e-4              # relative residual for convergence
-  damping: 1.0e-3          # I²F damping ε relative to λ_max(JᵀJ)
+  damping: 1.0e-3          # I²F damping: ε = damping·λ_max(JᵀJ), or ε = damping if absolute
+  damping_mode: relative   # relative | absolute (the I²F paper's fixed ε)
   seed: 0
   device: auto             # auto | cpu | cuda
   dtype: float32           # float32 | float64

@@ -4,8 +4,9 @@ Each schema is a package file, ``leakaudit/schemas/<name>.schema.json`` (JSON Sc
 draft 2020-12, with ``$schema`` and ``$id``): that file is the one definition, which
 ``leakaudit schema <name>`` prints and :func:`schema_errors` checks against. The names
 are the files that exist (:func:`schema_names`): ``report`` (``scan --json``, see
-docs/report-schema.md), ``validation`` (``validate --json``); another document gets its
-schema by adding its file.
+docs/report-schema.md), ``validation`` (``validate --json``), ``calibration``
+(``calibration.json``, see docs/calibration.md); another document gets its schema by
+adding its file.
 
 :func:`schema_errors` runs :mod:`jsonschema` and words each problem as
 ``"$.samples[3].rank: expected integer, got str"``. Unlike plain JSON Schema, an

@@ -23,7 +23,7 @@ from leakaudit.linalg.operators import (
 from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
 from leakaudit.scores import names as N
 from leakaudit.scores.convergence import Convergence
-from leakaudit.scores.i2f import damped_gram_filter, i2f_from_moments
+from leakaudit.scores.i2f import damped_gram_filter, epsilon, i2f_from_moments
 from leakaudit.scores.lavp import (
     L2_SCALE,
     CosineMatchingHessian,
@@ -209,7 +209,7 @@ def _i2f(chunk: _Chunk, spectrum: _Spectrum) -> None:
         chunk.scores[N.I2F_LB] = num / lam
         diag["i2f_lb_se"] = num_se / lam
     if chunk.plan.slq:
-        _i2f_slq(chunk, spectrum, o.damping * lam, noise_var, jt_bias)
+        _i2f_slq(chunk, spectrum, epsilon(o, lam), noise_var, jt_bias)
     lam_ok = diag[N.converged_key(N.LAVP_L2_MAX)]
     for name in (N.I2F_LB, N.I2F):
         if name in chunk.scores:

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from leakaudit.linalg.lanczos import LanczosRun
 from leakaudit.linalg.trace import quadrature
-from leakaudit.scores.i2f import damped_gram_filter
+from leakaudit.scores.i2f import damped_gram_filter, epsilon
 from leakaudit.scores.lavp import estimated_residual, extreme
 from leakaudit.scores.options import ScoreOptions
 from leakaudit.scores.plan import Plan
@@ -51,7 +51,7 @@ class Convergence:
                 ok &= (res <= 0.5 * self.o.tol_min * top) | (low <= 0.5 * self.o.tol_min * top)
         if self.p.slq:
             lam = extreme(ritz, self.l2, "max")[0]
-            f = damped_gram_filter(self.o.damping * lam.clamp_min(torch.finfo(lam.dtype).tiny))
+            f = damped_gram_filter(epsilon(self.o, lam))
             q = quadrature(ritz.values[:, self.l2], ritz.first[:, self.l2], self.d, f).mean(-1)
             prev, self.previous_quadrature = self.previous_quadrature, q
             if prev is None:

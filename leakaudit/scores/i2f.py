@@ -7,18 +7,39 @@ A = JᵀJ:
 * ``i2f_lb`` = √E‖Jᵀδ‖² / λ_max(A)            = √(‖Jᵀb‖² + s² tr A) / λ_max(A)
 * ``i2f``    = √E‖(A + εI)⁻¹ Jᵀδ‖²            = √(‖(A + εI)⁻¹ Jᵀb‖² + s² tr((A + εI)⁻² A))
 
-with ε = damping · λ_max(A). Standard errors follow by the delta method from the
-trace estimators' standard errors. Under Gaussian noise alone (b = 0, s = σ) I²F is
-linear in σ, which :func:`sigma_needed` inverts.
+with ε = damping · λ_max(A), or ε = damping in absolute mode (:func:`epsilon`). Standard
+errors follow by the delta method from the trace estimators' standard errors. Under
+Gaussian noise alone (b = 0, s = σ) I²F is linear in σ, which :func:`sigma_needed` inverts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from leakaudit.scores.options import ScoreOptions
+
+
+def epsilon(options: ScoreOptions, lam_max: Tensor) -> Tensor:
+    """The damping ε of I²F per sample, ``[B]``: the one place its rule lives.
+
+    Args:
+        options: ``damping`` and ``damping_mode``.
+        lam_max: λ_max(JᵀJ), ``[B]``.
+
+    Returns:
+        ``damping · λ_max`` in ``"relative"`` mode (λ_max clamped to the smallest positive
+        number of its dtype), ``damping`` itself in ``"absolute"`` mode (the fixed ρ of the
+        I²F reference code, Zhang et al. 2023).
+    """
+    if options.damping_mode == "absolute":
+        return torch.full_like(lam_max, options.damping)
+    return options.damping * lam_max.clamp_min(torch.finfo(lam_max.dtype).tiny)
 
 
 def damped_gram_filter(eps: Tensor) -> Callable[[Tensor], Tensor]:

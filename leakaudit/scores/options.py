@@ -25,6 +25,7 @@ GmEnd = Literal["max", "min"]
 Backend = Literal["auto", "func", "autograd"]
 ModelMode = Literal["eval", "train"]
 DtypeName = Literal["float32", "float64"]
+DampingMode = Literal["relative", "absolute"]
 
 #: The precisions the engine computes in, by the name the config gives them.
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
@@ -65,7 +66,10 @@ class ScoreOptions:
         tol_min: accuracy of λ_min relative to λ_max (SPEC: absolute error ≤ 1e-3·λ_max).
         n_probes: random probes for the I²F trace estimators; with ``n_probes >= d``
             the standard basis is used and the traces are exact.
-        damping: ε of ``i2f`` relative to λ_max(JᵀJ) (SPEC default 1e-3).
+        damping: ε of ``i2f`` (SPEC default 1e-3), read as ``damping_mode`` says.
+        damping_mode: ``"relative"`` (default): ε = damping · λ_max(JᵀJ), a condition
+            number of at most 1/damping on every sample; ``"absolute"``: ε = damping, the
+            fixed ρ of the I²F reference code (Zhang et al. 2023), in units of JᵀJ.
         gm_end: spectrum end used by ``lavp_gm``.
         seed: seeds every random start vector and probe (per sample, so results do not
             depend on batching).
@@ -90,6 +94,7 @@ class ScoreOptions:
     tol_min: float = 1e-3
     n_probes: int = 8
     damping: float = 1e-3
+    damping_mode: DampingMode = "relative"
     gm_end: GmEnd = "max"
     seed: int = 0
     device: str = "auto"
