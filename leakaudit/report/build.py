@@ -80,20 +80,7 @@ def build_report(
     score_np = {k: v.double().numpy() for k, v in result.scores.items()}
     ranking = _Ranking.of(config, score_np, calibration)
     whatif, sig = _whatif(result, config, n)
-    samples = [
-        SampleRecord(
-            index=int(result.indices[k]),
-            id=str(ids[k]),
-            label=int(result.labels[k]),
-            rank=int(ranking.ranks[k]),
-            percentile=float(ranking.percentiles[k]),
-            scores={name: float(v[k]) for name, v in score_np.items()},
-            diagnostics={name: _item(t[k]) for name, t in result.diagnostics.items()},
-            sigma_needed=float(sig[k]),
-            **ranking.psnr(k),
-        )
-        for k in range(n)
-    ]
+    samples = [_record(k, result, ids, score_np, ranking, sig) for k in range(n)]
     gate = evaluate_gate(
         [str(i) for i in ids],
         ranking.gated,
@@ -114,6 +101,28 @@ def build_report(
         summary=_summary(result, ids, config, score_np, seconds, resumed),
         gate=gate,
         warnings=list(warnings),
+    )
+
+
+def _record(
+    k: int,
+    result: ScoreResult,
+    ids: Sequence[str],
+    scores: dict[str, np.ndarray],
+    ranking: _Ranking,
+    sigma: np.ndarray,
+) -> SampleRecord:
+    """Row ``k`` of the report."""
+    return SampleRecord(
+        index=int(result.indices[k]),
+        id=str(ids[k]),
+        label=int(result.labels[k]),
+        rank=int(ranking.ranks[k]),
+        percentile=float(ranking.percentiles[k]),
+        scores={name: float(v[k]) for name, v in scores.items()},
+        diagnostics={name: _item(t[k]) for name, t in result.diagnostics.items()},
+        sigma_needed=float(sigma[k]),
+        **ranking.psnr(k),
     )
 
 
