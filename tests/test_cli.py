@@ -138,3 +138,23 @@ def test_trusted_pickle_warns(tmp_path: Path) -> None:
     assert "warning: --trust-checkpoint" in result.stderr
     report = json.loads(result.stdout)
     assert report["model"]["checkpoint"]["trusted"] is True and report["warnings"]
+
+
+def test_version_is_fast_and_python_m_works() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.argv = ['leakaudit', '--version']; from leakaudit.__main__ import main; "
+        "main(); assert 'torch' not in sys.modules, 'torch imported for --version'"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("leakaudit ")
+    run = subprocess.run(
+        [sys.executable, "-m", "leakaudit", "scan", "--no-such-flag"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("error:") and "leakaudit scan --help" in run.stderr
