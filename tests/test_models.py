@@ -240,3 +240,20 @@ def test_builtins_support_torch_func_per_sample_gradients(name: str) -> None:
         nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
         for key, param in model.named_parameters():
             torch.testing.assert_close(batched[key][i], param.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_factory_file_may_import_its_sibling_modules(tmp_path: Path) -> None:
+    pkg = tmp_path / "client_models"
+    pkg.mkdir()
+    (pkg / "layers_for_leakaudit_test.py").write_text(
+        "from torch import nn\n\n"
+        "def head(k):\n    return nn.Linear(64, k)\n"
+    )
+    (pkg / "model.py").write_text(
+        "from torch import nn\n"
+        "from layers_for_leakaudit_test import head\n\n"
+        "def build(num_classes):\n    return nn.Sequential(nn.Flatten(), head(num_classes))\n"
+    )
+    model = build_model(f"{pkg / 'model.py'}:build", num_classes=10)
+    x = torch.as_tensor(load_digits().data[:2], dtype=torch.float32).reshape(2, 1, 8, 8)
+    assert model(x).shape == (2, 10)

@@ -43,6 +43,9 @@ def _import_file(path: Path) -> ModuleType:
         raise InputError(f"cannot import model factory file {str(path)!r}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # as for a script: the file may import its sibling modules
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
