@@ -25,12 +25,14 @@ from torch import nn
 from leakaudit.attacks import InputSpace, check_attacks
 from leakaudit.attacks.base import check_budget
 from leakaudit.calibration.apply import predict
+from leakaudit.calibration.crossval import CalibrationError
 from leakaudit.calibration.document import (
     Calibration,
     CalibrationFileError,
     architecture_signature,
     check_applicable,
     read_calibration,
+    score_settings,
 )
 from leakaudit.calibration.fit import fit_calibration
 from leakaudit.calibration.recovery import MIN_GAIN_DB, MIN_PSNR_DB, best_over_attacks
@@ -354,7 +356,7 @@ def scan(
         options = replace(options, scores=tuple(s for s in ALL_SCORES if s in wanted))
     resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
     inputs = load_inputs(config)
-    notes = _check_calibration(calibration, inputs)
+    notes = _check_calibration(calibration, inputs, config, options)
     result, resumed = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
@@ -390,8 +392,11 @@ def _read_calibration(config: ScanConfig) -> Calibration | None:
     return cal
 
 
-def _check_calibration(cal: Calibration | None, inputs: Inputs) -> list[str]:
-    """Refuse a calibration of another architecture or input shape; warnings otherwise."""
+def _check_calibration(
+    cal: Calibration | None, inputs: Inputs, config: ScanConfig, options: ScoreOptions
+) -> list[str]:
+    """Refuse a calibration of another architecture, input shape or score settings;
+    warnings otherwise (see :func:`leakaudit.calibration.document.check_applicable`)."""
     if cal is None:
         return []
     x, _ = inputs.dataset[0]
@@ -401,6 +406,8 @@ def _check_calibration(cal: Calibration | None, inputs: Inputs) -> list[str]:
             architecture=architecture_signature(inputs.model),
             input_shape=list(torch.as_tensor(x).shape),
             checkpoint_sha256=inputs.checkpoint_sha256,
+            settings=score_settings(options),
+            defense={"kind": config.defense.kind, **config.defense.params},
         )
     except CalibrationFileError as exc:
         raise InputError(f"--calibration: {exc}") from None
@@ -593,6 +600,8 @@ def calibrate(
         InputError: bad inputs (exit 2).
     """
     config = _as_config(config, None)[0]
+    if folds < 2:
+        raise ConfigError("calibration needs at least 2 folds: an in-sample ρ is not reported")
     if n_samples < 3 * folds:
         raise ConfigError(f"calibration needs at least {3 * folds} samples for {folds} folds")
     options = score_options(config)
@@ -617,7 +626,10 @@ def calibrate(
     )
     scores = {k: v.numpy() for k, v in result.scores.items()}
     meta = _calibration_meta(config, inputs, result, attacks, budget, options)
-    return fit_calibration(scores, quality, meta=meta, k=folds, seed=seed)
+    try:
+        return fit_calibration(scores, quality, meta=meta, k=folds, seed=seed)
+    except (CalibrationError, ValueError) as exc:
+        raise InputError(f"cannot calibrate on these samples: {exc}") from None
 
 
 def _calibration_subset(
@@ -669,6 +681,7 @@ def _calibration_meta(
             "architecture": architecture_signature(inputs.model),
             "input_shape": list(result.originals.shape[1:]),
             "checkpoint_sha256": inputs.checkpoint_sha256,
+            "score_settings": score_settings(options),
         },
         "data": {
             "fingerprint": digest.hexdigest(),

@@ -117,3 +117,20 @@ def test_cg_solves_damped_systems_like_linalg_solve() -> None:
         assert torch.allclose(
             res.solution[b], truth, rtol=1e-7, atol=1e-9 * float(truth.abs().max())
         )
+
+
+def test_a_non_finite_operator_spoils_only_its_own_sample() -> None:
+    A = digit_grams(3)
+    start = probe_vectors(torch.arange(3), 64, 1, seed=0, purpose=1, dtype=A.dtype)
+
+    def mv(V):
+        out = torch.einsum("bij,bmj->bmi", A, V)
+        out[1] = float("nan")  # sample 1's products are NaN (e.g. a NaN gradient)
+        return out
+
+    ritz = lanczos(mv, start, 16).ritz()
+    assert torch.isnan(ritz.values[1]).all()
+    ev = torch.linalg.eigvalsh(A)
+    for b in (0, 2):
+        assert torch.isfinite(ritz.values[b]).all()
+        assert ritz.values[b, 0, -1] == pytest.approx(float(ev[b, -1]), rel=1e-6)

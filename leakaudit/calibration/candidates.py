@@ -59,7 +59,8 @@ class Candidate:
             percentile_in(g * np.asarray(scores[s], float), g * np.asarray(ref[s], float))
             for s, g in zip(self.scores, self.signs)
         ]
-        return np.mean(parts, axis=0)
+        missing = np.any([~np.isfinite(np.asarray(scores[s], float)) for s in self.scores], 0)
+        return np.where(missing, np.nan, np.mean(parts, axis=0))  # NaN as for one score
 
     def to_dict(self) -> dict[str, object]:
         """JSON form."""

@@ -4,12 +4,13 @@ For k folds: on the k−1 training folds, rank every candidate (every score in b
 directions, and the rank average of the two best), pick the best, fit the monotone map
 feature → PSNR; predict the held-out fold. The pooled held-out predictions give the
 procedure's Spearman ρ with measured PSNR and the residuals of the prediction interval.
-Every number reported is measured on samples the choice did not see: there is no
-in-sample ρ to report (k ≥ 2 is required).
+That held-out ρ is the figure to trust: it measures the whole procedure, the choice
+among candidates included (k ≥ 2 is required; there is no in-sample version of it).
 
-Each candidate's own ρ is also reported on held-out folds (its feature computed relative
-to the training folds), with a percentile bootstrap interval (``scipy.stats.bootstrap``);
-the final rule is the candidate with the best such ρ, refitted on all samples.
+The rule used from then on is chosen by the same criterion on all samples, and its map
+refitted on them. Each score's plain Spearman ρ on all samples is also reported, with a
+percentile bootstrap interval (``scipy.stats.bootstrap``), as a description: a fixed
+rule fits nothing, but the best of several such ρ is optimistic.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ class CandidateResult:
     """One candidate's held-out Spearman ρ with measured PSNR.
 
     Attributes:
-        candidate: the rule.
-        rho: Spearman ρ over the pooled held-out features.
+        candidate: the rule (one score, in its better direction on these samples).
+        rho: its Spearman ρ with PSNR on all calibration samples (descriptive: not held
+            out, and the largest of several is optimistic).
         ci95: percentile bootstrap 95% interval of ``rho`` (None when undefined).
-        fold_rhos: ρ within each held-out fold.
+        fold_rhos: unused (kept empty).
     """
 
     candidate: Candidate
@@ -48,9 +50,8 @@ class CandidateResult:
         """JSON form."""
         return {
             **self.candidate.to_dict(),
-            "cv_spearman": _num(self.rho),
+            "spearman": _num(self.rho),
             "ci95": list(self.ci95) if self.ci95 else None,
-            "fold_spearman": [_num(r) for r in self.fold_rhos],
         }
 
 
@@ -194,34 +195,19 @@ def cross_validate(
     y = np.asarray(target, dtype=np.float64)
     names = list(scores)
     _check(len(y), k)
-    parts = folds(len(y), k, seed)
     pooled = np.full(len(y), np.nan)
     chosen_per_fold = []
-    offered = _all_candidates(scores, y, names)
-    cand_feature: dict[Candidate, np.ndarray] = {}
-    fold_rho: dict[Candidate, list[float]] = {}
-    for test in parts:
+    for test in folds(len(y), k, seed):
         train = np.setdiff1d(np.arange(len(y)), test)
         tr, te = _subset(scores, train), _subset(scores, test)
         rule = choose(tr, y[train], names)
         chosen_per_fold.append(rule)
         fitted = MonotoneMap.fit(rule.feature(tr), y[train])
         pooled[test] = fitted(rule.feature(te, tr))
-        for c in offered:
-            feat = cand_feature.setdefault(c, np.full(len(y), np.nan))
-            feat[test] = c.feature(te, tr)
-            fold_rho.setdefault(c, []).append(spearman(feat[test], y[test]))
-    results = sorted(
-        (
-            CandidateResult(c, spearman(f, y), bootstrap_ci(f, y, seed), tuple(fold_rho[c]))
-            for c, f in cand_feature.items()
-        ),
-        key=lambda r: -np.nan_to_num(r.rho, nan=-np.inf),
-    )
-    best = results[0].candidate
+    best = choose(scores, y, names)  # the same criterion the held-out ρ measured
     final = MonotoneMap.fit(best.feature(scores), y).with_interval(y - pooled, coverage)
     return CrossValidation(
-        candidates=tuple(results),
+        candidates=_describe(scores, y, names, seed),
         chosen=best,
         procedure_rho=spearman(pooled, y),
         procedure_ci95=bootstrap_ci(pooled, y, seed),
@@ -232,17 +218,23 @@ def cross_validate(
     )
 
 
-def _all_candidates(scores: Scores, y: np.ndarray, names: list[str]) -> list[Candidate]:
-    """Every single, plus the rank average of the two best singles on all samples.
+def _describe(
+    scores: Scores, y: np.ndarray, names: list[str], seed: int
+) -> tuple[CandidateResult, ...]:
+    """Each score (its better direction) on all calibration samples, best first.
 
-    (Which pair to offer is decided once; its held-out ρ is still measured per fold.)
+    Descriptive: a fixed rule fits nothing, so this is its plain Spearman ρ; the best of
+    several is optimistic (selection is not corrected here: the procedure's held-out ρ is).
     """
-    ranked = sorted(
-        ((spearman(c.feature(scores), y), c) for c in singles(names)),
-        key=lambda t: -np.nan_to_num(t[0], nan=-np.inf),
-    )
-    pair = _pair(ranked)
-    return [c for _, c in ranked] + ([pair] if pair is not None else [])
+    rows = []
+    for name in names:
+        up = Candidate((name,), (1,))
+        feat = up.feature(scores)
+        rho = spearman(feat, y)
+        rule = up if not rho < 0 else Candidate((name,), (-1,))
+        feat = rule.feature(scores)
+        rows.append(CandidateResult(rule, abs(rho), bootstrap_ci(feat, y, seed), ()))
+    return tuple(sorted(rows, key=lambda r: -np.nan_to_num(r.rho, nan=-np.inf)))
 
 
 def _num(x: float) -> float | None:

@@ -33,9 +33,26 @@ class CalibrationFileError(ValueError):
     """calibration.json is unreadable, malformed, or made for another model."""
 
 
+#: Score settings that change the values a calibration's map reads: a scan must match them.
+VALUE_SETTINGS = ("dtype", "damping", "damping_mode", "gm_end", "model_mode")
+#: Settings that change only the accuracy of those values: a mismatch is a warning.
+ACCURACY_SETTINGS = ("n_probes", "max_iter", "tol", "tol_min")
+#: Scores whose value depends on the defence (the others are the undefended gradient's).
+DEFENSE_SCORES = ("i2f", "i2f_lb")
+
+
+def score_settings(options: Any) -> dict[str, Any]:
+    """The :class:`~leakaudit.scores.options.ScoreOptions` a calibration records."""
+    out = {k: getattr(options, k) for k in (*VALUE_SETTINGS, *ACCURACY_SETTINGS)}
+    out["dtype"] = str(out["dtype"]).removeprefix("torch.")
+    return out
+
+
 def architecture_signature(model: nn.Module) -> str:
-    """SHA-256 of the parameter and buffer names and shapes (not their values)."""
+    """SHA-256 of the module classes and the parameter and buffer names and shapes (not
+    their values): a sigmoid and a ReLU variant of one shape differ."""
     parts = [f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()]
+    parts += [f"{name}={type(m).__name__}" for name, m in model.named_modules()]
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
 
 
@@ -171,13 +188,22 @@ def read_calibration(path: str | Path) -> Calibration:
 
 
 def check_applicable(
-    cal: Calibration, *, architecture: str, input_shape: list[int], checkpoint_sha256: str | None
+    cal: Calibration,
+    *,
+    architecture: str,
+    input_shape: list[int],
+    checkpoint_sha256: str | None,
+    settings: dict[str, Any] | None = None,
+    defense: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Refuse a calibration made for another model; return warnings for a later round.
+    """Refuse a calibration made for another model or other score settings; return
+    warnings for a later round, other accuracy settings or another defence.
 
     Raises:
-        CalibrationFileError: another architecture or input shape.
+        CalibrationFileError: another architecture or input shape; another value of a
+            setting in :data:`VALUE_SETTINGS`; another defence when the rule reads I²F.
     """
+    notes = _check_settings(cal, settings or {}, defense)
     if cal.model.get("architecture") != architecture:
         raise CalibrationFileError(
             f"the calibration was made for another architecture ({cal.model.get('name')}); "
@@ -190,12 +216,32 @@ def check_applicable(
         )
     made_for = cal.model.get("checkpoint_sha256")
     if made_for and checkpoint_sha256 and made_for != checkpoint_sha256:
-        return [
+        notes.append(
             f"the calibration was made {age(cal.created)} for another checkpoint of this "
             f"architecture (sha256 {made_for[:12]}…): its predictions assume the model has "
             "not changed much since; recalibrate after large updates"
-        ]
-    return []
+        )
+    return notes
+
+
+def _check_settings(
+    cal: Calibration, settings: dict[str, Any], defense: dict[str, Any] | None
+) -> list[str]:
+    made = cal.model.get("score_settings") or {}
+    notes = []
+    for key in (*VALUE_SETTINGS, *ACCURACY_SETTINGS):
+        if key in made and key in settings and made[key] != settings[key]:
+            text = f"scores.{key} is {settings[key]!r}; the calibration used {made[key]!r}"
+            if key in VALUE_SETTINGS:
+                raise CalibrationFileError(f"{text}: scan with the calibration's settings")
+            notes.append(f"{text} (only the scores' accuracy differs)")
+    reads_defense = cal.chosen is not None and any(s in DEFENSE_SCORES for s in cal.chosen.scores)
+    if defense is not None and cal.defense and defense != cal.defense:
+        text = f"the scan's defence {defense} is not the calibration's {cal.defense}"
+        if reads_defense:
+            raise CalibrationFileError(f"{text}, and the calibrated rule reads I²F")
+        notes.append(f"{text}: the attack it predicts faced the calibration's defence")
+    return notes
 
 
 def age(created: str, now: datetime | None = None) -> str:

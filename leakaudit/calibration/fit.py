@@ -49,7 +49,7 @@ def fit_calibration(
     if recovery_info["recovered"] < min_recovered:
         recovery_info["reason"] = _failure_reason(quality)
         return cal
-    cv = cross_validate(scores, quality.psnr_db, k=k, seed=seed)
+    cv = cross_validate(scores, fit_target(quality), k=k, seed=seed)
     return dataclasses.replace(
         cal,
         status="calibrated",
@@ -89,3 +89,17 @@ def _failure_reason(quality: Recovery) -> str:
         "to calibrate. Raise the attack budget, or treat these samples as not exposed to "
         "these attacks."
     )
+
+
+def fit_target(quality: Recovery) -> np.ndarray:
+    """What the calibration learns to predict: each sample's PSNR where the attack
+    recovered it; one shared floor (the median PSNR of the failed attacks) elsewhere.
+
+    A failed attack's PSNR still varies with the image's own brightness and contrast; tied
+    at one value, the failures carry no ranking information for a score to "predict".
+    """
+    psnr = np.asarray(quality.psnr_db, dtype=np.float64)
+    failed = ~quality.recovered
+    if not failed.any():
+        return psnr
+    return np.where(failed, float(np.median(psnr[failed])), psnr)

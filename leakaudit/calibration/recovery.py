@@ -80,15 +80,18 @@ def best_over_attacks(
     min_psnr_db: float = MIN_PSNR_DB,
     min_gain_db: float = MIN_GAIN_DB,
 ) -> Recovery:
-    """:func:`recovery` of the best reconstruction per sample over several attacks (the
-    attacker keeps whichever attack recovered that sample best, by PSNR)."""
+    """:func:`recovery` of the best reconstruction per sample over several attacks.
+
+    Choosing by PSNR uses the original, which a real attacker does not have: this is the
+    best the attacks can do, an upper bound on what one attacker would pick."""
     if not reconstructions:
         raise ValueError("no reconstructions")
     per = [
         recovery(r, originals, min_psnr_db=min_psnr_db, min_gain_db=min_gain_db)
         for r in reconstructions.values()
     ]
-    best = np.argmax(np.stack([q.psnr_db for q in per]), axis=0)
+    stacked = np.stack([q.psnr_db for q in per])
+    best = np.argmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
     rows = np.arange(len(best))
 
     def pick(field: str) -> np.ndarray:

@@ -73,9 +73,13 @@ class LanczosRun:
             couples = torch.arange(1, n, device=self.length.device) < self.length[..., None]
             off = torch.where(couples, self.beta[..., : n - 1], 0)
             T = T + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
+        # A non-finite tridiagonal (a NaN gradient) is that sequence's alone: eigh would
+        # fail for the whole batch, so it gets NaN Ritz values instead.
+        bad = ~torch.isfinite(T).flatten(-2).all(-1)
+        T = torch.where(bad[..., None, None], torch.zeros_like(T), T)
         values, vectors = torch.linalg.eigh(T.double())
-        values = values.to(self.alpha.dtype)
-        vectors = vectors.to(self.alpha.dtype)
+        values = values.to(self.alpha.dtype).masked_fill(bad[..., None], float("nan"))
+        vectors = vectors.to(self.alpha.dtype).masked_fill(bad[..., None, None], float("nan"))
         last = (self.length - 1).clamp_min(0)
         beta_last = self.beta.gather(-1, last[..., None])
         row_last = vectors.gather(-2, last[..., None, None].expand(*last.shape, 1, n))
