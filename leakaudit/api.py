@@ -36,6 +36,8 @@ from leakaudit.calibration.recovery import MIN_GAIN_DB, MIN_PSNR_DB, best_over_a
 from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
 from leakaudit.errors import ConfigError, InputError
+from leakaudit.gate import Baseline
+from leakaudit.report.baseline import check_same_setup, read_baseline
 from leakaudit.report.build import build_report
 from leakaudit.report.document import Report
 from leakaudit.report.paths import relativize, report_file
@@ -223,12 +225,13 @@ def _score_resumably(
     progress: ProgressFn | None,
     resume_path: str | Path | None,
     partial_path: str | Path | None,
-) -> tuple[ScoreResult, int]:
+) -> tuple[ScoreResult, int, list[str]]:
     """Score ``inputs``, continuing the partial results at ``resume_path`` and saving
     them to ``partial_path`` (default: ``resume_path``) after each chunk.
 
     Returns:
-        The results of all samples, and how many of them were resumed.
+        The results of all samples, how many of them were resumed, and every sample's
+        content hash (:func:`~leakaudit.resume.sample_digest`, hex) in dataset order.
     """
     total = len(inputs.ids)
     key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model))
@@ -263,7 +266,7 @@ def _score_resumably(
         backend, device = partial.result.backend, partial.result.device
     result: ScoreResult = partial.result if partial.result is not None else concat_results([])
     result.backend, result.device = backend, device
-    return result, resumed
+    return result, resumed, [bytes(row.tolist()).hex() for row in partial.digests]
 
 
 def _warnings(config: ScanConfig) -> list[str]:
@@ -334,9 +337,14 @@ def scan(
         wanted = set(options.scores) | set(calibration.chosen.scores)
         options = replace(options, scores=tuple(s for s in ALL_SCORES if s in wanted))
     resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
+    baseline = _read_baseline(config)
     inputs = load_inputs(config)
     notes = _check_calibration(calibration, inputs)
-    result, resumed = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
+    if baseline is not None:
+        check_same_setup(baseline[1], baseline[0].path, inputs.model_info, inputs.dataset_info)
+    result, resumed, content = _score_resumably(
+        config, inputs, options, progress, resume_path, partial_path
+    )
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
         result,
@@ -348,12 +356,21 @@ def scan(
         resumed=resumed,
         warnings=[*_warnings(config), *notes],
         calibration=calibration,
+        content=content,
+        baseline=baseline[0] if baseline is not None else None,
     )
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
     if redactor is not None:
         redactor.paths(report)
         redactor.save()
     return report
+
+
+def _read_baseline(config: ScanConfig) -> tuple[Baseline, dict[str, Any]] | None:
+    """The baseline report (``gate.baseline``) with the scores the gate rules read."""
+    if config.gate.baseline is None:
+        return None
+    return read_baseline(config.gate.baseline, [r.score for r in config.gate.rules])
 
 
 def _read_calibration(config: ScanConfig) -> Calibration | None:

@@ -50,6 +50,9 @@ def convert_paths(report: Report, convert: Any) -> None:
     cfg["data"]["root"] = convert(cfg["data"]["root"])
     for key in ("json", "output"):
         cfg["output"][key] = convert(cfg["output"][key])
+    cfg["gate"]["baseline"] = convert(cfg["gate"].get("baseline"))
+    if report.gate.baseline is not None:
+        report.gate.baseline["path"] = convert(report.gate.baseline["path"])
     report.model["name"] = _model_name(report.model["name"], convert)
     if report.model.get("checkpoint"):
         report.model["checkpoint"]["path"] = convert(report.model["checkpoint"]["path"])

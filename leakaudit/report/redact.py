@@ -80,7 +80,8 @@ class Redactor:
         """``config`` with its allowlist ids hashed (the gate then matches hashed ids)."""
         raw = config_to_dict(config)
         for entry in raw["gate"]["allowlist"]:
-            entry["id"] = self.id(entry["id"])
+            if entry["id"] is not None:
+                entry["id"] = self.id(entry["id"])
         return config_from_dict(raw)
 
     def paths(self, report: Report) -> None:

@@ -95,8 +95,18 @@ def summary_text(report: Report) -> Text:
             f"gate rule {r.describe()}: {r.risky}/{r.considered} risky → "
             + ("pass" if r.passed else "FAIL")
         )
+    if g.baseline is not None:
+        counts = [
+            f"{c['new']} new, {c['known']} known, {c['fixed']} fixed" for c in g.baseline["rules"]
+        ]
+        lines.append(f"baseline {g.baseline['path']}: " + "; ".join(counts))
+    for entry in g.expired_allowlist:
+        lines.append(f"expired allowlist entry: {entry.get('id') or entry.get('sha256')}")
     text = Text("\n".join(lines))
     text.append("\ngate: ")
+    if not g.configured:
+        text.append("not configured (no gate.rules or --fail-on)")
+        return text
     text.append("passed" if g.passed else "failed", style="green" if g.passed else "bold red")
     return text
 
