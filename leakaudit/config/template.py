@@ -7,7 +7,7 @@ from __future__ import annotations
 from leakaudit.config.schema import DEFAULT_RISK_SCORE, GateRule
 
 #: The gate rules the template ships (``gate.rules`` defaults to none).
-TEMPLATE_RULES = [GateRule("grad_norm", percentile=99, risky_when="above", max_fraction=0.01)]
+TEMPLATE_RULES = [GateRule("grad_norm", percentile=95, risky_when="above", max_fraction=0.1)]
 
 TEMPLATE = f"""\
 # leakaudit scan configuration. Every key is optional unless marked; the values shown
@@ -66,11 +66,11 @@ defense:
 gate:
   # Not the default (no rules: "gate: not configured"); a rule set that gates as pasted.
   rules:                   # all must pass
-    - score: grad_norm     # risky: grad_norm above the 99th percentile of the baseline
-      percentile: 99       # report's grad_norm (gate.baseline), else of this scan's own:
-      risky_when: above    # no raw threshold that drifts when the model is retrained
-      max_fraction: 0.01   # fail if more than this fraction is risky (0: any); a score
-                           # that could not be measured (NaN) always fails
+    - score: grad_norm     # risky: grad_norm above the 95th percentile of the baseline
+      percentile: 95       # report's grad_norm (gate.baseline), else of this scan's own
+      risky_when: above    # (then it fails only on unmeasured scores): no raw threshold
+      max_fraction: 0.1    # that drifts with retraining. Fail if more than this fraction
+                           # is risky (0: any); a score that is NaN always fails
     # - score: psnr        # with scores.calibration (leakaudit calibrate): risky when a
     #   threshold: 20      # sample is predicted to be reconstructed above 20 dB
     #   max_fraction: 0.0
