@@ -151,15 +151,17 @@ def test_baseline_counts_only_new_offenders_matched_by_id_or_content() -> None:
     base_vals = [9.0, 9.0, np.nan, 9.0, 0.0]
     base = baseline_of(base_ids, base_vals, base_content)
     rule = GateRule("grad_norm", 6.5, max_fraction=0.0)
-    res = evaluate_gate(
-        IDS, {"grad_norm": values}, [rule], [], DIRS, content=SHA, baseline=base
-    )
+    res = evaluate_gate(IDS, {"grad_norm": values}, [rule], [], DIRS, content=SHA, baseline=base)
     r = res.rules[0]
     new, known, fixed = slow_new_known_fixed(IDS, SHA, values, base, 6.5)
-    assert (r.offending, r.known, r.fixed) == (new, known, fixed) == (
-        ["s9"],
-        ["s2", "s7", "s8"],
-        ["gone"],
+    assert (
+        (r.offending, r.known, r.fixed)
+        == (new, known, fixed)
+        == (
+            ["s9"],
+            ["s2", "s7", "s8"],
+            ["gone"],
+        )
     )
     assert r.risky == 1 and r.non_finite == [] and not r.passed  # s9 is new, 0% tolerated
     assert res.baseline == {

@@ -98,6 +98,7 @@ def test_baseline_known_samples_do_not_fail_new_ones_do(
     counts = gate["baseline"]["rules"][1]
     assert counts["new"] == 0 and counts["known"] == len(gate["rules"][1]["known"]) >= 4
     assert "known risky in the baseline" in same.stderr
+
     # A baseline where nothing offended (grad_norm 0; one sample very high, now lower):
     # every risky sample is new, and that one is fixed.
     def calm(doc: dict) -> None:
@@ -105,6 +106,7 @@ def test_baseline_known_samples_do_not_fail_new_ones_do(
             s["scores"]["grad_norm"] = 0.0
         doc["samples"][0]["scores"]["grad_norm"] = 1e9
         doc["samples"][0]["id"] = "old-name"
+
     low = edited(tmp_path, report, "calm.json", calm)
     worse = scan("--demo", "--fail-on", rule, "--baseline", str(low), "--json", str(out))
     assert worse.exit_code == 1 and "new risky samples" in worse.stderr
@@ -126,11 +128,13 @@ def test_percentile_of_the_baseline(base: tuple[Path, dict], tmp_path: Path) -> 
     rule = json.loads(out.read_text())["gate"]["rules"][1]
     assert rule["reference"] == "baseline" and rule["percentile"] == 50
     assert rule["threshold"] == pytest.approx(grad_median(report))
+
     # Baseline values 10x smaller: the p50 threshold drops and every sample is new.
     def shrink(doc: dict) -> None:
         for s in doc["samples"]:
             s["scores"]["grad_norm"] /= 10
             s["id"], s["content_sha256"] = "x" + s["id"], None
+
     small = edited(tmp_path, report, "small.json", shrink)
     result = scan("--demo", "--fail-on", "grad_norm>p50@baseline:50%", "--baseline", str(small))
     assert result.exit_code == 1 and "p50@baseline" in result.stderr
@@ -147,18 +151,18 @@ def test_baseline_refusals(base: tuple[Path, dict], tmp_path: Path) -> None:
     assert_one_line(scan("--demo", "--baseline", str(kind)), "data kind")
     (tmp_path / "junk.json").write_text("not json")
     assert_one_line(scan("--demo", "--baseline", str(tmp_path / "junk.json")), "--baseline")
+
     def drop(doc: dict) -> None:
         for s in doc["samples"]:
             del s["scores"]["lavp_gm"]
+
     nogm = edited(tmp_path, report, "nogm.json", drop)
     assert_one_line(
         scan("--demo", "--baseline", str(nogm), "--fail-on", "lavp_gm>1"), "no lavp_gm scores"
     )
     assert_one_line(scan("--demo", "--baseline", str(path), "--fail-on", "psnr>20"), "psnr")
     for flag in ("--json", "--output"):
-        assert_one_line(
-            scan("--demo", "--baseline", str(path), flag, str(path)), "baseline report"
-        )
+        assert_one_line(scan("--demo", "--baseline", str(path), flag, str(path)), "baseline report")
     assert path.read_bytes() == before
 
 
@@ -202,10 +206,12 @@ def test_fail_on_rules_with_their_own_fraction(base: tuple[Path, dict]) -> None:
     assert scan("--demo", "--fail-on", f"grad_norm>{t}:60%").exit_code == 0
     assert scan("--demo", "--fail-on", f"grad_norm>{t}:0.6").exit_code == 0
     # The rule's own fraction wins over --max-fraction; rules without one use it.
-    mixed = ["--fail-on", f"grad_norm>{t}:0%", "--fail-on", f"lavp_gm>-1e300", "--max-fraction", "1"]
+    mixed = ["--fail-on", f"grad_norm>{t}:0%", "--fail-on", "lavp_gm>-1e300", "--max-fraction", "1"]
     result = scan("--demo", *mixed)
-    assert result.exit_code == 1 and "grad_norm >" in result.stderr and "lavp_gm" not in (
-        result.stderr.split("gate failed")[-1]
+    assert (
+        result.exit_code == 1
+        and "grad_norm >" in result.stderr
+        and "lavp_gm" not in (result.stderr.split("gate failed")[-1])
     )
     assert_one_line(scan("--demo", "--fail-on", "grad_norm>1:200%"), "--fail-on")
 
