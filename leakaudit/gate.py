@@ -61,7 +61,8 @@ class RuleResult:
     Attributes:
         score: the score the rule reads.
         risky_when: ``"below"`` or ``"above"`` the threshold.
-        threshold: the threshold applied (a percentile rule's, resolved).
+        threshold: the threshold applied (a percentile rule's, resolved; ±inf, null in
+            JSON, when this scan has no finite value to take it from).
         max_fraction: the largest tolerated fraction of risky samples.
         considered: samples not allowlisted.
         risky: risky samples among them (with a baseline: the new ones).
@@ -160,10 +161,18 @@ def risky_mask(values: np.ndarray, threshold: float, side: Literal["below", "abo
 
 
 def resolve_threshold(
-    rule: GateRule, values: np.ndarray, baseline: Baseline | None
+    rule: GateRule,
+    side: Literal["below", "above"],
+    values: np.ndarray,
+    baseline: Baseline | None,
 ) -> tuple[float, Literal["threshold", "baseline", "scan"]]:
     """The rule's threshold, and where it comes from: its own value, else its percentile
     of the baseline's values of the score (else of ``values``, this scan's).
+
+    The percentile is a value of the reference itself, on the safe side (numpy's
+    ``method="higher"`` for a rule risky above it, ``"lower"`` below): at most
+    ``100 - p`` percent of the reference's samples are beyond it, so a percentile of this
+    scan flags no more than that fraction, whatever the number of samples.
 
     Raises:
         InputError: the reference has no finite value of the score.
@@ -176,13 +185,16 @@ def resolve_threshold(
     else:
         ref, where = values, "scan"
     finite = ref[np.isfinite(ref)]
+    if not finite.size and baseline is None:  # nothing measured: every sample is risky
+        return (np.inf if side == "above" else -np.inf), "scan"
     if not finite.size:
         raise InputError(
             f"gate rule on {rule.score}: the {where} has no finite {rule.score} value to take "
             f"the {rule.percentile:g}th percentile of"
         )
     source: Literal["baseline", "scan"] = "baseline" if baseline is not None else "scan"
-    return float(np.percentile(finite, rule.percentile)), source
+    method = "higher" if side == "above" else "lower"
+    return float(np.percentile(finite, rule.percentile, method=method)), source
 
 
 def _matches(entry: AllowEntry, ids: Sequence[str], content: Sequence[str | None]) -> np.ndarray:
@@ -253,7 +265,7 @@ def evaluate_gate(
     for rule in rules:
         side = rule_direction(rule, directions[rule.score])
         values = np.asarray(scores[rule.score], dtype=np.float64)
-        threshold, reference = resolve_threshold(rule, values, baseline)
+        threshold, reference = resolve_threshold(rule, side, values, baseline)
         risky = risky_mask(values, threshold, side) & ~is_allowed
         known_mask = np.zeros(len(ids), dtype=bool)
         fixed: list[str] = []

@@ -114,13 +114,14 @@ def test_percentile_rule_reads_the_scan_without_a_baseline_and_the_baseline_with
 ) -> None:
     rule = GateRule("grad_norm", percentile=p, max_fraction=1.0)
     own = evaluate_gate(IDS, {"grad_norm": GRAD}, [rule], [], DIRS).rules[0]
-    t = float(np.percentile(GRAD, p))
+    t = float(np.percentile(GRAD, p, method="higher"))  # a sample's value, safe side
     assert own.reference == "scan" and own.threshold == pytest.approx(t)
     assert own.offending == count_risky(GRAD, t, below=False)
+    assert own.risky <= (100 - p) / 100 * len(IDS)  # never more than 100-p % by construction
     old = np.array([0.5, 1.0, 1.5, 2.0, np.nan, 2.5, 3.0, 3.5, 4.0, 4.5])  # NaN ignored
     base = baseline_of([f"old{i}" for i in range(10)], old)
     res = evaluate_gate(IDS, {"grad_norm": GRAD}, [rule], [], DIRS, baseline=base).rules[0]
-    t_base = float(np.percentile(old[np.isfinite(old)], p))
+    t_base = float(np.percentile(old[np.isfinite(old)], p, method="higher"))
     assert res.reference == "baseline" and res.threshold == pytest.approx(t_base)
     # No baseline sample shares an id or content: every risky sample is new.
     assert res.offending == count_risky(GRAD, t_base, below=False) and res.known == []
@@ -242,3 +243,12 @@ def test_config_checks_percentile_baseline_allowlist_dates() -> None:
     ):
         with pytest.raises(ConfigError, match=rf"gate.allowlist\[0\].{key}"):
             config_from_dict({"gate": {"allowlist": [entry]}})
+
+
+def test_a_percentile_of_the_scan_itself_tolerates_its_own_tail_at_any_size() -> None:
+    rule = GateRule("grad_norm", percentile=95, risky_when="above", max_fraction=0.1)
+    for n in (1, 2, 6, 10, 33):
+        ids, values = [f"s{i}" for i in range(n)], np.linspace(0.0, 1.0, n)
+        assert evaluate_gate(ids, {"grad_norm": values}, [rule], [], DIRS).passed
+        values[0] = np.nan  # an unmeasured sample still fails it
+        assert not evaluate_gate(ids, {"grad_norm": values}, [rule], [], DIRS).passed
