@@ -193,8 +193,9 @@ def resolve_threshold(
             f"the {rule.percentile:g}th percentile of"
         )
     source: Literal["baseline", "scan"] = "baseline" if baseline is not None else "scan"
-    method = "higher" if side == "above" else "lower"
-    return float(np.percentile(finite, rule.percentile, method=method)), source
+    if side == "above":
+        return float(np.percentile(finite, rule.percentile, method="higher")), source
+    return float(np.percentile(finite, rule.percentile, method="lower")), source
 
 
 def _matches(entry: AllowEntry, ids: Sequence[str], content: Sequence[str | None]) -> np.ndarray:
