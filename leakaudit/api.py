@@ -356,7 +356,7 @@ def scan(
         resumed=resumed,
         warnings=[*_warnings(config), *notes],
         calibration=calibration,
-        content=content,
+        content=[redactor.content(c) for c in content] if redactor else content,
         baseline=baseline[0] if baseline is not None else None,
     )
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))

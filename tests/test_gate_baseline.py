@@ -232,3 +232,40 @@ def test_init_template_gates_a_pasted_config(tmp_path: Path) -> None:
     gate = json.loads(out.read_text())["gate"]
     assert gate["configured"] and gate["rules"][0]["reference"] == "scan"
     assert result.stderr.strip().splitlines()[-1].startswith("gate passed (1 rule)")
+
+
+def test_baseline_in_sarif_and_from_a_config_file(base: tuple[Path, dict], tmp_path: Path) -> None:
+    path, report = base
+    rule = f"grad_norm>{grad_median(report):.6g}"
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "base.json").write_bytes(path.read_bytes())
+    cfg = config_to_dict(demo_config())
+    cfg["gate"]["baseline"] = "reports/base.json"  # relative to the config file
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = scan("--config", str(config), "--fail-on", rule, "-f", "sarif")
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)["runs"][0]["results"]
+    known = [r for r in results if r.get("baselineState") == "unchanged"]
+    assert known and all(r["level"] == "note" for r in known)
+    assert not [r for r in results if r.get("baselineState") == "new"]
+
+
+def test_redacted_content_hashes_are_keyed_and_still_allowlist(
+    base: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, report = base
+    monkeypatch.setenv("LEAKAUDIT_REDACT_KEY", "test-key")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    assert scan("--demo", "--redact", "--json", str(out)).exit_code == 0
+    redacted = json.loads(out.read_text())["samples"]
+    plain = {s["index"]: s["content_sha256"] for s in report["samples"]}
+    for s in redacted:  # keyed: not the plain content hash, but as unique
+        assert len(s["content_sha256"]) == 64 and s["content_sha256"] != plain[s["index"]]
+    assert len({s["content_sha256"] for s in redacted}) == len(redacted)
+    top = min(redacted, key=lambda s: s["rank"])
+    rule = f"grad_norm>{top['scores']['grad_norm'] * 0.999!r}"
+    assert scan("--demo", "--redact", "--fail-on", rule).exit_code == 1
+    allow = f"sha256:{top['content_sha256']}=public"
+    assert scan("--demo", "--redact", "--fail-on", rule, "--allow", allow).exit_code == 0
