@@ -108,4 +108,5 @@ def config_from_report(report: dict[str, Any], report_path: str | Path | None) -
     cfg.model.checkpoint = resolve(cfg.model.checkpoint)
     cfg.model.name = _model_name(cfg.model.name, resolve)
     cfg.data.root = resolve(cfg.data.root)
+    cfg.gate.baseline = resolve(cfg.gate.baseline)
     return cfg
