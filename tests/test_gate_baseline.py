@@ -98,6 +98,7 @@ def test_baseline_known_samples_do_not_fail_new_ones_do(
     counts = gate["baseline"]["rules"][1]
     assert counts["new"] == 0 and counts["known"] == len(gate["rules"][1]["known"]) >= 4
     assert "known risky in the baseline" in same.stderr
+    assert f"0/10 risky new ({counts['known']} known, 0 fixed) → pass" in same.stdout
 
     # A baseline where nothing offended (grad_norm 0; one sample very high, now lower):
     # every risky sample is new, and that one is fixed.
