@@ -39,6 +39,8 @@ from leakaudit.calibration.recovery import MIN_GAIN_DB, MIN_PSNR_DB, best_over_a
 from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
 from leakaudit.errors import ConfigError, InputError
+from leakaudit.gate import Baseline
+from leakaudit.report.baseline import check_same_setup, read_baseline
 from leakaudit.report.build import build_report
 from leakaudit.report.document import Report
 from leakaudit.report.paths import relativize, report_file
@@ -244,12 +246,13 @@ def _score_resumably(
     progress: ProgressFn | None,
     resume_path: str | Path | None,
     partial_path: str | Path | None,
-) -> tuple[ScoreResult, int]:
+) -> tuple[ScoreResult, int, list[str]]:
     """Score ``inputs``, continuing the partial results at ``resume_path`` and saving
     them to ``partial_path`` (default: ``resume_path``) after each chunk.
 
     Returns:
-        The results of all samples, and how many of them were resumed.
+        The results of all samples, how many of them were resumed, and every sample's
+        content hash (:func:`~leakaudit.resume.sample_digest`, hex) in dataset order.
     """
     total = len(inputs.ids)
     key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model))
@@ -284,7 +287,7 @@ def _score_resumably(
         backend, device = partial.result.backend, partial.result.device
     result: ScoreResult = partial.result if partial.result is not None else concat_results([])
     result.backend, result.device = backend, device
-    return result, resumed
+    return result, resumed, [bytes(row.tolist()).hex() for row in partial.digests]
 
 
 def _warnings(config: ScanConfig) -> list[str]:
@@ -349,15 +352,16 @@ def scan(
     """
     config, base_dir = _as_config(config, base_dir)
     start = time.perf_counter()
-    calibration = _read_calibration(config)
-    options = score_options(config)
-    if calibration is not None and calibration.chosen is not None:  # compute what it reads
-        wanted = set(options.scores) | set(calibration.chosen.scores)
-        options = replace(options, scores=tuple(s for s in ALL_SCORES if s in wanted))
+    options, calibration = _scan_options(config)
     resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
+    baseline = _read_baseline(config)
     inputs = load_inputs(config)
     notes = _check_calibration(calibration, inputs, config, options)
-    result, resumed = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
+    if baseline is not None:
+        check_same_setup(baseline[1], baseline[0].path, inputs.model_info, inputs.dataset_info)
+    result, resumed, content = _score_resumably(
+        config, inputs, options, progress, resume_path, partial_path
+    )
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
         result,
@@ -369,12 +373,31 @@ def scan(
         resumed=resumed,
         warnings=[*_warnings(config), *notes],
         calibration=calibration,
+        content=[redactor.content(c) for c in content] if redactor else content,
+        baseline=baseline[0] if baseline is not None else None,
     )
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
     if redactor is not None:
         redactor.paths(report)
         redactor.save()
     return report
+
+
+def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None]:
+    """The engine's options, and the calibration whose scores they must also compute."""
+    calibration = _read_calibration(config)
+    options = score_options(config)
+    if calibration is not None and calibration.chosen is not None:
+        wanted = set(options.scores) | set(calibration.chosen.scores)
+        options = replace(options, scores=tuple(s for s in ALL_SCORES if s in wanted))
+    return options, calibration
+
+
+def _read_baseline(config: ScanConfig) -> tuple[Baseline, dict[str, Any]] | None:
+    """The baseline report (``gate.baseline``) with the scores the gate rules read."""
+    if config.gate.baseline is None:
+        return None
+    return read_baseline(config.gate.baseline, [r.score for r in config.gate.rules])
 
 
 def _read_calibration(config: ScanConfig) -> Calibration | None:
@@ -600,10 +623,7 @@ def calibrate(
         InputError: bad inputs (exit 2).
     """
     config = _as_config(config, None)[0]
-    if folds < 2:
-        raise ConfigError("calibration needs at least 2 folds: an in-sample ρ is not reported")
-    if n_samples < 3 * folds:
-        raise ConfigError(f"calibration needs at least {3 * folds} samples for {folds} folds")
+    _check_folds(n_samples, folds)
     options = score_options(config)
     inputs = load_inputs(config)
     subset = _calibration_subset(inputs, options, n_samples, folds, seed)
@@ -630,6 +650,13 @@ def calibrate(
         return fit_calibration(scores, quality, meta=meta, k=folds, seed=seed)
     except (CalibrationError, ValueError) as exc:
         raise InputError(f"cannot calibrate on these samples: {exc}") from None
+
+
+def _check_folds(n_samples: int, folds: int) -> None:
+    if folds < 2:
+        raise ConfigError("calibration needs at least 2 folds: an in-sample ρ is not reported")
+    if n_samples < 3 * folds:
+        raise ConfigError(f"calibration needs at least {3 * folds} samples for {folds} folds")
 
 
 def _calibration_subset(

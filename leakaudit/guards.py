@@ -111,6 +111,7 @@ def check_run_outputs(
     inputs: dict[str, PathLike] = {
         "the checkpoint": cfg.model.checkpoint,
         "the calibration": cfg.scores.calibration,
+        "the baseline report": cfg.gate.baseline,
         "the model factory": _factory_file(cfg.model.name),
         "the config": config,
         "the scan report": report,

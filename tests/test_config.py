@@ -19,6 +19,7 @@ from leakaudit.config import (
     parse_bytes,
     with_overrides,
 )
+from leakaudit.config.template import TEMPLATE_RULES
 from leakaudit.defenses import GaussianNoise, Pruning, make_defense
 from leakaudit.errors import ConfigError
 from leakaudit.scores.names import ALL_SCORES
@@ -33,6 +34,9 @@ def test_init_template_parses_to_the_defaults(tmp_path: Path) -> None:
     # Everything but the paths (resolved against the file's folder) equals the defaults.
     assert cfg.data.root == str(tmp_path / "data/")
     cfg.data.root = defaults.data.root = None
+    # ... and the gate, which ships a percentile rule (the default: no rules).
+    assert cfg.gate.rules == TEMPLATE_RULES and defaults.gate.rules == []
+    cfg.gate.rules = []
     assert config_to_dict(cfg) == config_to_dict(defaults)
     assert "#" in path.read_text()  # commented
     again = CliRunner().invoke(app, ["init", str(path)])

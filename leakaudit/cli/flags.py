@@ -30,10 +30,13 @@ def parse_defense(text: str, target_error: float) -> dict[str, Any]:
 
 
 def parse_allow(text: str) -> dict[str, str]:
-    """``"ID=reason"`` → an allowlist entry (the reason is required)."""
+    """``"ID=reason"`` or ``"sha256:HEX=reason"`` (a sample's ``content_sha256``) → an
+    allowlist entry (the reason is required)."""
     sample, sep, reason = text.partition("=")
     if not sep or not reason.strip():
-        raise ConfigError(f"--allow {text!r}: expected SAMPLE_ID=REASON")
+        raise ConfigError(f"--allow {text!r}: expected SAMPLE_ID=REASON or sha256:HEX=REASON")
+    if sample.startswith("sha256:"):
+        return {"sha256": sample.removeprefix("sha256:"), "reason": reason}
     return {"id": sample, "reason": reason}
 
 

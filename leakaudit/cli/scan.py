@@ -18,6 +18,7 @@ from leakaudit.cli.progress import scan_progress
 from leakaudit.cli.resolve import resolve_config
 from leakaudit.config import ScanConfig
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
+from leakaudit.gate import expired_warning
 from leakaudit.guards import check_scan_outputs
 from leakaudit.io.imagefolder import hide_skipped_paths
 from leakaudit.report.document import Report
@@ -72,11 +73,23 @@ def scan_command(
     seed: Annotated[int | None, typer.Option(help="Seed of probes and start vectors.")] = None,
     fail_on: Annotated[
         list[str] | None,
-        typer.Option(help="Gate rule SCORE<VALUE or SCORE>VALUE (repeatable), e.g. 'i2f<0.5'."),
+        typer.Option(
+            help="Gate rule SCORE<VALUE or SCORE>VALUE (repeatable); VALUE a number or a "
+            "percentile pNN[@baseline]; :FRACTION sets the rule's own tolerated fraction, "
+            "e.g. 'i2f<0.5', 'grad_norm>p95@baseline:5%'."
+        ),
     ] = None,
     max_fraction: Annotated[
-        float, typer.Option(help="Fraction of risky samples the --fail-on rules tolerate.")
+        float,
+        typer.Option(help="Fraction of risky samples --fail-on rules without :FRACTION tolerate."),
     ] = 0.0,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Previous JSON report: fail only on samples newly offending a rule; "
+            "percentile rules read its values."
+        ),
+    ] = None,
     allow: Annotated[
         list[str] | None, typer.Option(help="Allowlist SAMPLE_ID=REASON (repeatable).")
     ] = None,
@@ -117,7 +130,9 @@ def scan_command(
             "scan",
             ctx.params,
             {**opt.INPUT_KEYS, **opt.SCAN_KEYS},
-            extra=lambda base: _gate_overrides(base, fail_on, max_fraction, allow, redact),
+            extra=lambda base: _gate_overrides(
+                base, fail_on, max_fraction, allow, redact, baseline
+            ),
         )
         base = config.parent if config is not None else None
         check_scan_outputs(cfg, config=config, partial=partial)
@@ -131,9 +146,13 @@ def _gate_overrides(
     max_fraction: float,
     allow: list[str] | None,
     redact: bool,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
-    """``--fail-on`` and ``--allow`` added to the configured rules and allowlist; ``--redact``."""
+    """``--fail-on`` and ``--allow`` added to the configured rules and allowlist;
+    ``--redact``; ``--baseline`` replaces ``gate.baseline``."""
     overrides: dict[str, Any] = {}
+    if baseline is not None:
+        overrides["gate.baseline"] = baseline
     if fail_on:
         flag_rules = [asdict(parse_rule_flag(r, max_fraction)) for r in fail_on]
         overrides["gate.rules"] = [asdict(r) for r in base.gate.rules] + flag_rules
@@ -211,18 +230,31 @@ def _verdict(report: Report) -> None:
         )
     for name in report.gate.unused_allowlist:
         warning_line(f"allowlisted sample {name!r} is not in this scan")
+    for entry in report.gate.expired_allowlist:
+        warning_line(expired_warning(entry))
     failed = [r for r in report.gate.rules if not r.passed]
+    new = "new " if report.gate.baseline is not None else ""
     if failed:
         err.print(
-            f"gate failed: {len(report.gate.offending)} risky samples "
+            f"gate failed: {len(report.gate.offending)} {new}risky samples "
             f"({'; '.join(f'{r.describe()}: {r.tally()}' for r in failed)})",
             markup=False,
             style="bold red",
         )
         raise typer.Exit(EXIT_GATE_FAILED)
     n_rules = len(report.gate.rules)
+    if not report.gate.configured:
+        err.print(
+            "gate: not configured (no gate.rules or --fail-on); "
+            f"{report.summary['num_samples']} samples in {report.summary['seconds']:.1f} s",
+            markup=False,
+        )
+        return
+    known = sum(len(r.known) for r in report.gate.rules)
     err.print(
-        f"gate passed ({n_rules} rule{'s' if n_rules != 1 else ''}); "
+        f"gate passed ({n_rules} rule{'s' if n_rules != 1 else ''}"
+        + (f"; {known} known risky in the baseline, not counted" if known else "")
+        + "); "
         f"{report.summary['num_samples']} samples in {report.summary['seconds']:.1f} s",
         markup=False,
         style="green",

@@ -86,6 +86,7 @@ def load_config(path: str | Path) -> ScanConfig:
     base = path.parent
     cfg.model.checkpoint = _resolve(cfg.model.checkpoint, base)
     cfg.data.root = _resolve(cfg.data.root, base)
+    cfg.gate.baseline = _resolve(cfg.gate.baseline, base)
     file_part, sep, factory = cfg.model.name.rpartition(":")
     if sep and file_part.endswith(".py"):
         cfg.model.name = f"{_resolve(file_part, base)}:{factory}"

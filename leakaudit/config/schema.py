@@ -7,7 +7,9 @@ Each section checks its own values in ``__post_init__`` (errors name the field);
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -227,16 +229,21 @@ class DefenseConfig:
 
 @dataclass
 class GateRule:
-    """Fail when more than ``max_fraction`` of the samples are beyond ``threshold``.
+    """Fail when more than ``max_fraction`` of the samples are beyond the threshold.
 
+    The threshold is ``threshold`` (a score value), or ``percentile``: that percentile
+    (0–100) of the score's values in the baseline report (``gate.baseline``), else in this
+    scan. ``reference: baseline`` refuses a percentile rule without a baseline.
     ``risky_when`` is ``below`` or ``above``; by default the score's risk direction
     (``i2f`` with ``threshold: τ`` flags samples whose predicted error is below τ).
     """
 
     score: str
-    threshold: float
+    threshold: float | None = None
     max_fraction: float = 0.0
     risky_when: Literal["below", "above"] | None = None
+    percentile: float | None = None
+    reference: Literal["auto", "baseline"] = "auto"
 
     def __post_init__(self) -> None:
         require(
@@ -245,9 +252,30 @@ class GateRule:
             unknown("score", self.score, [*ALL_SCORES, PSNR_RULE]),
         )
         require(
-            math.isfinite(self.threshold),
+            self.threshold is not None or self.percentile is not None,
+            "threshold",
+            "required key (a score value), unless the rule gives percentile (0-100: that "
+            "percentile of the baseline's values)",
+        )
+        require(
+            self.threshold is None or self.percentile is None,
+            "threshold",
+            "give threshold or percentile, not both",
+        )
+        require(
+            self.threshold is None or math.isfinite(self.threshold),
             "threshold",
             f"must be a finite number, got {self.threshold}",
+        )
+        require(
+            self.percentile is None or 0.0 <= self.percentile <= 100.0,
+            "percentile",
+            f"must be in [0, 100], got {self.percentile}",
+        )
+        require(
+            self.reference == "auto" or self.percentile is not None,
+            "reference",
+            "only a percentile rule has a reference",
         )
         require(
             0.0 <= self.max_fraction <= 1.0,
@@ -256,23 +284,71 @@ class GateRule:
         )
 
 
+#: ``expires`` dates of allowlist entries: ``YYYY-MM-DD``.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 @dataclass
 class AllowEntry:
-    """A sample the gate ignores, and why."""
+    """A sample the gate ignores, and why: by ``id`` (its path id) and/or ``sha256`` (its
+    content hash, the report's ``content_sha256``: survives renames), until ``expires``
+    (``YYYY-MM-DD``, inclusive; an expired entry no longer suppresses)."""
 
-    id: str
-    reason: str
+    id: str | None = None
+    reason: str = ""
+    sha256: str | None = None
+    expires: str | None = None
 
     def __post_init__(self) -> None:
-        require(bool(self.reason.strip()), "reason", "give a reason for allowlisting")
+        require(
+            self.id is not None or self.sha256 is not None,
+            "id",
+            "give the sample's id or its sha256 (content hash)",
+        )
+        require(
+            bool(self.reason.strip()), "reason", "required key: give a reason for allowlisting"
+        )
+        if self.sha256 is not None:
+            self.sha256 = self.sha256.lower()
+            require(
+                re.fullmatch(r"[0-9a-f]{64}", self.sha256) is not None,
+                "sha256",
+                f"expected 64 hex digits (a sample's content_sha256), got {self.sha256!r}",
+            )
+        if self.expires is not None:
+            require(
+                _DATE.fullmatch(self.expires) is not None and _valid_date(self.expires),
+                "expires",
+                f"expected a date YYYY-MM-DD, got {self.expires!r}",
+            )
+
+    def expired(self, today: datetime.date) -> bool:
+        """Whether the entry's ``expires`` date is before ``today``."""
+        return self.expires is not None and datetime.date.fromisoformat(self.expires) < today
+
+    def names(self) -> str:
+        """How the entry names its sample: ``id``, ``sha256:…``, or both."""
+        parts = [self.id] if self.id is not None else []
+        parts += [f"sha256:{self.sha256}"] if self.sha256 is not None else []
+        return " / ".join(parts)
+
+
+def _valid_date(text: str) -> bool:
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
 class GateConfig:
-    """CI gate: rules (all must pass) and allowlisted sample ids."""
+    """CI gate: rules (all must pass), allowlisted samples, and the ``baseline`` report
+    (a previous scan's JSON) that percentile rules and the new/known comparison read."""
 
     rules: list[GateRule] = field(default_factory=list)
     allowlist: list[AllowEntry] = field(default_factory=list)
+    baseline: str | None = None
 
 
 @dataclass
@@ -303,6 +379,12 @@ class ScanConfig:
 
     def __post_init__(self) -> None:
         for i, rule in enumerate(self.gate.rules):
+            require(
+                rule.reference != "baseline" or self.gate.baseline is not None,
+                f"gate.rules[{i}].reference",
+                "a percentile rule of the baseline needs gate.baseline "
+                "(--baseline previous-report.json)",
+            )
             if rule.score == PSNR_RULE:
                 require(
                     self.scores.calibration is not None,

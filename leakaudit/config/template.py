@@ -1,9 +1,13 @@
 """The commented configuration template ``leakaudit init`` writes: every key with its
-default (docs/configuration.md is the reference)."""
+default, except the gate, which ships :data:`TEMPLATE_RULES` (docs/configuration.md is
+the reference)."""
 
 from __future__ import annotations
 
-from leakaudit.config.schema import DEFAULT_RISK_SCORE
+from leakaudit.config.schema import DEFAULT_RISK_SCORE, GateRule
+
+#: The gate rules the template ships (``gate.rules`` defaults to none).
+TEMPLATE_RULES = [GateRule("grad_norm", percentile=95, risky_when="above", max_fraction=0.1)]
 
 TEMPLATE = f"""\
 # leakaudit scan configuration. Every key is optional unless marked; the values shown
@@ -61,14 +65,26 @@ defense:
   target_error: 1.0        # τ: the reconstruction error (input units) of the σ what-if
 
 gate:
-  rules: []                # all must pass, e.g.
-  # - score: i2f           # risky when i2f < 0.5: the attack is predicted to get within 0.5
-  #   threshold: 0.5
-  #   max_fraction: 0.0    # fail if more than this fraction is risky (0: any)
-  #   risky_when: below    # below | above; default: the score's risk direction
+  # Not the default (no rules: "gate: not configured"); a rule set that gates as pasted.
+  rules:                   # all must pass
+    - score: grad_norm     # risky: grad_norm above the 95th percentile of the baseline
+      percentile: 95       # report's grad_norm (gate.baseline), else of this scan's own
+      risky_when: above    # (then it fails only on unmeasured scores): no raw threshold
+      max_fraction: 0.1    # that drifts with retraining. Fail if more than this fraction
+                           # is risky (0: any); a score that is NaN always fails
+    # - score: psnr        # with scores.calibration (leakaudit calibrate): risky when a
+    #   threshold: 20      # sample is predicted to be reconstructed above 20 dB
+    #   max_fraction: 0.0
+    # - score: i2f         # a raw threshold: risky when i2f < 0.5 (the attack is
+    #   threshold: 0.5     # predicted to get within 0.5); risky_when: below | above,
+    #   risky_when: below  # default: the score's risk direction
   allowlist: []            # samples the gate ignores, each with a reason, e.g.
-  # - id: "images/cat/003.png"
+  # - id: "images/cat/003.png"           # the sample's id, and/or
+  #   sha256: "<content_sha256 from a report>"  # its content hash (survives renames)
   #   reason: public image, consent on file
+  #   expires: 2026-12-31  # optional: after this date the entry stops suppressing
+  baseline: null           # a previous scan's JSON report: the gate then fails only on
+                           # samples newly offending a rule (known ones are reported)
 
 output:
   top_k: 10                # rows of the riskiest-samples table

@@ -10,6 +10,7 @@ mean per_class?)``). Errors are :class:`~leakaudit.errors.ConfigError` (exit 2).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import types
 import typing
@@ -103,6 +104,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return value
         if isinstance(value, int) and not isinstance(value, bool) and key.endswith(".id"):
             return str(value)  # allowlisted sample ids may be dataset indices
+        if isinstance(value, datetime.date) and key.endswith(".expires"):
+            return value.isoformat()  # YAML reads an unquoted 2026-01-31 as a date
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_describe(value)}")
 
 

@@ -16,7 +16,7 @@ from leakaudit.calibration.apply import PSNR_RULE, Prediction, predict
 from leakaudit.calibration.document import Calibration
 from leakaudit.config import ScanConfig, config_to_dict
 from leakaudit.direction import Direction
-from leakaudit.gate import evaluate_gate
+from leakaudit.gate import Baseline, evaluate_gate, expired_warning
 from leakaudit.report.document import Report, SampleRecord
 from leakaudit.report.ranking import distribution, risk_percentiles, risk_ranks
 from leakaudit.scores.i2f import sigma_needed
@@ -61,6 +61,8 @@ def build_report(
     resumed: int = 0,
     warnings: Sequence[str] = (),
     calibration: Calibration | None = None,
+    content: Sequence[str] | None = None,
+    baseline: Baseline | None = None,
 ) -> Report:
     """Rank and summarise ``result`` (rows in dataset order) into a :class:`Report`.
 
@@ -75,19 +77,25 @@ def build_report(
         warnings: lines to carry into the report.
         calibration: when given, every sample gets its predicted PSNR and the ranking
             follows the calibrated rule (see docs/calibration.md).
+        content: ``[N]`` the samples' content hashes (SHA-256 hex), for allowlist
+            ``sha256`` entries and baseline matching.
+        baseline: a previous report: the gate counts only newly offending samples.
     """
     n = int(result.indices.numel())
     score_np = {k: v.double().numpy() for k, v in result.scores.items()}
     ranking = _Ranking.of(config, score_np, calibration)
     whatif, sig = _whatif(result, config, n)
-    samples = [_record(k, result, ids, score_np, ranking, sig) for k in range(n)]
+    samples = [_record(k, result, ids, score_np, ranking, sig, content) for k in range(n)]
     gate = evaluate_gate(
         [str(i) for i in ids],
         ranking.gated,
         config.gate.rules,
         config.gate.allowlist,
         ranking.directions,
+        content=content,
+        baseline=baseline,
     )
+    expired = [expired_warning(e) for e in gate.expired_allowlist]
     return Report(
         tool={"name": "leakaudit", "version": leakaudit.__version__},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -100,7 +108,7 @@ def build_report(
         samples=samples,
         summary=_summary(result, ids, config, score_np, seconds, resumed),
         gate=gate,
-        warnings=list(warnings),
+        warnings=[*warnings, *expired],
     )
 
 
@@ -111,6 +119,7 @@ def _record(
     scores: dict[str, np.ndarray],
     ranking: _Ranking,
     sigma: np.ndarray,
+    content: Sequence[str] | None,
 ) -> SampleRecord:
     """Row ``k`` of the report."""
     return SampleRecord(
@@ -122,6 +131,7 @@ def _record(
         scores={name: float(v[k]) for name, v in scores.items()},
         diagnostics={name: _item(t[k]) for name, t in result.diagnostics.items()},
         sigma_needed=float(sigma[k]),
+        content_sha256=content[k] if content is not None else None,
         **ranking.psnr(k),
     )
 

@@ -45,6 +45,8 @@ class SampleRecord:
         predicted_psnr_db: the PSNR the calibrated attack is predicted to reach on this
             sample (``None`` without ``--calibration``).
         psnr_interval_db: ``[low, high]`` prediction interval of ``predicted_psnr_db``.
+        content_sha256: SHA-256 (hex) of the sample's input tensor and label, as scanned
+            (:func:`leakaudit.resume.sample_digest`): an id that survives renames.
     """
 
     index: int
@@ -57,6 +59,7 @@ class SampleRecord:
     sigma_needed: float | None = None
     predicted_psnr_db: float | None = None
     psnr_interval_db: list[float] | None = None
+    content_sha256: str | None = None
 
 
 @dataclass

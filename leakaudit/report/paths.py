@@ -50,6 +50,9 @@ def convert_paths(report: Report, convert: Any) -> None:
     cfg["data"]["root"] = convert(cfg["data"]["root"])
     for key in ("json", "output"):
         cfg["output"][key] = convert(cfg["output"][key])
+    cfg["gate"]["baseline"] = convert(cfg["gate"].get("baseline"))
+    if report.gate.baseline is not None:
+        report.gate.baseline["path"] = convert(report.gate.baseline["path"])
     report.model["name"] = _model_name(report.model["name"], convert)
     if report.model.get("checkpoint"):
         report.model["checkpoint"]["path"] = convert(report.model["checkpoint"]["path"])
@@ -105,4 +108,5 @@ def config_from_report(report: dict[str, Any], report_path: str | Path | None) -
     cfg.model.checkpoint = resolve(cfg.model.checkpoint)
     cfg.model.name = _model_name(cfg.model.name, resolve)
     cfg.data.root = resolve(cfg.data.root)
+    cfg.gate.baseline = resolve(cfg.gate.baseline)
     return cfg

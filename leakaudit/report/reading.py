@@ -81,30 +81,30 @@ READ_SCHEMA: dict[str, Any] = {
 }
 
 
-def _read_bounded(path: Path) -> bytes:
+def _read_bounded(path: Path, flag: str = "--report") -> bytes:
     """At most :data:`MAX_REPORT_BYTES` of a regular file, without blocking on a FIFO."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise InputError(f"--report {path}: cannot read the scan report ({exc.strerror})") from None
+        raise InputError(f"{flag} {path}: cannot read the scan report ({exc.strerror})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             what = "a directory" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
-            raise InputError(f"--report {path}: not a regular file ({what})")
+            raise InputError(f"{flag} {path}: not a regular file ({what})")
         if info.st_size > MAX_REPORT_BYTES:
             raise InputError(
-                f"--report {path}: the file is too large ({info.st_size} bytes; a scan "
+                f"{flag} {path}: the file is too large ({info.st_size} bytes; a scan "
                 f"report is read only up to {MAX_REPORT_BYTES // 2**20} MiB)"
             )
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(MAX_REPORT_BYTES + 1)
     except OSError as exc:
-        raise InputError(f"--report {path}: cannot read the scan report ({exc.strerror})") from None
+        raise InputError(f"{flag} {path}: cannot read the scan report ({exc.strerror})") from None
     finally:
         os.close(fd)
     if len(data) > MAX_REPORT_BYTES:  # it grew while being read
-        raise InputError(f"--report {path}: the file is too large (over {MAX_REPORT_BYTES} bytes)")
+        raise InputError(f"{flag} {path}: the file is too large (over {MAX_REPORT_BYTES} bytes)")
     return data
 
 
@@ -173,8 +173,9 @@ def check_report(raw: Any, where: str) -> dict[str, Any]:
     return raw
 
 
-def read_report(path: str | Path) -> dict[str, Any]:
-    """Read and check the scan report at ``path`` (``validate --report``).
+def read_report(path: str | Path, flag: str = "--report") -> dict[str, Any]:
+    """Read and check the scan report at ``path`` (``validate --report``; ``flag`` names
+    the option in messages, e.g. ``--baseline``).
 
     Raises:
         InputError: not a regular file, larger than :data:`MAX_REPORT_BYTES`, not UTF-8
@@ -182,8 +183,8 @@ def read_report(path: str | Path) -> dict[str, Any]:
             ``validate`` reads of the wrong type (the message names the field).
     """
     path = Path(path)
-    where = f"--report {path}"
-    data = _read_bounded(path)
+    where = f"{flag} {path}"
+    data = _read_bounded(path, flag)
     try:
         raw = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep

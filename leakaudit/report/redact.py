@@ -10,7 +10,9 @@ same way, and paths keep only their file name. The key is
 
 The hash → id mapping is merged into ``redact-map.json`` beside the salt file, never into
 the report. The same key gives the same ids in every run, so baselines and allowlists
-keep working; an allowlist may name the original id or its hash.
+keep working; an allowlist may name the original id or its hash. Samples'
+``content_sha256`` are keyed too (:meth:`Redactor.content`): allowlist ``sha256``
+entries and baselines of a redacted scan use the redacted values.
 """
 
 from __future__ import annotations
@@ -76,11 +78,17 @@ class Redactor:
         self.mapping[hashed] = value
         return hashed
 
+    def content(self, digest: str) -> str:
+        """A sample's content hash (hex) keyed like the ids: HMAC-SHA256, 64 hex digits, so
+        that a redacted report cannot confirm that a known image was scanned."""
+        return hmac.new(self.key, b"content|" + digest.encode(), hashlib.sha256).hexdigest()
+
     def config(self, config: ScanConfig) -> ScanConfig:
         """``config`` with its allowlist ids hashed (the gate then matches hashed ids)."""
         raw = config_to_dict(config)
         for entry in raw["gate"]["allowlist"]:
-            entry["id"] = self.id(entry["id"])
+            if entry["id"] is not None:
+                entry["id"] = self.id(entry["id"])
         return config_from_dict(raw)
 
     def paths(self, report: Report) -> None:

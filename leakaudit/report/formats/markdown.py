@@ -56,7 +56,10 @@ def render_markdown(report: Report, top_k: int = 10) -> str:
 
 
 def _header(report: Report) -> list[str]:
-    verdict = "✅ gate passed" if report.gate.passed else "❌ gate failed"
+    if not report.gate.configured:
+        verdict = "gate not configured"
+    else:
+        verdict = "✅ gate passed" if report.gate.passed else "❌ gate failed"
     ckpt = report.model.get("checkpoint") or {}
     return [
         f"## leakaudit scan: {verdict}",
@@ -125,14 +128,22 @@ def _whatif(report: Report) -> list[str]:
 
 def _gate(report: Report) -> list[str]:
     lines = ["", "### Gate", ""]
-    if not report.gate.rules:
-        return [*lines, "No rules configured."]
-    lines += [_row(["rule", "risky", "fraction", "result"])]
-    lines += [_row(["---", "---:", "---:", "---"])]
-    for r in report.gate.rules:
+    g = report.gate
+    if not g.configured:
+        return [*lines, "Gate: not configured (no `gate.rules` or `--fail-on`)."]
+    base = g.baseline
+    lines += [_row(["rule", "risky", "fraction", *(["known", "fixed"] if base else []), "result"])]
+    lines += [_row(["---", "---:", "---:", *(["---:", "---:"] if base else []), "---"])]
+    for r in g.rules:
         verdict = "pass" if r.passed else "**fail**"
-        risky = f"{r.risky}/{r.considered}"
-        lines.append(_row([r.describe(), risky, f"{r.fraction:.1%}", verdict]))
+        risky = f"{r.risky}/{r.considered}" + (" new" if base else "")
+        known = [str(len(r.known)), str(len(r.fixed))] if base else []
+        lines.append(_row([r.describe(), risky, f"{r.fraction:.1%}", *known, verdict]))
+    if base is not None:
+        lines += ["", f"Compared with the baseline `{base['path']}` ({base['samples']} samples)."]
+    if g.expired_allowlist:
+        names = ", ".join(md_code(e.get("id") or e.get("sha256", "")) for e in g.expired_allowlist)
+        lines += ["", f"Expired allowlist entries (no longer suppress): {names}"]
     if report.gate.offending:
         shown = ", ".join(md_code(i) for i in report.gate.offending[:20])
         more = len(report.gate.offending) - 20

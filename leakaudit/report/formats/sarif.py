@@ -56,7 +56,8 @@ def rule_ids(rules: list[RuleResult]) -> list[str]:
     """A stable id per rule: ``i2f-below-0.5``; a repeated one gets ``-2``, ``-3``..."""
     ids: list[str] = []
     for r in rules:
-        base = f"{r.score}-{r.risky_when}-{r.threshold:g}"
+        value = f"p{r.percentile:g}" if r.percentile is not None else f"{r.threshold:g}"
+        base = f"{r.score}-{r.risky_when}-{value}"
         rid, n = base, 1
         while rid in ids:
             n += 1
@@ -159,10 +160,10 @@ def _result(
         },
     }
     if allowed:
-        reasons = {e["id"]: e["reason"] for e in report.gate.allowlist}
-        result["suppressions"] = [
-            {"kind": "external", "justification": reasons.get(sample.id, "allowlisted")}
-        ]
+        reasons = {e.get("sha256"): e["reason"] for e in report.gate.allowlist}
+        reasons.update({e.get("id"): e["reason"] for e in report.gate.allowlist})
+        reason = reasons.get(sample.id) or reasons.get(sample.content_sha256)
+        result["suppressions"] = [{"kind": "external", "justification": reason or "allowlisted"}]
     return result
 
 
@@ -173,8 +174,16 @@ def sarif_log(report: Report) -> dict[str, Any]:
     by_id = {s.id: s for s in report.samples}
     results = []
     for k, (rid, r) in enumerate(zip(ids, rules)):
+        compared = report.gate.baseline is not None
         for sid in r.offending:
-            results.append(_result(rid, k, r, by_id[sid], report, allowed=False))
+            result = _result(rid, k, r, by_id[sid], report, allowed=False)
+            if compared:
+                result["baselineState"] = "new"
+            results.append(result)
+        for sid in r.known:  # offended in the baseline too: shown, never failing
+            result = _result(rid, k, r, by_id[sid], report, allowed=False)
+            result.update(level="note", baselineState="unchanged")
+            results.append(result)
         for sid in r.allowlisted:
             results.append(_result(rid, k, r, by_id[sid], report, allowed=True))
     run = {
@@ -197,7 +206,7 @@ def sarif_log(report: Report) -> dict[str, Any]:
         ],
         "results": results,
         "properties": {
-            "gate": {"passed": report.gate.passed, "configured": bool(rules)},
+            "gate": {"passed": report.gate.passed, "configured": report.gate.configured},
             "risk": dict(report.risk),
             "num_samples": len(report.samples),
             "dataset": {"kind": report.dataset.get("kind"), "root": report.dataset.get("root")},

@@ -90,13 +90,21 @@ def summary_text(report: Report) -> Text:
             f"σ what-if (τ = {fmt(w['target_error'])}): median sample {fmt(w['sigma_median'])},"
             f" whole dataset {fmt(w['sigma_dataset'])}"
         )
+    if g.baseline is not None:
+        lines.append(f"baseline: {g.baseline['path']} ({g.baseline['samples']} samples)")
     for r in g.rules:
+        compared = f" new ({len(r.known)} known, {len(r.fixed)} fixed)" if g.baseline else ""
         lines.append(
-            f"gate rule {r.describe()}: {r.risky}/{r.considered} risky → "
+            f"gate rule {r.describe()}: {r.risky}/{r.considered} risky{compared} → "
             + ("pass" if r.passed else "FAIL")
         )
+    for entry in g.expired_allowlist:
+        lines.append(f"expired allowlist entry: {entry.get('id') or entry.get('sha256')}")
     text = Text("\n".join(lines))
     text.append("\ngate: ")
+    if not g.configured:
+        text.append("not configured (no gate.rules or --fail-on)")
+        return text
     text.append("passed" if g.passed else "failed", style="green" if g.passed else "bold red")
     return text
 
