@@ -26,16 +26,84 @@ from leakaudit.report.files import check_writable
 from leakaudit.report.formats import FormatName
 from leakaudit.resume import check_partial_path, remove_partial
 
+#: ``scan``'s own flags (the model and data flags are shared: :mod:`leakaudit.cli.options`).
+Demo = Annotated[
+    bool, typer.Option("--demo", help="Scan the shipped demo: LeNet on scikit-learn digits.")
+]
+Scores = Annotated[str | None, typer.Option(help="Comma-separated scores to compute.")]
+RiskScore = Annotated[str | None, typer.Option(help="Score that ranks the samples.")]
+CalibrationIn = Annotated[
+    str | None,
+    typer.Option(
+        help="calibration.json from `leakaudit calibrate`: predict each sample's "
+        "attack PSNR and rank by it."
+    ),
+]
+DefenseIn = Annotated[
+    str | None,
+    typer.Option(
+        help="Defence: none, gaussian:sigma=S, laplace:scale=B, pruning:ratio=R, dp:clip=C,sigma=S."
+    ),
+]
+TargetError = Annotated[
+    float | None, typer.Option(help="τ of the σ what-if (I²F reconstruction error).")
+]
+ScanDevice = Annotated[opt.Device | None, typer.Option(help="Where to compute.")]
+Dtype = Annotated[str | None, typer.Option(help="float32 or float64.")]
+MaxIter = Annotated[int | None, typer.Option(help="Lanczos steps per operator.")]
+NProbes = Annotated[int | None, typer.Option(help="I²F trace-estimator probes.")]
+ChunkSize = Annotated[int | None, typer.Option(help="Samples scored together.")]
+ScanSeed = Annotated[int | None, typer.Option(help="Seed of probes and start vectors.")]
+FailOn = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Gate rule SCORE<VALUE or SCORE>VALUE (repeatable); VALUE a number or a "
+        "percentile pNN[@baseline]; :FRACTION sets the rule's own tolerated fraction, "
+        "e.g. 'i2f<0.5', 'grad_norm>p95@baseline:5%'."
+    ),
+]
+MaxFraction = Annotated[
+    float,
+    typer.Option(help="Fraction of risky samples --fail-on rules without :FRACTION tolerate."),
+]
+BaselineIn = Annotated[
+    str | None,
+    typer.Option(
+        help="Previous JSON report: fail only on samples newly offending a rule; "
+        "percentile rules read its values."
+    ),
+]
+Allow = Annotated[list[str] | None, typer.Option(help="Allowlist SAMPLE_ID=REASON (repeatable).")]
+TopK = Annotated[int | None, typer.Option(help="Rows of the riskiest-samples table.")]
+JsonOut = Annotated[
+    str | None, typer.Option("--json", help="Write the JSON report here ('-': stdout).")
+]
+Format = Annotated[
+    FormatName | None, typer.Option("--format", "-f", help="Report format for stdout/--output.")
+]
+Output = Annotated[
+    str | None, typer.Option("--output", "-o", help="Write the --format report here.")
+]
+Resume = Annotated[
+    bool, typer.Option(help="Continue an interrupted scan from its partial results.")
+]
+Partial = Annotated[
+    str | None, typer.Option(help="Partial-results file (default: <json>.partial.pt).")
+]
+Redact = Annotated[
+    bool,
+    typer.Option(
+        "--redact",
+        help="Hash sample ids and keep only file names of paths in the report "
+        "(the id map stays in ~/.cache/leakaudit).",
+    ),
+]
+
 
 def scan_command(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="YAML config (`leakaudit init` writes one)."),
-    ] = None,
-    demo: Annotated[
-        bool, typer.Option("--demo", help="Scan the shipped demo: LeNet on scikit-learn digits.")
-    ] = False,
+    config: opt.ConfigFile = None,
+    demo: Demo = False,
     model: opt.Model = None,
     num_classes: opt.NumClasses = None,
     checkpoint: opt.Checkpoint = None,
@@ -46,78 +114,29 @@ def scan_command(
     split: opt.Split = None,
     first: opt.First = None,
     per_class: opt.PerClass = None,
-    scores: Annotated[str | None, typer.Option(help="Comma-separated scores to compute.")] = None,
-    risk_score: Annotated[str | None, typer.Option(help="Score that ranks the samples.")] = None,
-    calibration: Annotated[
-        str | None,
-        typer.Option(
-            help="calibration.json from `leakaudit calibrate`: predict each sample's "
-            "attack PSNR and rank by it."
-        ),
-    ] = None,
-    defense: Annotated[
-        str | None,
-        typer.Option(
-            help="Defence: none, gaussian:sigma=S, laplace:scale=B, "
-            "pruning:ratio=R, dp:clip=C,sigma=S."
-        ),
-    ] = None,
-    target_error: Annotated[
-        float | None, typer.Option(help="τ of the σ what-if (I²F reconstruction error).")
-    ] = None,
-    device: Annotated[opt.Device | None, typer.Option(help="Where to compute.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32 or float64.")] = None,
-    max_iter: Annotated[int | None, typer.Option(help="Lanczos steps per operator.")] = None,
-    n_probes: Annotated[int | None, typer.Option(help="I²F trace-estimator probes.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Samples scored together.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of probes and start vectors.")] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Gate rule SCORE<VALUE or SCORE>VALUE (repeatable); VALUE a number or a "
-            "percentile pNN[@baseline]; :FRACTION sets the rule's own tolerated fraction, "
-            "e.g. 'i2f<0.5', 'grad_norm>p95@baseline:5%'."
-        ),
-    ] = None,
-    max_fraction: Annotated[
-        float,
-        typer.Option(help="Fraction of risky samples --fail-on rules without :FRACTION tolerate."),
-    ] = 0.0,
-    baseline: Annotated[
-        str | None,
-        typer.Option(
-            help="Previous JSON report: fail only on samples newly offending a rule; "
-            "percentile rules read its values."
-        ),
-    ] = None,
-    allow: Annotated[
-        list[str] | None, typer.Option(help="Allowlist SAMPLE_ID=REASON (repeatable).")
-    ] = None,
-    top_k: Annotated[int | None, typer.Option(help="Rows of the riskiest-samples table.")] = None,
-    json_path: Annotated[
-        str | None, typer.Option("--json", help="Write the JSON report here ('-': stdout).")
-    ] = None,
-    fmt: Annotated[
-        FormatName | None, typer.Option("--format", "-f", help="Report format for stdout/--output.")
-    ] = None,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Write the --format report here.")
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option(help="Continue an interrupted scan from its partial results.")
-    ] = False,
-    partial: Annotated[
-        str | None, typer.Option(help="Partial-results file (default: <json>.partial.pt).")
-    ] = None,
-    redact: Annotated[
-        bool,
-        typer.Option(
-            "--redact",
-            help="Hash sample ids and keep only file names of paths in the report "
-            "(the id map stays in ~/.cache/leakaudit).",
-        ),
-    ] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    scores: Scores = None,
+    risk_score: RiskScore = None,
+    calibration: CalibrationIn = None,
+    defense: DefenseIn = None,
+    target_error: TargetError = None,
+    device: ScanDevice = None,
+    dtype: Dtype = None,
+    max_iter: MaxIter = None,
+    n_probes: NProbes = None,
+    chunk_size: ChunkSize = None,
+    seed: ScanSeed = None,
+    fail_on: FailOn = None,
+    max_fraction: MaxFraction = 0.0,
+    baseline: BaselineIn = None,
+    allow: Allow = None,
+    top_k: TopK = None,
+    json_path: JsonOut = None,
+    fmt: Format = None,
+    output: Output = None,
+    resume: Resume = False,
+    partial: Partial = None,
+    redact: Redact = False,
+    progress: opt.ShowProgress = True,
     debug: opt.Debug = False,
 ) -> None:
     """Score every sample, rank by risk, write the report, apply the CI gate.
