@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -355,13 +356,14 @@ def scan(
     options, calibration = _scan_options(config)
     resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
     baseline = _read_baseline(config)
-    inputs = load_inputs(config)
-    notes = _check_calibration(calibration, inputs, config, options)
-    if baseline is not None:
-        check_same_setup(baseline[1], baseline[0].path, inputs.model_info, inputs.dataset_info)
-    result, resumed, content = _score_resumably(
-        config, inputs, options, progress, resume_path, partial_path
-    )
+    with _recorded_warnings() as caught:  # also printed by the CLI; kept in the report
+        inputs = load_inputs(config)
+        notes = _check_calibration(calibration, inputs, config, options)
+        if baseline is not None:
+            check_same_setup(baseline[1], baseline[0].path, inputs.model_info, inputs.dataset_info)
+        result, resumed, content = _score_resumably(
+            config, inputs, options, progress, resume_path, partial_path
+        )
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
         result,
@@ -371,7 +373,7 @@ def scan(
         dataset_info=inputs.dataset_info,
         seconds=time.perf_counter() - start,
         resumed=resumed,
-        warnings=[*_warnings(config), *notes],
+        warnings=[*_warnings(config), *notes, *caught],
         calibration=calibration,
         content=[redactor.content(c) for c in content] if redactor else content,
         baseline=baseline[0] if baseline is not None else None,
@@ -381,6 +383,26 @@ def scan(
         redactor.paths(report)
         redactor.save()
     return report
+
+
+@contextmanager
+def _recorded_warnings() -> Iterator[list[str]]:
+    """Collect the messages of leakaudit's own warnings raised inside, then raise every
+    warning again for the caller (the CLI prints them; the report keeps them)."""
+    messages: list[str] = []
+    records: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield messages
+            finally:
+                records = list(caught)
+    finally:
+        for w in records:
+            if w.category.__module__.startswith("leakaudit"):
+                messages.append(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None]:

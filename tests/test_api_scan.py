@@ -84,3 +84,47 @@ def test_check_compatible_names_shapes_and_labels() -> None:
         check_compatible(Fixed(), [(x, 0)], torch.tensor([0, 5]))
     with pytest.raises(InputError, match=r"rejects the data's input shape \(3, 4, 4\)"):
         check_compatible(Fixed(), [(torch.zeros(3, 4, 4), 0)], torch.tensor([0]))
+
+
+def test_warnings_reach_stderr_and_the_report(tmp_path) -> None:
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from tests.helpers_io import digit_images
+
+    images, _ = digit_images(4)
+    root = tmp_path / "data"
+    for i, image in enumerate(images):
+        folder = root / f"c{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image * 15).astype(np.uint8)).save(folder / f"{i}.png")
+    (root / "c0" / "loop").symlink_to(root, target_is_directory=True)  # skipped, warned
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(
+        app,
+        [
+            "scan",
+            "--model",
+            "lenet",
+            "--random-init",
+            "--data",
+            str(root),
+            "--json",
+            str(out),
+            "--scores",
+            "grad_norm",
+            "--risk-score",
+            "grad_norm",
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    printed = [line for line in res.stderr.splitlines() if "links are not followed" in line]
+    assert printed, res.stderr
+    warned = json.loads(out.read_text())["warnings"]
+    assert any("links are not followed" in w and "c0/loop" in w for w in warned), warned
+    assert not any(f"'{tmp_path}" in w for w in warned), warned  # paths stay relative

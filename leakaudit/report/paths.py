@@ -45,6 +45,8 @@ def _model_name(name: str, convert: Any) -> str:
 def convert_paths(report: Report, convert: Any) -> None:
     """Apply ``convert(path) -> str`` to every file path the report holds."""
     cfg = report.config
+    _convert_in_warnings(report, convert, [cfg["data"]["root"], cfg["model"]["checkpoint"]])
+    cfg["scores"]["calibration"] = convert(cfg["scores"].get("calibration"))
     cfg["model"]["checkpoint"] = convert(cfg["model"]["checkpoint"])
     cfg["model"]["name"] = _model_name(cfg["model"]["name"], convert)
     cfg["data"]["root"] = convert(cfg["data"]["root"])
@@ -58,6 +60,18 @@ def convert_paths(report: Report, convert: Any) -> None:
         report.model["checkpoint"]["path"] = convert(report.model["checkpoint"]["path"])
     if "root" in report.dataset:
         report.dataset["root"] = convert(report.dataset["root"])
+
+
+def _convert_in_warnings(report: Report, convert: Any, paths: list[str | None]) -> None:
+    """The report's warnings name paths too (a skipped ImageFolder entry's root): convert
+    those the report knows, as given and as absolute paths, longest first."""
+    pairs = []
+    for path in paths:
+        if path and path != "-":
+            new = convert(path)
+            pairs += [(os.path.abspath(os.path.expanduser(path)), new), (path, new)]
+    for old, new in sorted(pairs, key=lambda p: -len(p[0])):
+        report.warnings = [w.replace(old, str(new)) for w in report.warnings]
 
 
 def report_file(config: ScanConfig) -> str | None:
