@@ -246,8 +246,7 @@ def test_factory_file_may_import_its_sibling_modules(tmp_path: Path) -> None:
     pkg = tmp_path / "client_models"
     pkg.mkdir()
     (pkg / "layers_for_leakaudit_test.py").write_text(
-        "from torch import nn\n\n"
-        "def head(k):\n    return nn.Linear(64, k)\n"
+        "from torch import nn\n\ndef head(k):\n    return nn.Linear(64, k)\n"
     )
     (pkg / "model.py").write_text(
         "from torch import nn\n"

@@ -305,9 +305,7 @@ class AllowEntry:
             "id",
             "give the sample's id or its sha256 (content hash)",
         )
-        require(
-            bool(self.reason.strip()), "reason", "required key: give a reason for allowlisting"
-        )
+        require(bool(self.reason.strip()), "reason", "required key: give a reason for allowlisting")
         if self.sha256 is not None:
             self.sha256 = self.sha256.lower()
             require(
