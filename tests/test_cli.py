@@ -158,3 +158,29 @@ def test_version_is_fast_and_python_m_works() -> None:
     )
     assert run.returncode == 2
     assert run.stderr.strip().startswith("error:") and "leakaudit scan --help" in run.stderr
+
+
+def test_one_sample_is_singular() -> None:
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    res = CliRunner().invoke(
+        app,
+        [
+            "scan",
+            "--demo",
+            "--first",
+            "1",
+            "--max-iter",
+            "4",
+            "--n-probes",
+            "2",
+            "--no-progress",
+            "--format",
+            "md",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "1 sample in" in res.stderr and "1 samples" not in res.stderr + res.stdout
+    assert "(1 sample)" in res.stdout

@@ -16,6 +16,7 @@ from leakaudit.cli.console import handle_errors, stderr_console, stdout_console,
 from leakaudit.cli.progress import validate_progress
 from leakaudit.cli.resolve import resolve_config
 from leakaudit.guards import check_run_outputs
+from leakaudit.report.escape import count
 from leakaudit.report.files import check_writable, write_atomic
 
 
@@ -83,7 +84,7 @@ def _write(cal: Calibration, output: str) -> None:
     out = stderr_console() if output == "-" else stdout_console()
     rec = cal.recovery
     out.print(
-        f"attacked {rec['attacked']} samples: {rec['recovered']} recovered "
+        f"attacked {count(rec['attacked'], 'sample')}: {rec['recovered']} recovered "
         f"(PSNR ≥ {rec['min_psnr_db']:g} dB and ≥ {rec['min_gain_db']:g} dB over the best "
         f"constant image); median PSNR {rec['median_psnr_db']:.1f} dB, "
         f"best {rec['max_psnr_db']:.1f} dB",

@@ -22,6 +22,7 @@ from leakaudit.gate import expired_warning
 from leakaudit.guards import check_scan_outputs
 from leakaudit.io.imagefolder import hide_skipped_paths
 from leakaudit.report.document import Report
+from leakaudit.report.escape import count
 from leakaudit.report.files import check_writable
 from leakaudit.report.formats import FormatName
 from leakaudit.resume import check_partial_path, remove_partial
@@ -243,8 +244,9 @@ def _verdict(report: Report) -> None:
     """Warnings and the gate's verdict on stderr; a failed gate exits 1."""
     err = stderr_console()
     for line in report.summary["non_converged"][:1]:
+        n_bad = count(len(report.summary["non_converged"]), "sample")
         warning_line(
-            f"{len(report.summary['non_converged'])} samples did not converge (first: {line}); "
+            f"{n_bad} did not converge (first: {line}); "
             "try a larger --max-iter or --dtype float64"
         )
     for name in report.gate.unused_allowlist:
@@ -265,7 +267,8 @@ def _verdict(report: Report) -> None:
     if not report.gate.configured:
         err.print(
             "gate: not configured (no gate.rules or --fail-on); "
-            f"{report.summary['num_samples']} samples in {report.summary['seconds']:.1f} s",
+            f"{count(report.summary['num_samples'], 'sample')} in "
+            f"{report.summary['seconds']:.1f} s",
             markup=False,
         )
         return
@@ -274,7 +277,7 @@ def _verdict(report: Report) -> None:
         f"gate passed ({n_rules} rule{'s' if n_rules != 1 else ''}"
         + (f"; {known} known risky in the baseline, not counted" if known else "")
         + "); "
-        f"{report.summary['num_samples']} samples in {report.summary['seconds']:.1f} s",
+        f"{count(report.summary['num_samples'], 'sample')} in {report.summary['seconds']:.1f} s",
         markup=False,
         style="green",
     )

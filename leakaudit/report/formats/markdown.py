@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from leakaudit.report.document import Report, SampleRecord
-from leakaudit.report.escape import md_code
+from leakaudit.report.escape import count, md_code
 from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.ranking import QUANTILES
 from leakaudit.scores.names import converged_key
@@ -68,7 +68,8 @@ def _header(report: Report) -> list[str]:
         f"parameters)"
         + (f", checkpoint sha256 `{ckpt['sha256'][:16]}…`" if ckpt else "")
         + f" · **Data** {report.dataset.get('kind')} {report.dataset.get('root') or ''} "
-        f"({report.summary['num_samples']} samples) · **Risk score** `{report.risk['score']}` "
+        f"({count(report.summary['num_samples'], 'sample')}) · "
+        f"**Risk score** `{report.risk['score']}` "
         f"({report.risk['direction'].replace('_', ' ')})",
     ]
 
@@ -140,7 +141,10 @@ def _gate(report: Report) -> list[str]:
         known = [str(len(r.known)), str(len(r.fixed))] if base else []
         lines.append(_row([r.describe(), risky, f"{r.fraction:.1%}", *known, verdict]))
     if base is not None:
-        lines += ["", f"Compared with the baseline `{base['path']}` ({base['samples']} samples)."]
+        lines += [
+            "",
+            f"Compared with the baseline `{base['path']}` ({count(base['samples'], 'sample')}).",
+        ]
     if g.expired_allowlist:
         names = ", ".join(md_code(e.get("id") or e.get("sha256", "")) for e in g.expired_allowlist)
         lines += ["", f"Expired allowlist entries (no longer suppress): {names}"]
@@ -155,7 +159,7 @@ def _footer(report: Report) -> list[str]:
     summ = report.summary
     return [
         "",
-        f"{summ['num_samples']} samples in {summ['seconds']:.1f} s on {summ['device']} "
+        f"{count(summ['num_samples'], 'sample')} in {summ['seconds']:.1f} s on {summ['device']} "
         f"({summ['backend']})"
         + (f"; {len(summ['non_converged'])} not converged" if summ["non_converged"] else "")
         + f" · leakaudit {report.tool['version']}",

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from leakaudit.report.document import Report
-from leakaudit.report.escape import printable, terminal_text
+from leakaudit.report.escape import count, printable, terminal_text
 from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.formats.markdown import APPROX_NOTE, any_approx, fmt, fmt_score, psnr_cell
 
@@ -76,12 +76,12 @@ def summary_text(report: Report) -> Text:
     s, w, g = report.summary, report.whatif, report.gate
     rate = s.get("samples_per_second")
     lines = [
-        f"{s['num_samples']} samples · {s['seconds']:.1f} s"
+        f"{count(s['num_samples'], 'sample')} · {s['seconds']:.1f} s"
         + (f" ({rate:.1f} samples/s)" if rate else "")
         + f" · {s['device']} · {s['backend']} · {s['dtype']}",
     ]
     if s["resumed_samples"]:
-        lines.append(f"resumed: {s['resumed_samples']} samples from partial results")
+        lines.append(f"resumed: {count(s['resumed_samples'], 'sample')} from partial results")
     if s["non_converged"]:
         bad = s["non_converged"]
         lines.append(f"not converged: {len(bad)} ({', '.join(map(printable, bad[:5]))})")
@@ -91,7 +91,7 @@ def summary_text(report: Report) -> Text:
             f" whole dataset {fmt(w['sigma_dataset'])}"
         )
     if g.baseline is not None:
-        lines.append(f"baseline: {g.baseline['path']} ({g.baseline['samples']} samples)")
+        lines.append(f"baseline: {g.baseline['path']} ({count(g.baseline['samples'], 'sample')})")
     for r in g.rules:
         compared = f" new ({len(r.known)} known, {len(r.fixed)} fixed)" if g.baseline else ""
         lines.append(
