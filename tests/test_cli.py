@@ -184,3 +184,20 @@ def test_one_sample_is_singular() -> None:
     assert res.exit_code == 0, res.output
     assert "1 sample in" in res.stderr and "1 samples" not in res.stderr + res.stdout
     assert "(1 sample)" in res.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_piped_table_fits_columns(columns: int, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    res = CliRunner().invoke(
+        app,
+        ["scan", "--demo", "--first", "3", "--max-iter", "4", "--n-probes", "2", "--no-progress"],
+    )
+    assert res.exit_code == 0, res.output
+    widest = max(len(line) for line in res.stdout.splitlines())
+    assert widest <= columns, widest
+    assert "more scores in the JSON report" in res.stdout  # says what it dropped

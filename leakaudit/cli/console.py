@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -18,19 +19,26 @@ def stderr_console() -> Console:
     """A console on the current ``sys.stderr`` (progress, summary, errors)."""
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     if not console.is_terminal:
-        console.width = PIPE_WIDTH
+        console.width = pipe_width()
     return console
 
 
-#: Width of tables written to a pipe or file (a terminal uses its own width).
+#: Width of tables written to a pipe or file when ``COLUMNS`` does not say (a terminal
+#: uses its own width).
 PIPE_WIDTH = 200
+
+
+def pipe_width() -> int:
+    """``$COLUMNS`` when it is a sensible width (40 or more), else :data:`PIPE_WIDTH`."""
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and int(text) >= 40 else PIPE_WIDTH
 
 
 def stdout_console() -> Console:
     """A console on the current ``sys.stdout`` (the report); wide when not a terminal."""
     console = Console(highlight=False, soft_wrap=True)
     if not console.is_terminal:
-        console.width = PIPE_WIDTH
+        console.width = pipe_width()
     return console
 
 

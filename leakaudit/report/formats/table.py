@@ -130,4 +130,4 @@ class TableFormat(ReportFormat):
         return cap.get()
 
     def show(self, report: Report, console: Console) -> None:
-        console.print(render_terminal(report, self.top_k, console.width))
+        console.print(render_terminal(report, self.top_k, console.width), soft_wrap=False)
