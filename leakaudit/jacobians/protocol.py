@@ -7,7 +7,11 @@ J = ∂g/∂x is P × d for each sample (SPEC.md). It is never formed: a
 * ``gram(V)``    JᵀJ V for m vectors per sample, ``[B, m, d] → [B, m, d]``;
 * ``jt(U)``      Jᵀ U, ``[B, P] → [B, d]``;
 * ``jnorm2(V)``  ‖J v‖² for m vectors per sample, ``[B, m, d] → [B, m]``;
-* ``dim``        d.
+* ``dim``        d;
+* ``products``   how many single-sample products (one J·v or one Jᵀ·u each) were
+  performed so far — a machine-independent cost (a Gram product JᵀJ v counts 2);
+* ``restrict(idx)`` the same operators on a subset of the samples (sharing the tally),
+  so a solver can skip the samples that are done.
 
 Vectors in input space are flattened to length d = prod(input shape).
 """
@@ -17,6 +21,17 @@ from __future__ import annotations
 from typing import Protocol
 
 from torch import Tensor
+
+
+class ProductCount:
+    """A tally of single-sample Jacobian products, shared by restricted views."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, samples: int, vectors: int = 1, per_vector: int = 1) -> None:
+        """Count ``samples × vectors × per_vector`` products."""
+        self.n += samples * vectors * per_vector
 
 
 class SampleOperators(Protocol):
@@ -35,4 +50,13 @@ class SampleOperators(Protocol):
 
     def jnorm2(self, V: Tensor) -> Tensor:
         """‖J v‖² per vector: ``V`` is ``[B, m, d]``; returns ``[B, m]``."""
+        ...
+
+    @property
+    def products(self) -> int:
+        """Single-sample J·v and Jᵀ·u products performed so far (restricted views included)."""
+        ...
+
+    def restrict(self, idx: Tensor) -> SampleOperators:
+        """The operators of the samples ``idx`` (``[b]`` int64), sharing this tally."""
         ...

@@ -207,6 +207,7 @@ def _score_all(
         ops = prepared.func_ops(X, Y) if backend == "func" else prepared.autograd_ops(X, Y)
         scores, diag = score_chunk(ops, idx, options, plan)
         part = _to_result(idx, Y, scores, diag, backend, device)
+        part.products = ops.products
         parts.append(part)
         if on_chunk is not None:
             on_chunk(part)
@@ -287,6 +288,7 @@ def concat_results(parts: list[ScoreResult]) -> ScoreResult:
         backend=backends.pop() if len(backends) == 1 else "mixed",
         device=parts[0].device,
         seconds=sum(p.seconds for p in parts),
+        products=sum(p.products for p in parts),
     )
 
 

@@ -173,6 +173,8 @@ class ScoreResult:
         backend: ``"func"`` or ``"autograd"``, the path that produced the numbers.
         device: the device the numbers were computed on.
         seconds: wall time.
+        products: single-sample Jacobian products performed (one J·v or Jᵀ·u each): the
+            scan's machine-independent cost.
     """
 
     indices: Tensor
@@ -182,3 +184,4 @@ class ScoreResult:
     backend: str
     device: str
     seconds: float = 0.0
+    products: int = 0
