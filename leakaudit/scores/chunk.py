@@ -59,7 +59,7 @@ class _Chunk:
         cls, ops: SampleOperators, indices: Tensor, options: ScoreOptions, plan: Plan
     ) -> _Chunk:
         g = ops.grads
-        gram = MatmatOperator(ops.gram, g.shape[0], ops.dim)
+        gram = MatmatOperator(ops.gram, g.shape[0], ops.dim, lambda i: ops.restrict(i).gram)
         gnorm = torch.linalg.vector_norm(g, dim=1)
         diag = {"converged": torch.ones(g.shape[0], dtype=torch.bool, device=g.device)}
         return cls(ops, indices, options, plan, gram, gnorm, {N.GRAD_NORM: gnorm}, diag)
@@ -121,7 +121,7 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
     hessians = MatchingHessians(chunk.gram, cosine, n_l2)
     tracker = Convergence(o, p, l2, cos, d)
     run = lanczos(
-        hessians.__matmul__,
+        hessians,
         starts.to(g.device),
         o.max_iter,
         converged=tracker,
