@@ -98,3 +98,13 @@ def test_a_scans_products_do_not_depend_on_the_chunk_size() -> None:
     # operator, and 4 Ritz-pair residual checks (a Gram product each).
     steps = runs[1].diagnostics["lanczos_steps"]
     assert runs[1].products == int((2 * 9 * steps + 1 + 2 * 4).sum())
+
+
+def test_progress_reports_samples_as_they_finish() -> None:
+    # One chunk: the five quick samples are reported when their Lanczos runs stop
+    # (16 steps), the four slow ones when theirs do (24 steps).
+    model, X, Y = _demo_model_and_digits([0, 2, 9, 1, 12, 16, 3, 17, 4])
+    seen: list[int] = []
+    opts = ScoreOptions(dtype=torch.float64, scores=ALL_SCORES, defense=GaussianNoise(0.01))
+    score_samples(model, (X, Y), opts, progress=seen.append)
+    assert seen == [5, 4]
