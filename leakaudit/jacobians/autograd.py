@@ -77,9 +77,9 @@ class AutogradOperators:
         self._count = ProductCount()
 
     @property
-    def products(self) -> int:
-        """Single-sample J·v / Jᵀ·u products performed so far (views included)."""
-        return self._count.n
+    def products(self) -> ProductCount:
+        """Single-sample J·v / Jᵀ·u products performed so far and their time (views included)."""
+        return self._count
 
     def restrict(self, idx: Tensor) -> AutogradOperators:
         """The operators of the samples ``idx``, sharing their graphs and the tally."""
@@ -89,20 +89,17 @@ class AutogradOperators:
         return view
 
     def gram(self, V: Tensor) -> Tensor:
-        self._count.add(V.shape[0], V.shape[1], 2)
-        with torch.enable_grad():
+        with self._count.add(V.shape[0], V.shape[1], 2), torch.enable_grad():
             return torch.stack(
                 [torch.stack([s.jt(s.jv(v)) for v in Vs]) for s, Vs in zip(self._samples, V)]
             )
 
     def jt(self, U: Tensor) -> Tensor:
-        self._count.add(U.shape[0])
-        with torch.enable_grad():
+        with self._count.add(U.shape[0]), torch.enable_grad():
             return torch.stack([s.jt(u) for s, u in zip(self._samples, U)])
 
     def jnorm2(self, V: Tensor) -> Tensor:
-        self._count.add(V.shape[0], V.shape[1])
-        with torch.enable_grad():
+        with self._count.add(V.shape[0], V.shape[1]), torch.enable_grad():
             return torch.stack(
                 [torch.stack([s.jv(v).pow(2).sum() for v in Vs]) for s, Vs in zip(self._samples, V)]
             )

@@ -73,9 +73,9 @@ class FuncOperators:
             self.grads, self._count = _view
 
     @property
-    def products(self) -> int:
-        """Single-sample J·v / Jᵀ·u products performed so far (views included)."""
-        return self._count.n
+    def products(self) -> ProductCount:
+        """Single-sample J·v / Jᵀ·u products performed so far and their time (views included)."""
+        return self._count
 
     def restrict(self, idx: Tensor) -> FuncOperators:
         """The operators of the samples ``idx``; shares the gradients' rows and the tally."""
@@ -100,20 +100,20 @@ class FuncOperators:
             out = vmap(lambda u: pullback(u)[0])(JV)
             return out.reshape(Vs.shape)
 
-        self._count.add(V.shape[0], V.shape[1], 2)
-        return vmap(one)(self._X, self._Y, V)
+        with self._count.add(V.shape[0], V.shape[1], 2):
+            return vmap(one)(self._X, self._Y, V)
 
     def jt(self, U: Tensor) -> Tensor:
         def one(x: Tensor, y: Tensor, u: Tensor) -> Tensor:
             pullback = vjp(lambda xx: self._g(xx, y), x)[1]
             return pullback(u)[0].reshape(-1)
 
-        self._count.add(U.shape[0])
-        return vmap(one)(self._X, self._Y, U)
+        with self._count.add(U.shape[0]):
+            return vmap(one)(self._X, self._Y, U)
 
     def jnorm2(self, V: Tensor) -> Tensor:
         def one(x: Tensor, y: Tensor, Vs: Tensor) -> Tensor:
             return self._jv_one(x, y, Vs).pow(2).sum(-1)
 
-        self._count.add(V.shape[0], V.shape[1])
-        return vmap(one)(self._X, self._Y, V)
+        with self._count.add(V.shape[0], V.shape[1]):
+            return vmap(one)(self._X, self._Y, V)

@@ -18,20 +18,36 @@ Vectors in input space are flattened to length d = prod(input shape).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from torch import Tensor
 
 
 class ProductCount:
-    """A tally of single-sample Jacobian products, shared by restricted views."""
+    """A tally of single-sample Jacobian products, shared by restricted views.
+
+    Attributes:
+        n: products performed (one J·v or one Jᵀ·u each).
+        seconds: wall time spent in the batched product calls (host time: on a GPU the
+            kernels may still be running when a call returns).
+    """
 
     def __init__(self) -> None:
         self.n = 0
+        self.seconds = 0.0
 
-    def add(self, samples: int, vectors: int = 1, per_vector: int = 1) -> None:
-        """Count ``samples × vectors × per_vector`` products."""
+    @contextmanager
+    def add(self, samples: int, vectors: int = 1, per_vector: int = 1) -> Iterator[None]:
+        """Count ``samples × vectors × per_vector`` products and time the block."""
         self.n += samples * vectors * per_vector
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 class SampleOperators(Protocol):
@@ -53,8 +69,9 @@ class SampleOperators(Protocol):
         ...
 
     @property
-    def products(self) -> int:
-        """Single-sample J·v and Jᵀ·u products performed so far (restricted views included)."""
+    def products(self) -> ProductCount:
+        """The single-sample J·v and Jᵀ·u products performed so far and their time
+        (restricted views included)."""
         ...
 
     def restrict(self, idx: Tensor) -> SampleOperators:

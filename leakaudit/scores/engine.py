@@ -209,7 +209,7 @@ def _score_all(
         ops = prepared.func_ops(X, Y) if backend == "func" else prepared.autograd_ops(X, Y)
         scores, diag = score_chunk(ops, idx, options, plan, progress)
         part = _to_result(idx, Y, scores, diag, backend, device)
-        part.products = ops.products
+        part.products, part.product_seconds = ops.products.n, ops.products.seconds
         parts.append(part)
         if on_chunk is not None:
             on_chunk(part)
@@ -289,6 +289,7 @@ def concat_results(parts: list[ScoreResult]) -> ScoreResult:
         device=parts[0].device,
         seconds=sum(p.seconds for p in parts),
         products=sum(p.products for p in parts),
+        product_seconds=sum(p.product_seconds for p in parts),
     )
 
 

@@ -175,6 +175,7 @@ class ScoreResult:
         seconds: wall time.
         products: single-sample Jacobian products performed (one J·v or Jᵀ·u each): the
             scan's machine-independent cost.
+        product_seconds: wall time spent inside the batched product calls (host time).
     """
 
     indices: Tensor
@@ -185,3 +186,4 @@ class ScoreResult:
     device: str
     seconds: float = 0.0
     products: int = 0
+    product_seconds: float = 0.0
