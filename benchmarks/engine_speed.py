@@ -6,30 +6,44 @@
 For each model it times (1) the reference (benchmarks/reference.py: autograd double
 backward + SciPy eigsh on the P-dimensional operator, one sample at a time) computing
 λ_max and I²F-lb, (2) leakaudit computing the same two scores at the same tolerance and
-probe count, (3) leakaudit's full score set; it prints samples/s, the ratio, and the
-agreement of λ_max on the samples both computed. Then it measures peak memory of a full
-scan for two dataset sizes, each in a fresh process.
+probe count, (3) leakaudit's full score set, in ``--rounds`` alternating rounds (the
+median of each is reported, with the machine's load average); it prints samples/s, the
+ratio, and the agreement of λ_max on the samples both computed.
+
+Machine-independent cost: the number of single-sample Jacobian products (one J·v or one
+Jᵀ·u) per sample per score, and the engine's distance to its floor — the time one batched
+product takes alone, times the products performed, as a fraction of the scan's time. It
+also runs the full score set once with every sample computed at every Lanczos/CG step
+(as before the active set) to show what the active set saves. Then it measures peak
+memory of a full scan for two dataset sizes, each in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import leakaudit.linalg.cg
+import leakaudit.linalg.lanczos
 from benchmarks._data import photo_patches
 from benchmarks.reference import reference_scores
 from leakaudit.defenses import GaussianNoise
 from leakaudit.models import build_model
-from leakaudit.scores.engine import resolve_device, score_samples
-from leakaudit.scores.options import ScoreOptions
+from leakaudit.scores.engine import _Model, resolve_device, score_samples
+from leakaudit.scores.options import ScoreOptions, ScoreResult
 
 SIGMA = 0.01
 N_PROBES = 8
@@ -52,45 +66,57 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_model(name: str, n: int, n_ref: int, device: torch.device) -> dict:
+def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    sync(device)
+    t = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t, out
+
+
+def load() -> float:
+    """The 1-minute load average (0 where the OS has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def options(device: torch.device, scores: tuple[str, ...] | None = None) -> ScoreOptions:
+    """λ_max + I²F-lb at the reference's tolerance, or (``scores=None``) every score."""
+    if scores is None:
+        return ScoreOptions(defense=GaussianNoise(SIGMA), n_probes=N_PROBES, device=str(device))
+    kw = dict(defense=GaussianNoise(SIGMA), n_probes=N_PROBES, tol=TOL, device=str(device))
+    return ScoreOptions(scores=scores, **kw)
+
+
+def bench_model(name: str, n: int, n_ref: int, device: torch.device, rounds: int = 3) -> dict:
     model = make_model(name).eval()
     X, Y = photo_patches(n)
-    t = time.perf_counter()
-    ref = [
-        reference_scores(model, X[i], Y[i], sigma=SIGMA, n_probes=N_PROBES, tol=TOL, seed=i)
-        for i in range(n_ref)
-    ]
-    ref_s = time.perf_counter() - t
-
-    same = ScoreOptions(
-        scores=("lavp_l2_max", "i2f_lb"),
-        defense=GaussianNoise(SIGMA),
-        n_probes=N_PROBES,
-        tol=TOL,
-        device=str(device),
-    )
+    same, full = options(device, ("lavp_l2_max", "i2f_lb")), options(device)
     score_samples(model, (X[:2], Y[:2]), same)  # warm-up (allocator, kernels)
-    sync(device)
-    t = time.perf_counter()
-    ours = score_samples(model, (X, Y), same)
-    sync(device)
-    ours_s = time.perf_counter() - t
-
-    full = ScoreOptions(defense=GaussianNoise(SIGMA), n_probes=N_PROBES, device=str(device))
-    t = time.perf_counter()
-    all_scores = score_samples(model, (X, Y), full)
-    sync(device)
-    full_s = time.perf_counter() - t
-
+    times: dict[str, list[float]] = {"ref": [], "ours": [], "full": []}
+    loads = [load()]
+    for _ in range(rounds):  # alternating, so load changes hit all three alike
+        t, ref = _timed(lambda: reference_run(model, X, Y, n_ref), device)
+        times["ref"].append(t)
+        t, ours = _timed(lambda: score_samples(model, (X, Y), same), device)
+        times["ours"].append(t)
+        t, all_scores = _timed(lambda: score_samples(model, (X, Y), full), device)
+        times["full"].append(t)
+        loads.append(load())
+    ref_s, ours_s, full_s = (statistics.median(times[k]) for k in ("ref", "ours", "full"))
     lam_ref = torch.tensor([r[0] for r in ref], dtype=torch.float64)
     lam_ours = ours.scores["lavp_l2_max"][:n_ref]
     lb_ref = torch.tensor([r[1] for r in ref], dtype=torch.float64)
     lb_ours = ours.scores["i2f_lb"][:n_ref]
+    # One product's cost depends on how many vectors share a sample's primal pass: time it
+    # at each run's Lanczos shape (1 sequence for λ_max + I²F-lb, probes + cosine for all).
+    one_s, full_product_s = (seconds_per_product(model, X, Y, full, m) for m in (1, N_PROBES + 1))
     return {
         "model": name,
         "device": str(device),
         "n": n,
         "n_ref": n_ref,
+        "rounds": rounds,
+        "load": [min(loads), max(loads)],
         "ref_per_s": n_ref / ref_s,
         "ours_per_s": n / ours_s,
         "ratio": (n / ours_s) / (n_ref / ref_s),
@@ -99,6 +125,88 @@ def bench_model(name: str, n: int, n_ref: int, device: torch.device) -> dict:
         "lam_max_rel_diff": float(((lam_ours - lam_ref).abs() / lam_ref).max()),
         "i2f_lb_rel_diff_median": float(((lb_ours - lb_ref).abs() / lb_ref).median()),
         "i2f_lb_rel_se_median": float((ours.diagnostics["i2f_lb_se"][:n_ref] / lb_ours).median()),
+        "seconds_per_product": [one_s, full_product_s],
+        "ours_cost": cost(ours, same, ours_s, one_s),
+        "full_cost": cost(all_scores, full, full_s, full_product_s),
+        "active_set": active_set_effect(model, X, Y, full, device, rounds),
+    }
+
+
+def reference_run(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, n_ref: int) -> list:
+    return [
+        reference_scores(model, X[i], Y[i], sigma=SIGMA, n_probes=N_PROBES, tol=TOL, seed=i)
+        for i in range(n_ref)
+    ]
+
+
+def seconds_per_product(
+    model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, opts: ScoreOptions, m: int
+) -> float:
+    """Seconds per single-sample product, timing one batched Gram product alone.
+
+    The Gram product JᵀJ V on ``V`` ``[b, m, d]`` (b = up to 32 samples of ``X``, m vectors
+    each) is 2·b·m products; median of 5 repeats.
+    """
+    device = resolve_device(opts.device)
+    b = min(len(X), 32)
+    ops = _Model(model, opts, device).func_ops(X[:b].to(device), Y[:b].to(device))
+    V = torch.randn(b, m, ops.dim, dtype=opts.dtype, device=device)
+    ops.gram(V)  # warm-up
+    reps = [_timed(lambda: ops.gram(V), device)[0] for _ in range(5)]
+    return statistics.median(reps) / (2 * b * m)
+
+
+def cost(result: ScoreResult, opts: ScoreOptions, seconds: float, product_s: float) -> dict:
+    """Products per sample per score, and the fraction of the scan spent in products:
+    estimated (one batched product timed alone × products performed) and measured (time
+    inside the product calls during the scan)."""
+    n = len(result.indices)
+    return {
+        "products": result.products,
+        "per_sample_per_score": result.products / n / len(opts.scores),
+        "product_fraction": result.products * product_s / seconds,
+        "product_fraction_measured": result.product_seconds / result.seconds,
+    }
+
+
+@contextmanager
+def every_sample_computed():
+    """Lanczos and CG compute every sample at every step, as before the active set."""
+
+    def apply_all(operator: Any, V: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        return operator(V) if callable(operator) else operator @ V
+
+    saved = leakaudit.linalg.lanczos.apply_active, leakaudit.linalg.cg.apply_active
+    leakaudit.linalg.lanczos.apply_active = leakaudit.linalg.cg.apply_active = apply_all
+    try:
+        yield
+    finally:
+        leakaudit.linalg.lanczos.apply_active, leakaudit.linalg.cg.apply_active = saved
+
+
+def active_set_effect(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    opts: ScoreOptions,
+    device: torch.device,
+    rounds: int,
+) -> dict:
+    """Products per sample and seconds (median of alternating rounds) of a full scan
+    without and with the active set."""
+    seconds: dict[str, list[float]] = {"all": [], "active": []}
+    for _ in range(rounds):
+        with every_sample_computed():
+            t, everyone = _timed(lambda: score_samples(model, (X, Y), opts), device)
+        seconds["all"].append(t)
+        t, active = _timed(lambda: score_samples(model, (X, Y), opts), device)
+        seconds["active"].append(t)
+    n = len(X)
+    return {
+        "all_products_per_sample": everyone.products / n,
+        "active_products_per_sample": active.products / n,
+        "all_seconds": statistics.median(seconds["all"]),
+        "active_seconds": statistics.median(seconds["active"]),
     }
 
 
@@ -124,31 +232,14 @@ else:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--lenet-n", type=int, default=64)
-    ap.add_argument("--lenet-ref-n", type=int, default=8)
-    ap.add_argument("--resnet-n", type=int, default=8)
-    ap.add_argument("--resnet-ref-n", type=int, default=2)
-    ap.add_argument("--skip-resnet", action="store_true")
-    ap.add_argument("--skip-lenet", action="store_true")
-    ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--memory-sizes", type=int, nargs=2, default=(64, 256))
-    ap.add_argument("--json", type=Path, help="also write the figures here")
-    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    args = ap.parse_args()
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
-    if device.type == "cuda":
-        print(torch.cuda.get_device_name())
-    rows = []
-    if not args.skip_lenet:
-        rows.append(bench_model("lenet", args.lenet_n, args.lenet_ref_n, device))
-    if not args.skip_resnet:
-        rows.append(bench_model("resnet18", args.resnet_n, args.resnet_ref_n, device))
+def print_speed(rows: list[dict]) -> None:
+    """The side-by-side throughput table (medians of the alternating rounds)."""
+    for r in rows:
+        lo, hi = r["load"]
+        print(
+            f"{r['model']}: median of {r['rounds']} alternating rounds, "
+            f"{torch.get_num_threads()} thread(s), machine load {lo:.2f}–{hi:.2f} (1-min average)"
+        )
     print()
     print(
         "| model | device | reference samples/s | leakaudit samples/s (λ_max + I²F-lb) "
@@ -162,6 +253,61 @@ def main() -> None:
             f"| **{r['ratio']:.1f}×** | {r['full_per_s']:.3g} | {r['lam_max_rel_diff']:.1e} "
             f"| {r['i2f_lb_rel_diff_median']:.3f} | {r['i2f_lb_rel_se_median']:.3f} |"
         )
+
+
+def print_cost(rows: list[dict]) -> None:
+    """Machine-independent cost and the distance to the product floor."""
+    print()
+    print(
+        "| model | single-sample products per sample per score (λ_max + I²F-lb / all) "
+        "| time in the batched products, estimated / measured in the scan "
+        "(λ_max + I²F-lb; all) "
+        f"| µs per product (m = 1 / {N_PROBES + 1} vectors) "
+        "| all scores, products/sample: every sample each step → active set "
+        "| seconds (median) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        o, f, a = r["ours_cost"], r["full_cost"], r["active_set"]
+        print(
+            f"| {r['model']} | {o['per_sample_per_score']:.1f} / {f['per_sample_per_score']:.1f} "
+            f"| {o['product_fraction']:.0%} / {o['product_fraction_measured']:.0%}; "
+            f"{f['product_fraction']:.0%} / {f['product_fraction_measured']:.0%} "
+            f"| {1e6 * r['seconds_per_product'][0]:.0f} / {1e6 * r['seconds_per_product'][1]:.0f} "
+            f"| {a['all_products_per_sample']:.1f} → {a['active_products_per_sample']:.1f} "
+            f"({1 - a['active_products_per_sample'] / a['all_products_per_sample']:.1%} fewer) "
+            f"| {a['all_seconds']:.1f} → {a['active_seconds']:.1f} |"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--lenet-n", type=int, default=64)
+    ap.add_argument("--lenet-ref-n", type=int, default=8)
+    ap.add_argument("--resnet-n", type=int, default=8)
+    ap.add_argument("--resnet-ref-n", type=int, default=2)
+    ap.add_argument("--skip-resnet", action="store_true")
+    ap.add_argument("--skip-lenet", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-sizes", type=int, nargs=2, default=(64, 256))
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (median)")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    if device.type == "cuda":
+        print(torch.cuda.get_device_name())
+    rows = []
+    if not args.skip_lenet:
+        rows.append(bench_model("lenet", args.lenet_n, args.lenet_ref_n, device, args.rounds))
+    if not args.skip_resnet:
+        rows.append(bench_model("resnet18", args.resnet_n, args.resnet_ref_n, device, args.rounds))
+    print_speed(rows)
+    print_cost(rows)
     figures: dict = {"rows": rows}
     if not args.skip_memory:
         n1, n2 = args.memory_sizes

@@ -269,9 +269,13 @@ def _score_resumably(
     if progress is not None:
         progress(resumed, total)
 
-    def advance(n: int) -> None:
+    finished = resumed
+
+    def advance(n: int) -> None:  # samples finish one by one, before their chunk is saved
+        nonlocal finished
+        finished += n
         if progress is not None:
-            progress(partial.count, total)
+            progress(finished, total)
 
     if resumed < total:
         fresh = score_samples(
@@ -334,7 +338,7 @@ def scan(
 
     Args:
         config: a :class:`ScanConfig`, a mapping in the YAML layout, or a YAML path.
-        progress: ``progress(done, total)`` after each chunk.
+        progress: ``progress(done, total)`` as samples finish.
         resume_path: partial results of an interrupted scan to continue from; a missing
             file means there is nothing to resume and the scan starts afresh.
         partial_path: where to checkpoint partial results after each chunk (default:

@@ -31,3 +31,8 @@ def test_engine_speed_benchmark_smoke(tmp_path: Path) -> None:
     assert row["lam_max_rel_diff"] < 1e-3
     assert row["ratio"] == row["ours_per_s"] / row["ref_per_s"]
     assert row["full_converged"] == 1.0
+    # Machine-independent cost: products were counted, and the active set never adds any.
+    assert row["full_cost"]["products"] > row["ours_cost"]["products"] > 0
+    effect = row["active_set"]
+    assert effect["active_products_per_sample"] <= effect["all_products_per_sample"]
+    assert 0 < row["full_cost"]["product_fraction"]

@@ -49,12 +49,26 @@ def test_dataloader_dataset_and_tensors_agree() -> None:
 
 def test_progress_chunks_and_skip() -> None:
     case = make_case("mlp-1ch", n=7)
-    seen, parts = [], []
+    events, parts = [], []
     opts = ScoreOptions(chunk_size=3, **F64)
+
+    def chunk_done(part):
+        events.append("chunk")
+        parts.append(part)
+
     full = score_samples(
-        case.model, (case.X, case.Y), opts, progress=seen.append, on_chunk=parts.append
+        case.model, (case.X, case.Y), opts, progress=events.append, on_chunk=chunk_done
     )
-    assert seen == [3, 3, 1]
+    # Samples are reported as they finish; each chunk's reports add up to its size
+    # before the chunk is handed over.
+    per_chunk, count = [], 0
+    for e in events:
+        if e == "chunk":
+            per_chunk, count = [*per_chunk, count], 0
+        else:
+            assert e > 0
+            count += e
+    assert per_chunk == [3, 3, 1] and count == 0
     assert [p.indices.tolist() for p in parts] == [[0, 1, 2], [3, 4, 5], [6]]
     rest = score_samples(case.model, (case.X, case.Y), opts, skip=3)
     assert rest.indices.tolist() == [3, 4, 5, 6]

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from leakaudit.jacobians.protocol import ProductCount
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -72,19 +74,32 @@ class AutogradOperators:
             self._samples = [_SampleGraph(forward, params, x, y, loss_fn) for x, y in zip(X, Y)]
         self.grads: Tensor = torch.stack([s.g.detach() for s in self._samples])
         self.dim = int(X[0].numel())
+        self._count = ProductCount()
+
+    @property
+    def products(self) -> ProductCount:
+        """Single-sample J·v / Jᵀ·u products performed so far and their time (views included)."""
+        return self._count
+
+    def restrict(self, idx: Tensor) -> AutogradOperators:
+        """The operators of the samples ``idx``, sharing their graphs and the tally."""
+        view = object.__new__(AutogradOperators)
+        view._samples = [self._samples[i] for i in idx.tolist()]
+        view.grads, view.dim, view._count = self.grads[idx], self.dim, self._count
+        return view
 
     def gram(self, V: Tensor) -> Tensor:
-        with torch.enable_grad():
+        with self._count.add(V.shape[0], V.shape[1], 2), torch.enable_grad():
             return torch.stack(
                 [torch.stack([s.jt(s.jv(v)) for v in Vs]) for s, Vs in zip(self._samples, V)]
             )
 
     def jt(self, U: Tensor) -> Tensor:
-        with torch.enable_grad():
+        with self._count.add(U.shape[0]), torch.enable_grad():
             return torch.stack([s.jt(u) for s, u in zip(self._samples, U)])
 
     def jnorm2(self, V: Tensor) -> Tensor:
-        with torch.enable_grad():
+        with self._count.add(V.shape[0], V.shape[1]), torch.enable_grad():
             return torch.stack(
                 [torch.stack([s.jv(v).pow(2).sum() for v in Vs]) for s, Vs in zip(self._samples, V)]
             )

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from leakaudit.jacobians.protocol import ProductCount
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 FlatGrad = Callable[[Tensor, Tensor], Tensor]
 
@@ -51,13 +53,34 @@ class FuncOperators:
         Y: labels ``[B]``.
     """
 
-    def __init__(self, flat_grad: FlatGrad, X: Tensor, Y: Tensor) -> None:
+    def __init__(
+        self,
+        flat_grad: FlatGrad,
+        X: Tensor,
+        Y: Tensor,
+        *,
+        _view: tuple[Tensor, ProductCount] | None = None,
+    ) -> None:
         self._g = flat_grad
         self._X = X
         self._Y = Y
         self._shape = X.shape[1:]
         self.dim = int(X[0].numel())
-        self.grads: Tensor = vmap(flat_grad)(X, Y)
+        if _view is None:
+            self.grads: Tensor = vmap(flat_grad)(X, Y)
+            self._count = ProductCount()
+        else:  # a restricted view (see restrict): gradients and tally come from the parent
+            self.grads, self._count = _view
+
+    @property
+    def products(self) -> ProductCount:
+        """Single-sample J·v / Jᵀ·u products performed so far and their time (views included)."""
+        return self._count
+
+    def restrict(self, idx: Tensor) -> FuncOperators:
+        """The operators of the samples ``idx``; shares the gradients' rows and the tally."""
+        view = (self.grads[idx], self._count)
+        return FuncOperators(self._g, self._X[idx], self._Y[idx], _view=view)
 
     def _jv_one(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
         shape = self._shape
@@ -77,17 +100,20 @@ class FuncOperators:
             out = vmap(lambda u: pullback(u)[0])(JV)
             return out.reshape(Vs.shape)
 
-        return vmap(one)(self._X, self._Y, V)
+        with self._count.add(V.shape[0], V.shape[1], 2):
+            return vmap(one)(self._X, self._Y, V)
 
     def jt(self, U: Tensor) -> Tensor:
         def one(x: Tensor, y: Tensor, u: Tensor) -> Tensor:
             pullback = vjp(lambda xx: self._g(xx, y), x)[1]
             return pullback(u)[0].reshape(-1)
 
-        return vmap(one)(self._X, self._Y, U)
+        with self._count.add(U.shape[0]):
+            return vmap(one)(self._X, self._Y, U)
 
     def jnorm2(self, V: Tensor) -> Tensor:
         def one(x: Tensor, y: Tensor, Vs: Tensor) -> Tensor:
             return self._jv_one(x, y, Vs).pow(2).sum(-1)
 
-        return vmap(one)(self._X, self._Y, V)
+        with self._count.add(V.shape[0], V.shape[1]):
+            return vmap(one)(self._X, self._Y, V)

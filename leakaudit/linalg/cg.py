@@ -2,15 +2,17 @@
 Stiefel 1952), one independent system per sample.
 
 Each row stops on its own tolerance and is frozen from then on, so a row's solution does
-not depend on the other rows of the batch."""
+not depend on the other rows of the batch; given an operator with ``restrict``
+(:mod:`leakaudit.linalg.active`), a sample whose rows are all done costs no product."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from leakaudit.linalg.active import Operator, apply_active
 
 
 @dataclass
@@ -24,7 +26,7 @@ class CGResult:
 
 
 def conjugate_gradient(
-    matvec: Callable[[Tensor], Tensor],
+    matvec: Operator,
     rhs: Tensor,
     *,
     tol: float = 1e-5,
@@ -33,7 +35,8 @@ def conjugate_gradient(
     """Solve ``matvec(s) = rhs`` for every row, a symmetric positive definite operator each.
 
     Args:
-        matvec: ``[*S, d] -> [*S, d]`` (e.g. ``S = (B,)`` or ``(B, m)``).
+        matvec: ``[*S, d] -> [*S, d]`` (e.g. ``S = (B,)`` or ``(B, m)``); an operator with
+            ``restrict`` is applied to the samples (leading axis) with a running row only.
         rhs: ``[*S, d]``; every row (last axis) is an independent system.
         tol: a row stops when ‖r‖ ≤ tol·‖rhs‖.
         max_iter: iterations at most.
@@ -50,7 +53,7 @@ def conjugate_gradient(
         if not bool(active.any()):
             break
         iterations += active.to(torch.int64)
-        Ap = matvec(p)
+        Ap = apply_active(matvec, p, active.flatten(1).any(-1) if active.ndim > 1 else active)
         pAp = (p * Ap).sum(-1)
         step = torch.where(active & (pAp > 0), rr / pAp.clamp_min(tiny), torch.zeros_like(rr))
         x = x + step[..., None] * p

@@ -8,7 +8,10 @@ probe, Gauss quadrature for stochastic Lanczos quadrature (Ubaru et al. 2017).
 
 Every sample stops on its own: the convergence test answers per sample, and a sample
 that has converged (or whose sequences broke down) is frozen while the others go on.
-So a sample's result does not depend on which other samples share its batch.
+So a sample's result does not depend on which other samples share its batch, and a
+frozen sample costs nothing more: given an operator with ``restrict``
+(:mod:`leakaudit.linalg.active`), each step's product is computed for the samples still
+running only.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from leakaudit.linalg.active import Operator, apply_active
 
 MatVec = Callable[[Tensor], Tensor]
 
@@ -95,7 +100,7 @@ class LanczosRun:
 
 
 def lanczos(
-    matvec: MatVec,
+    matvec: Operator,
     start: Tensor,
     max_iter: int,
     *,
@@ -105,7 +110,9 @@ def lanczos(
     """Run batched Lanczos from ``start``.
 
     Args:
-        matvec: ``[B, m, d] -> [B, m, d]``, a symmetric operator per sequence.
+        matvec: ``[B, m, d] -> [B, m, d]``, a symmetric operator per sequence: a batched
+            operator with ``restrict`` (then only the running samples are computed) or a
+            plain callable (applied to every sample at every step).
         start: ``[B, m, d]`` start vectors (normalised here; must be nonzero).
         max_iter: steps at most (capped at d, where the Krylov space is full).
         converged: called every ``check_every`` steps with the run so far; returns a
@@ -133,7 +140,7 @@ def lanczos(
     for j in range(k):
         Q[:, :, j] = q
         length += alive.to(torch.int64)
-        w = matvec(q)
+        w = apply_active(matvec, q, alive.any(-1))
         a = torch.where(alive, (w * q).sum(-1), torch.zeros_like(scale))
         w = _orthogonalise(w, a, Q, beta, j)
         b = torch.linalg.vector_norm(w, dim=-1)
@@ -160,7 +167,9 @@ def _orthogonalise(w: Tensor, a: Tensor, Q: Tensor, beta: Tensor, j: int) -> Ten
         w = w - beta[..., j - 1, None] * Q[:, :, j - 1]
     basis = Q[:, :, : j + 1]
     for _ in range(2):  # "twice is enough" (Parlett)
-        w = w - torch.einsum("bmkd,bmk->bmd", basis, torch.einsum("bmkd,bmd->bmk", basis, w))
+        # Batched matmuls on the basis view (einsum copied it: ~2.6× slower on CPU).
+        coeff = torch.matmul(basis, w[..., None])  # [B, m, j+1, 1]
+        w = w - torch.matmul(coeff.transpose(-1, -2), basis)[..., 0, :]
     return w
 
 

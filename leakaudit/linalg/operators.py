@@ -4,8 +4,9 @@ An operator is an object with ``@``: ``A @ V`` applies each sample's operator to
 sample's vectors, ``V`` being ``[B, m, d]`` (m vectors per sample) or ``[B, d]`` (one).
 Operators compose the way matrices do — a scalar multiple, a damped operator
 A + εI, the inverse of a damped operator by conjugate gradients — without ever
-forming a d × d matrix. (The interface follows the linear operators of curvlinops,
-batched over samples.)
+forming a d × d matrix. ``A.restrict(idx)`` is the operator of a subset of the samples,
+so that iterative solvers pay only for the samples still iterating. (The interface
+follows the linear operators of curvlinops, batched over samples.)
 """
 
 from __future__ import annotations
@@ -56,6 +57,27 @@ class BatchedOperator(ABC):
         """Aᵀ: every operator here is symmetric, so A itself."""
         return self
 
+    def restrict(self, idx: Tensor) -> BatchedOperator:
+        """The operators of the samples ``idx`` (``[b]`` int64, ascending), batch b.
+
+        This default applies all B operators to zero-padded vectors (correct, no saving);
+        subclasses restrict their parts so that only the b samples are computed.
+        """
+        return _PaddedSubset(self, idx)
+
+
+class _PaddedSubset(BatchedOperator):
+    """A subset of an operator's samples, computed through the whole batch."""
+
+    def __init__(self, operator: BatchedOperator, idx: Tensor) -> None:
+        super().__init__(int(idx.numel()), operator.dim)
+        self.operator, self.idx = operator, idx
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        full = V.new_zeros(self.operator.batch, *V.shape[1:])
+        full[self.idx] = V
+        return (self.operator @ full)[self.idx]
+
 
 class MatmatOperator(BatchedOperator):
     """An operator given by its product, e.g. a Gram matrix JᵀJ from Jacobian products.
@@ -64,14 +86,28 @@ class MatmatOperator(BatchedOperator):
         matmat: ``[B, m, d] -> [B, m, d]``, symmetric per sample.
         batch: B.
         dim: d.
+        subset: ``idx -> matmat`` of the samples ``idx`` (e.g. from the Jacobians'
+            ``restrict``); without it :meth:`restrict` computes the whole batch.
     """
 
-    def __init__(self, matmat: Matmat, batch: int, dim: int) -> None:
+    def __init__(
+        self, matmat: Matmat, batch: int, dim: int, subset: Callable[[Tensor], Matmat] | None = None
+    ) -> None:
         super().__init__(batch, dim)
-        self._product = matmat
+        self._product, self._subset = matmat, subset
 
     def _matmat(self, V: Tensor) -> Tensor:
         return self._product(V)
+
+    def restrict(self, idx: Tensor) -> BatchedOperator:
+        if self._subset is None:
+            return super().restrict(idx)
+        return MatmatOperator(self._subset(idx), int(idx.numel()), self.dim, self._subset_of(idx))
+
+    def _subset_of(self, idx: Tensor) -> Callable[[Tensor], Matmat] | None:
+        subset = self._subset
+        assert subset is not None
+        return lambda sub: subset(idx[sub])
 
 
 class ScaledOperator(BatchedOperator):
@@ -83,6 +119,9 @@ class ScaledOperator(BatchedOperator):
 
     def _matmat(self, V: Tensor) -> Tensor:
         return self.scale * (self.operator @ V)
+
+    def restrict(self, idx: Tensor) -> BatchedOperator:
+        return ScaledOperator(self.operator.restrict(idx), self.scale)
 
 
 class DampedOperator(BatchedOperator):
@@ -99,6 +138,9 @@ class DampedOperator(BatchedOperator):
 
     def _matmat(self, V: Tensor) -> Tensor:
         return self.operator @ V + self.damping[:, None, None] * V
+
+    def restrict(self, idx: Tensor) -> BatchedOperator:
+        return DampedOperator(self.operator.restrict(idx), self.damping[idx])
 
 
 class CGInverseOperator(BatchedOperator):
@@ -119,9 +161,11 @@ class CGInverseOperator(BatchedOperator):
 
     def solve(self, rhs: Tensor) -> CGResult:
         """Solve A s = rhs (``[B, d]`` or ``[B, m, d]``) with the convergence record."""
-        return conjugate_gradient(
-            self.operator.__matmul__, rhs, tol=self.tol, max_iter=self.max_iter
-        )
+        return conjugate_gradient(self.operator, rhs, tol=self.tol, max_iter=self.max_iter)
 
     def _matmat(self, V: Tensor) -> Tensor:
         return self.solve(V).solution
+
+    def restrict(self, idx: Tensor) -> BatchedOperator:
+        sub = self.operator.restrict(idx)
+        return CGInverseOperator(sub, tol=self.tol, max_iter=self.max_iter)

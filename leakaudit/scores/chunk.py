@@ -7,7 +7,8 @@ Lanczos over them, reads the scores off the spectra and records per-sample diagn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -41,6 +42,37 @@ _START_L2, _START_COS, _PROBES = 1, 2, 3
 Scores = dict[str, Tensor]
 
 
+class Progress:
+    """Reports a chunk's samples as they finish: each when its Lanczos run freezes, the
+    rest (samples frozen by breakdown, or runs without Lanczos) when the chunk is done.
+
+    Args:
+        callback: ``callback(n)`` with the number of samples finished since the last call.
+        batch: the chunk's size.
+    """
+
+    def __init__(self, callback: Callable[[int], None] | None, batch: int) -> None:
+        self.callback, self.left = callback, batch
+        self.reported: Tensor | None = None
+
+    def finished(self, done: Tensor) -> None:
+        """Report the samples of ``done`` (``[B]`` bool) not reported yet."""
+        if self.callback is None:
+            return
+        new = done if self.reported is None else done & ~self.reported
+        self.reported = new if self.reported is None else self.reported | new
+        count = int(new.sum())
+        if count:
+            self.left -= count
+            self.callback(count)
+
+    def close(self) -> None:
+        """Report every sample not reported yet."""
+        if self.callback is not None and self.left:
+            self.callback(self.left)
+        self.left = 0
+
+
 @dataclass
 class _Chunk:
     """One chunk's inputs and its results so far (scores and diagnostics, name → ``[B]``)."""
@@ -53,13 +85,14 @@ class _Chunk:
     gnorm: Tensor
     scores: Scores
     diag: Scores
+    progress: Progress = field(default_factory=lambda: Progress(None, 0))
 
     @classmethod
     def start(
         cls, ops: SampleOperators, indices: Tensor, options: ScoreOptions, plan: Plan
     ) -> _Chunk:
         g = ops.grads
-        gram = MatmatOperator(ops.gram, g.shape[0], ops.dim)
+        gram = MatmatOperator(ops.gram, g.shape[0], ops.dim, lambda i: ops.restrict(i).gram)
         gnorm = torch.linalg.vector_norm(g, dim=1)
         diag = {"converged": torch.ones(g.shape[0], dtype=torch.bool, device=g.device)}
         return cls(ops, indices, options, plan, gram, gnorm, {N.GRAD_NORM: gnorm}, diag)
@@ -83,7 +116,11 @@ class _Spectrum:
 
 
 def score_chunk(
-    ops: SampleOperators, indices: Tensor, options: ScoreOptions, plan: Plan
+    ops: SampleOperators,
+    indices: Tensor,
+    options: ScoreOptions,
+    plan: Plan,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[Scores, Scores]:
     """Selected scores and diagnostics for one chunk.
 
@@ -92,11 +129,14 @@ def score_chunk(
         indices: ``[B]`` dataset positions (they seed each sample's random vectors).
         options: scoring options.
         plan: the work the selected scores need.
+        progress: ``progress(n)`` as samples finish (see :class:`Progress`); the calls
+            add up to B by the time this returns.
 
     Returns:
         ``(scores, diagnostics)``, name → ``[B]`` tensors on the chunk's device.
     """
     chunk = _Chunk.start(ops, indices, options, plan)
+    chunk.progress = Progress(progress, len(indices))
     if plan.lanczos:
         spectrum = _spectrum(chunk)
         _lavp(chunk, spectrum)
@@ -105,6 +145,7 @@ def score_chunk(
     for name in chunk.scores:
         key = N.converged_key(name)
         chunk.diag["converged"] &= chunk.diag.get(key, chunk.diag["converged"])
+    chunk.progress.close()
     return _select(chunk.scores, options), chunk.diag
 
 
@@ -119,9 +160,9 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
         u = g / chunk.gnorm.clamp_min(chunk.tiny)[:, None]
         cosine = CosineMatchingHessian(chunk.gram, chunk.ops.jt(u), chunk.gnorm)
     hessians = MatchingHessians(chunk.gram, cosine, n_l2)
-    tracker = Convergence(o, p, l2, cos, d)
+    tracker = _Reporting(Convergence(o, p, l2, cos, d), chunk.progress)
     run = lanczos(
-        hessians.__matmul__,
+        hessians,
         starts.to(g.device),
         o.max_iter,
         converged=tracker,
@@ -130,6 +171,18 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
     ritz = run.ritz()
     chunk.diag["lanczos_steps"] = run.length.max(-1).values
     return _Spectrum(hessians, run, ritz, l2, cos, _extremes(ritz, p, l2, cos))
+
+
+class _Reporting:
+    """A convergence test that also reports the samples it lets stop."""
+
+    def __init__(self, test: Callable[[LanczosRun], Tensor], progress: Progress) -> None:
+        self.test, self.progress = test, progress
+
+    def __call__(self, run: LanczosRun) -> Tensor:
+        done = self.test(run)
+        self.progress.finished(done)
+        return done
 
 
 def _starts(

@@ -143,7 +143,9 @@ def score_samples(
             default. Its parameters are not modified.
         data: ``(inputs, labels)``, a Dataset of ``(x, y)`` or an iterable of batches.
         options: what to compute and how; defaults to every score.
-        progress: called with the number of samples finished after each chunk.
+        progress: called with the number of samples finished since its last call, as
+            samples finish (a sample whose Lanczos run stops early is reported then; the
+            calls of a chunk add up to its size when the chunk is done).
         on_chunk: called with each chunk's :class:`ScoreResult` (for checkpointing).
         skip: skip the first ``skip`` samples (to resume an interrupted scan).
 
@@ -205,13 +207,12 @@ def _score_all(
         X = X.to(device, options.dtype)
         Y = Y.to(device)
         ops = prepared.func_ops(X, Y) if backend == "func" else prepared.autograd_ops(X, Y)
-        scores, diag = score_chunk(ops, idx, options, plan)
+        scores, diag = score_chunk(ops, idx, options, plan, progress)
         part = _to_result(idx, Y, scores, diag, backend, device)
+        part.products, part.product_seconds = ops.products.n, ops.products.seconds
         parts.append(part)
         if on_chunk is not None:
             on_chunk(part)
-        if progress is not None:
-            progress(len(idx))
     return parts
 
 
@@ -287,6 +288,8 @@ def concat_results(parts: list[ScoreResult]) -> ScoreResult:
         backend=backends.pop() if len(backends) == 1 else "mixed",
         device=parts[0].device,
         seconds=sum(p.seconds for p in parts),
+        products=sum(p.products for p in parts),
+        product_seconds=sum(p.product_seconds for p in parts),
     )
 
 

@@ -54,6 +54,9 @@ class CosineMatchingHessian(BatchedOperator):
     def _matmat(self, V: Tensor) -> Tensor:
         return self.from_gram(self.gram @ V, V)
 
+    def restrict(self, idx: Tensor) -> CosineMatchingHessian:
+        return CosineMatchingHessian(self.gram.restrict(idx), self.w[idx], self.grad_norm[idx])
+
 
 class MatchingHessians(BatchedOperator):
     """The operators one Lanczos run needs, m sequences per sample: JᵀJ (= H₂ / 2) on
@@ -77,6 +80,10 @@ class MatchingHessians(BatchedOperator):
             return AV
         k = self.n_l2
         return torch.cat([AV[:, :k], self.cosine.from_gram(AV[:, k:], V[:, k:])], dim=1)
+
+    def restrict(self, idx: Tensor) -> MatchingHessians:
+        cosine = self.cosine.restrict(idx) if self.cosine is not None else None
+        return MatchingHessians(self.gram.restrict(idx), cosine, self.n_l2)
 
 
 def extreme(ritz: Ritz, seqs: slice, end: str) -> tuple[Tensor, Tensor, Tensor]:

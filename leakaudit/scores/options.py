@@ -173,6 +173,9 @@ class ScoreResult:
         backend: ``"func"`` or ``"autograd"``, the path that produced the numbers.
         device: the device the numbers were computed on.
         seconds: wall time.
+        products: single-sample Jacobian products performed (one J·v or Jᵀ·u each): the
+            scan's machine-independent cost.
+        product_seconds: wall time spent inside the batched product calls (host time).
     """
 
     indices: Tensor
@@ -182,3 +185,5 @@ class ScoreResult:
     backend: str
     device: str
     seconds: float = 0.0
+    products: int = 0
+    product_seconds: float = 0.0
