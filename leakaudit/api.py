@@ -345,8 +345,7 @@ def scan(
             ``resume_path``). The caller removes it once the report is saved. An
             existing file there must be a partial-results file (it is replaced).
         base_dir: the report stores file paths relative to this directory (default:
-            the config file's directory, else the current one; see
-            :mod:`leakaudit.report.paths`).
+            the config file's, else the current one; :mod:`leakaudit.report.paths`).
 
     Returns:
         The report; it never prints. ``report.gate.passed`` is the CI verdict.
