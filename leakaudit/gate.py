@@ -414,28 +414,15 @@ def parse_rule(text: str, max_fraction: float = 0.0) -> GateRule:
         side_lit: Literal["below", "above"] = "below" if side == "below" else "above"
         value = value.strip()
         pm = _PERCENTILE.fullmatch(value)
-        if pm:
-            try:
-                percentile = float(pm["p"])
-            except ValueError:
-                break
-            return GateRule(
-                score=name.strip(),
-                percentile=percentile,
-                max_fraction=max_fraction,
-                risky_when=side_lit,
-                reference="baseline" if pm["ref"] else "auto",
-            )
         try:
-            threshold = float(value)
+            limit: dict[str, Any] = (
+                {"percentile": float(pm["p"]), "reference": "baseline" if pm["ref"] else "auto"}
+                if pm
+                else {"threshold": float(value)}
+            )
         except ValueError:
             break
-        return GateRule(
-            score=name.strip(),
-            threshold=threshold,
-            max_fraction=max_fraction,
-            risky_when=side_lit,
-        )
+        return GateRule(score=name.strip(), max_fraction=max_fraction, risky_when=side_lit, **limit)
     raise ValueError(
         f"bad gate rule {text!r}; expected SCORE<VALUE or SCORE>VALUE with a number or a "
         "percentile pNN[@baseline], optionally :FRACTION, e.g. i2f<0.5, grad_norm>p95@baseline:5%"

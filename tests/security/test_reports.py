@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 
 from leakaudit import api
 from leakaudit.cli import app
-from leakaudit.demo import DEMO_CHECKPOINT
 from leakaudit.report.files import write_atomic
 from tests.helpers_cli import assert_refused
 from tests.test_cli_errors import FAST
@@ -33,19 +32,6 @@ TINY = ["--budget", "fast", "--n-samples", "3", "--attacks", "dlg", "--no-progre
 
 def validate(*args: str):
     return CliRunner().invoke(app, ["validate", *args])
-
-
-@pytest.fixture(scope="module")
-def scanned(tmp_path_factory) -> tuple[dict[str, Any], Path]:
-    """A real report of a demo scan whose checkpoint is a copy the tests may replace."""
-    where = tmp_path_factory.mktemp("scan")
-    ckpt = where / "model.safetensors"
-    shutil.copyfile(DEMO_CHECKPOINT, ckpt)
-    path = where / "r.json"
-    args = ["scan", "--demo", "--checkpoint", str(ckpt), *FAST, "--json", str(path)]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return json.loads(path.read_text()), ckpt
 
 
 def sha256(path: Path) -> str:

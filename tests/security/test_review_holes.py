@@ -128,18 +128,6 @@ def test_torchvision_format_files_and_imagefolder_roots(tmp_path: Path, idle) ->
         assert not target.exists()
 
 
-@pytest.fixture(scope="module")
-def scanned(tmp_path_factory) -> tuple[dict[str, Any], Path]:
-    """A real report of a demo scan (10 samples) on a copy of the demo checkpoint."""
-    where = tmp_path_factory.mktemp("scan")
-    ckpt = where / "model.safetensors"
-    shutil.copyfile(DEMO_CHECKPOINT, ckpt)
-    path = where / "r.json"
-    result = cli("scan", "--demo", "--checkpoint", str(ckpt), *FAST, "--json", str(path))
-    assert result.exit_code == 0, result.output
-    return json.loads(path.read_text()), ckpt
-
-
 def write_report(tmp_path: Path, report: dict[str, Any], name: str = "crafted.json") -> Path:
     path = tmp_path / name
     path.write_text(json.dumps(report))
