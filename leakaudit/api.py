@@ -36,7 +36,12 @@ from leakaudit.calibration.document import (
     score_settings,
 )
 from leakaudit.calibration.fit import fit_calibration
-from leakaudit.calibration.recovery import MIN_GAIN_DB, MIN_PSNR_DB, best_over_attacks
+from leakaudit.calibration.recovery import (
+    MIN_GAIN_DB,
+    MIN_PSNR_DB,
+    Recovery,
+    best_over_attacks,
+)
 from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
 from leakaudit.errors import ConfigError, InputError
@@ -636,8 +641,9 @@ def calibrate(
     ``n_samples`` samples, stratified over the quantiles of the gradient norm (cheap, and
     computed for every sample), get every score and are attacked by each of ``attacks``
     under the configured defence; a sample's quality is the best PSNR any attack reached
-    (the attacker keeps their best). Cross-validation then chooses the rule and fits the
-    map (:func:`leakaudit.calibration.fit.fit_calibration`).
+    (an upper bound on one attacker, who cannot compare with the original).
+    Cross-validation then chooses the rule and fits the map
+    (:func:`leakaudit.calibration.fit.fit_calibration`).
 
     Returns:
         The :class:`~leakaudit.calibration.document.Calibration` (its ``status`` says
@@ -649,32 +655,38 @@ def calibrate(
     """
     config = _as_config(config, None)[0]
     _check_folds(n_samples, folds)
+    dev = _attack_device(attacks, budget, device)  # before any work
     options = score_options(config)
     inputs = load_inputs(config)
-    subset = _calibration_subset(inputs, options, n_samples, folds, seed)
-    full = _scored(inputs, replace(options, scores=ALL_SCORES), subset.tolist(), scan_progress)
-    result = validate(
-        config,
-        full,
-        attacks=attacks,
-        budget=budget,
-        indices=subset.tolist(),
-        seed=seed,
-        device=device,
-        progress=progress,
-    )
-    quality = best_over_attacks(
-        {a: r.numpy() for a, r in result.reconstructions.items()},
-        result.originals.numpy(),
-        min_psnr_db=min_psnr_db,
-        min_gain_db=min_gain_db,
-    )
+    subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
+    full = _scored(inputs, replace(options, scores=ALL_SCORES), subset, scan_progress)
+    with _config_errors():
+        result = validate_scores(
+            inputs.model,
+            inputs.dataset,
+            scores_from_result(full, inputs.ids, config.scores.risk_score),
+            indices=subset,
+            seed=seed,
+            attacks=attacks,
+            budget=budget,
+            device=dev,
+            progress=progress,
+            **_configured(config, options),
+        )
+    quality = _best_recovery(result, min_psnr_db, min_gain_db)
     scores = {k: v.numpy() for k, v in result.scores.items()}
     meta = _calibration_meta(config, inputs, result, attacks, budget, options)
     try:
         return fit_calibration(scores, quality, meta=meta, k=folds, seed=seed)
     except (CalibrationError, ValueError) as exc:
         raise InputError(f"cannot calibrate on these samples: {exc}") from None
+
+
+def _best_recovery(result: ValidationResult, min_psnr_db: float, min_gain_db: float) -> Recovery:
+    """What the attacks recovered of each sample: the best reconstruction over the attacks."""
+    recons = {a: r.numpy() for a, r in result.reconstructions.items()}
+    originals = result.originals.numpy()
+    return best_over_attacks(recons, originals, min_psnr_db=min_psnr_db, min_gain_db=min_gain_db)
 
 
 def _check_folds(n_samples: int, folds: int) -> None:
