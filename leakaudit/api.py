@@ -25,7 +25,6 @@ from torch import nn
 
 from leakaudit.attacks import InputSpace, check_attacks
 from leakaudit.attacks.base import check_budget
-from leakaudit.calibration.apply import predict
 from leakaudit.calibration.crossval import CalibrationError
 from leakaudit.calibration.document import (
     Calibration,
@@ -438,8 +437,7 @@ def _read_calibration(config: ScanConfig) -> Calibration | None:
         return None
     try:
         cal = read_calibration(path)
-        if not cal.usable:
-            predict(cal, {})  # raises the reason the calibration cannot predict
+        cal.require_usable()
     except CalibrationFileError as exc:
         raise InputError(f"--calibration: {exc}") from None
     return cal

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit.calibration.document import Calibration, CalibrationFileError
+from leakaudit.calibration.document import Calibration
 
 #: The name gate rules use for the predicted PSNR (``--fail-on 'psnr>20'``).
 PSNR_RULE = "psnr"
@@ -43,15 +43,9 @@ def predict(cal: Calibration, scores: dict[str, np.ndarray]) -> Prediction:
     Raises:
         CalibrationFileError: the calibration cannot predict, or a score it needs is missing.
     """
-    if not cal.usable or cal.chosen is None or cal.map is None:
-        raise CalibrationFileError(
-            "the calibration has no score → PSNR map "
-            f"({cal.recovery.get('reason') or cal.status}): recalibrate with a larger attack "
-            "budget, or scan without --calibration"
-        )
-    mid, low, high = cal.predict(scores)
-    ref = {k: np.asarray(v, dtype=np.float64) for k, v in cal.reference.items()}
-    feature = cal.chosen.feature(scores, ref)
+    feature = cal.feature(scores)  # raises when the calibration cannot predict
+    assert cal.chosen is not None and cal.map is not None
+    low, high = cal.map.interval(feature)
     summary = {
         "rule": cal.chosen.name,
         "scores": list(cal.chosen.scores),
@@ -65,4 +59,4 @@ def predict(cal: Calibration, scores: dict[str, np.ndarray]) -> Prediction:
         "recovered_fraction": cal.recovery.get("fraction"),
         "checkpoint_sha256": cal.model.get("checkpoint_sha256"),
     }
-    return Prediction(mid, low, high, feature, summary)
+    return Prediction(cal.map(feature), low, high, feature, summary)

@@ -38,13 +38,11 @@ class CandidateResult:
         rho: its Spearman ρ with PSNR on all calibration samples (descriptive: not held
             out, and the largest of several is optimistic).
         ci95: percentile bootstrap 95% interval of ``rho`` (None when undefined).
-        fold_rhos: unused (kept empty).
     """
 
     candidate: Candidate
     rho: float
     ci95: tuple[float, float] | None
-    fold_rhos: tuple[float, ...]
 
     def to_dict(self) -> dict[str, object]:
         """JSON form."""
@@ -233,7 +231,7 @@ def _describe(
         rho = spearman(feat, y)
         rule = up if not rho < 0 else Candidate((name,), (-1,))
         feat = rule.feature(scores)
-        rows.append(CandidateResult(rule, abs(rho), bootstrap_ci(feat, y, seed), ()))
+        rows.append(CandidateResult(rule, abs(rho), bootstrap_ci(feat, y, seed)))
     return tuple(sorted(rows, key=lambda r: -np.nan_to_num(r.rho, nan=-np.inf)))
 
 

@@ -97,16 +97,34 @@ class Calibration:
         """Whether it can predict PSNR."""
         return self.status == "calibrated" and self.chosen is not None and self.map is not None
 
-    def predict(self, scores: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-        """Predicted PSNR (dB) and its interval ``(mid, low, high)``, ``[N]`` each."""
+    def require_usable(self) -> None:
+        """Raise :class:`CalibrationFileError`, with the reason, unless it can predict."""
         if not self.usable:
-            raise CalibrationFileError(f"this calibration cannot predict ({self.status})")
-        assert self.chosen is not None and self.map is not None
+            raise CalibrationFileError(
+                "this calibration cannot predict: it has no score → PSNR map "
+                f"({self.recovery.get('reason') or self.status}); recalibrate with a larger "
+                "attack budget, or scan without --calibration"
+            )
+
+    def feature(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        """The chosen rule's feature ``[N]`` of these samples (larger is riskier), measured
+        against the calibration samples.
+
+        Raises:
+            CalibrationFileError: the calibration cannot predict, or lacks a score it reads.
+        """
+        self.require_usable()
+        assert self.chosen is not None
         missing = [s for s in self.chosen.scores if s not in scores]
         if missing:
             raise CalibrationFileError(f"the scan lacks the calibrated score {missing[0]!r}")
         ref = {k: np.asarray(v, dtype=np.float64) for k, v in self.reference.items()}
-        feature = self.chosen.feature(scores, ref)
+        return self.chosen.feature(scores, ref)
+
+    def predict(self, scores: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Predicted PSNR (dB) and its interval ``(mid, low, high)``, ``[N]`` each."""
+        feature = self.feature(scores)
+        assert self.map is not None  # usable
         low, high = self.map.interval(feature)
         return self.map(feature), low, high
 
