@@ -273,13 +273,7 @@ def _score_resumably(
     if progress is not None:
         progress(resumed, total)
 
-    finished = resumed
-
-    def advance(n: int) -> None:  # samples finish one by one, before their chunk is saved
-        nonlocal finished
-        finished += n
-        if progress is not None:
-            progress(finished, total)
+    advance = _counting(progress, total, start=resumed)  # samples finish one by one
 
     if resumed < total:
         fresh = score_samples(
@@ -410,6 +404,19 @@ def _recorded_warnings() -> Iterator[list[str]]:
             if w.category.__module__.startswith("leakaudit"):
                 messages.append(str(w.message))
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _counting(progress: ProgressFn | None, total: int, start: int = 0) -> Callable[[int], None]:
+    """The engine's ``progress(n_finished)`` increments as ``progress(done, total)`` calls."""
+    done = start
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    return advance
 
 
 def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None]:
@@ -607,14 +614,7 @@ def _score_table(
         except ValueError as exc:
             raise InputError(f"--report: {exc}") from None
     if scores is None:
-        total, done = len(inputs.ids), 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, total)
-
+        advance = _counting(progress, len(inputs.ids))
         scores = score_samples(inputs.model, inputs.dataset, options, progress=advance)
     return scores_from_result(scores, inputs.ids, config.scores.risk_score)
 
@@ -712,14 +712,7 @@ def _scored(
     inputs: Inputs, options: ScoreOptions, positions: list[int], progress: ProgressFn | None
 ) -> ScoreResult:
     """Scores of some samples, each seeded by its dataset position as in a full scan."""
-    done = 0
-
-    def advance(k: int) -> None:
-        nonlocal done
-        done += k
-        if progress is not None:
-            progress(done, len(positions))
-
+    advance = _counting(progress, len(positions))
     return score_samples(
         inputs.model, Positioned(inputs.dataset, positions), options, progress=advance
     )
