@@ -48,7 +48,9 @@ from leakaudit.gate import Baseline
 from leakaudit.report.baseline import check_same_setup, read_baseline
 from leakaudit.report.build import build_report
 from leakaudit.report.document import Report
+from leakaudit.report.formats.html import ends
 from leakaudit.report.paths import relativize, report_file
+from leakaudit.report.png import image_png
 from leakaudit.report.redact import Redactor, redact_key
 from leakaudit.resume import (
     DigestingDataset,
@@ -331,6 +333,7 @@ def scan(
     resume_path: str | Path | None = None,
     partial_path: str | Path | None = None,
     base_dir: str | Path | None = None,
+    images: int = 0,
 ) -> Report:
     """Score every sample of the configured data and return the ranked, gated report.
 
@@ -344,6 +347,9 @@ def scan(
             existing file there must be a partial-results file (it is replaced).
         base_dir: the report stores file paths relative to this directory (default:
             the config file's, else the current one; :mod:`leakaudit.report.paths`).
+        images: keep the inputs of the ``images`` riskiest and ``images`` safest samples
+            as PNG in ``report.images`` (for the ``html`` format); none when the output
+            is redacted.
 
     Returns:
         The report; it never prints. ``report.gate.passed`` is the CI verdict.
@@ -380,10 +386,23 @@ def scan(
         baseline=baseline[0] if baseline is not None else None,
     )
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
+    if images > 0 and redactor is None:
+        report.images = _sample_images(report, inputs.dataset, input_space(config), images)
     if redactor is not None:
         redactor.paths(report)
         redactor.save()
     return report
+
+
+def _sample_images(report: Report, dataset: Any, space: InputSpace, k: int) -> dict[int, bytes]:
+    """PNG of the inputs of the ``k`` riskiest and ``k`` safest samples, by index, as
+    raw pixels (the data's normalisation undone)."""
+    risky, safe = ends(report, k)
+    pngs = {}
+    for s in [*risky, *safe]:
+        x = dataset[s.index][0]
+        pngs[s.index] = image_png(space.to_unit(x[None]).clamp(0, 1)[0])
+    return pngs
 
 
 @contextmanager

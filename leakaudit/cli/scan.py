@@ -203,6 +203,7 @@ def run_scan(
                 resume_path=sidecar if resume else None,
                 partial_path=sidecar,
                 base_dir=base_dir,
+                images=cfg.output.top_k if cfg.output.format == FormatName.html.value else 0,
             )
     except KeyboardInterrupt:
         if sidecar and Path(sidecar).is_file():
@@ -246,8 +247,7 @@ def _verdict(report: Report) -> None:
     for line in report.summary["non_converged"][:1]:
         n_bad = count(len(report.summary["non_converged"]), "sample")
         warning_line(
-            f"{n_bad} did not converge (first: {line}); "
-            "try a larger --max-iter or --dtype float64"
+            f"{n_bad} did not converge (first: {line}); try a larger --max-iter or --dtype float64"
         )
     for name in report.gate.unused_allowlist:
         warning_line(f"allowlisted sample {name!r} is not in this scan")

@@ -18,6 +18,7 @@ from leakaudit.errors import ConfigError
 from leakaudit.guards import check_run_outputs
 from leakaudit.report.files import check_writable, write_atomic
 from leakaudit.report.reading import read_report
+from leakaudit.report.validation_html import render_validation_html
 from leakaudit.report.validation_table import agreement_tables
 from leakaudit.validation import ValidationResult
 
@@ -30,6 +31,14 @@ Indices = Annotated[
 ]
 RiskScore = Annotated[str | None, typer.Option(help="Score that orders the selection.")]
 Figure = Annotated[Path | None, typer.Option(help="Write the PNG figure here.")]
+HtmlOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--html",
+        help="Write a self-contained HTML page here: originals vs reconstructions, "
+        "each score against PSNR.",
+    ),
+]
 JsonOut = Annotated[
     str | None, typer.Option("--json", help="Write the validation JSON here ('-': stdout).")
 ]
@@ -66,6 +75,7 @@ def validate_command(
     indices: Indices = None,
     risk_score: RiskScore = None,
     figure: Figure = None,
+    html: HtmlOut = None,
     json_path: JsonOut = None,
     seed: opt.Seed = 0,
     device: opt.AttackDevice = opt.Device.auto,
@@ -75,11 +85,12 @@ def validate_command(
     """Run real gradient inversion attacks on a stratified subset and report which score
     predicts reconstruction quality. Exit codes: 0 ok, 2 bad input, 3 runtime failure."""
     with handle_errors(debug):
-        _check_writable(json_path, figure)
+        _check_writable(json_path, figure, html)
         raw = read_report(report) if report is not None else None
         # The model and data flags reach the config through ctx.params.
         cfg = resolve_config("validate", ctx.params, opt.INPUT_KEYS, report=raw, report_path=report)
-        check_run_outputs(cfg, {"--json": json_path, "--figure": figure}, config, report)
+        outputs = {"--json": json_path, "--figure": figure, "--html": html}
+        check_run_outputs(cfg, outputs, config, report)
         if figure is not None:
             _check_plots()
         opt.warn_if_trusted(cfg)
@@ -98,11 +109,14 @@ def validate_command(
                 progress=callback,
             )
         _write(result, json_path, figure)
+        if html is not None:
+            write_atomic(html, render_validation_html(result))
+            stderr_console().print(f"HTML report written to {html}", markup=False)
 
 
-def _check_writable(json_path: str | None, figure: Path | None) -> None:
+def _check_writable(*paths: str | Path | None) -> None:
     """Refuse outputs that cannot be written, before any work."""
-    for path in (json_path, figure):
+    for path in paths:
         if path is not None and str(path) != "-":
             check_writable(path)
 

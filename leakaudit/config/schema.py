@@ -356,7 +356,7 @@ class OutputConfig:
 
     top_k: int = 10
     json: str | None = None
-    format: Literal["table", "md", "json", "sarif", "junit"] = "table"
+    format: Literal["table", "md", "json", "sarif", "junit", "html"] = "table"
     output: str | None = None
     redact: bool = False
 

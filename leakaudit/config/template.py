@@ -89,7 +89,7 @@ gate:
 output:
   top_k: 10                # rows of the riskiest-samples table
   json: null               # write the JSON report here ("-": stdout)
-  format: table            # table | md | json | sarif | junit, to stdout or `output`
+  format: table            # table | md | json | sarif | junit | html, to stdout or `output`
   output: null
   redact: false            # hash sample ids, keep only file names of paths (--redact)
 """

@@ -84,6 +84,9 @@ class Report:
     paths: dict[str, Any] = field(
         default_factory=lambda: {"base": ".", "base_from": "cwd", "redacted": False}
     )
+    #: PNG of the input of some samples, by sample index, as the scan saw them (for the
+    #: ``html`` format: :func:`leakaudit.api.scan`'s ``images``). Not part of the JSON.
+    images: dict[int, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def calibrated(self) -> bool:

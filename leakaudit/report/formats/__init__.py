@@ -5,6 +5,7 @@
 - :mod:`~leakaudit.report.formats.json_format`: the full versioned document (``json``).
 - :mod:`~leakaudit.report.formats.sarif`: SARIF 2.1.0 for code scanning (``sarif``).
 - :mod:`~leakaudit.report.formats.junit`: JUnit XML, a test case per gate rule (``junit``).
+- :mod:`~leakaudit.report.formats.html`: one self-contained page for a browser (``html``).
 
 :class:`FormatName` is the one map from a format's name (the CLI's ``--format`` choices,
 ``output.format`` in a config) to its implementation. A new format is a module here with
@@ -18,6 +19,7 @@ import sys
 from enum import Enum
 
 from leakaudit.registry import unknown_message
+from leakaudit.report.formats.html import HtmlFormat
 from leakaudit.report.formats.interface import ReportFormat
 from leakaudit.report.formats.json_format import JsonFormat
 from leakaudit.report.formats.junit import JunitFormat
@@ -39,6 +41,7 @@ class FormatName(str, Enum):
     json = "json"
     sarif = "sarif"
     junit = "junit"
+    html = "html"
 
     def to_format(self, top_k: int = 10) -> ReportFormat:
         """The format this name selects, showing ``top_k`` rows where it has a table."""
@@ -52,6 +55,8 @@ class FormatName(str, Enum):
             return SarifFormat(top_k)
         if self is FormatName.junit:
             return JunitFormat(top_k)
+        if self is FormatName.html:
+            return HtmlFormat(top_k)
         assert_never(self)  # a new member without a branch fails mypy here
 
 
@@ -69,6 +74,7 @@ def report_format(name: str, top_k: int = 10) -> ReportFormat:
 
 __all__ = [
     "FormatName",
+    "HtmlFormat",
     "JsonFormat",
     "JunitFormat",
     "MarkdownFormat",
