@@ -19,5 +19,5 @@ def test_each_name_maps_to_its_format(name: FormatName) -> None:
 
 
 def test_unknown_format_lists_the_choices() -> None:
-    with pytest.raises(ValueError, match="choose from: table, md, json, sarif, junit"):
-        report_format("html")
+    with pytest.raises(ValueError, match="choose from: table, md, json, sarif, junit, html"):
+        report_format("pdf")

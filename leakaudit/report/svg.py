@@ -1,7 +1,8 @@
 """Inline SVG charts for the HTML reports: a histogram of a score and a scatter of a score
 against PSNR, written as text (no plotting library at run time). Every label is escaped;
 the charts use presentation attributes only, so a strict Content-Security-Policy that
-allows no inline style attributes still draws them.
+allows no inline style attributes still draws them. They are for inline use in an HTML
+page (whose parser puts ``<svg>`` in the SVG namespace, so no ``xmlns`` is written).
 
 Which end of a score is riskier is the caller's (the run's risk view): a chart only
 writes it on the x axis (``riskier →`` or ``← riskier``).
@@ -85,7 +86,7 @@ def log_axis(values: np.ndarray) -> bool:
 
 def _frame(title: str, kind: str, name: str, body: list[str]) -> str:
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="{kind}" data-score="{esc(name)}" '
+        f'<svg class="{kind}" data-score="{esc(name)}" '
         f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{esc(title)}"><title>{esc(title)}</title>'
         f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>'
