@@ -75,10 +75,10 @@ class Page(HTMLParser):
                 row[-1] += data
 
     def all(self, tag: str, **attrs: str) -> list[dict[str, str]]:
+        """Elements ``tag`` with these attributes (``class_`` → ``class``, ``_`` → ``-``)."""
+        want = {k.rstrip("_").replace("_", "-"): v for k, v in attrs.items()}
         return [
-            a
-            for t, a in self.elements
-            if t == tag and all(a.get(k.rstrip("_").replace("_", "-")) == v for k, v in attrs.items())
+            a for t, a in self.elements if t == tag and all(a.get(k) == v for k, v in want.items())
         ]
 
 
@@ -158,15 +158,14 @@ def test_page_from_a_report_without_pixels_has_table_histograms_and_says_images_
 
 
 def test_riskier_end_comes_from_the_reports_risk_view() -> None:
+    overrides = {"grad_norm": "lower_is_riskier", "lavp_gm": "higher_is_riskier"}
+    scores = {"select": ["grad_norm", "lavp_gm", "i2f"], "risk_score": "lavp_gm"}
     shipped = Page(HtmlFormat().render(hand_report()))
-    flipped = Page(
-        HtmlFormat().render(hand_report(scores={
-            "select": ["grad_norm", "lavp_gm", "i2f"], "risk_score": "lavp_gm",
-            "directions": {"grad_norm": "lower_is_riskier", "lavp_gm": "higher_is_riskier"},
-        }))  # fmt: skip
-    )
-    labels = {p: [a["data-riskier"] for a in page.all("text", class_="riskier")]
-              for p, page in (("shipped", shipped), ("flipped", flipped))}  # fmt: skip
+    flipped = Page(HtmlFormat().render(hand_report(scores={**scores, "directions": overrides})))
+    labels = {
+        name: [a["data-riskier"] for a in page.all("text", class_="riskier")]
+        for name, page in (("shipped", shipped), ("flipped", flipped))
+    }
     # score order grad_norm, lavp_gm, i2f; shipped: higher, lower, lower (SPEC directions)
     assert labels["shipped"] == ["higher", "lower", "lower"]
     assert labels["flipped"] == ["lower", "higher", "lower"]
