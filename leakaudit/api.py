@@ -347,9 +347,8 @@ def scan(
             existing file there must be a partial-results file (it is replaced).
         base_dir: the report stores file paths relative to this directory (default:
             the config file's, else the current one; :mod:`leakaudit.report.paths`).
-        images: keep the inputs of the ``images`` riskiest and ``images`` safest samples
-            as PNG in ``report.images`` (for the ``html`` format); none when the output
-            is redacted.
+        images: PNGs of the inputs of the ``images`` riskiest and safest samples in
+            ``report.images`` (the ``html`` format shows them); none when redacted.
 
     Returns:
         The report; it never prints. ``report.gate.passed`` is the CI verdict.
@@ -385,12 +384,25 @@ def scan(
         content=[redactor.content(c) for c in content] if redactor else content,
         baseline=baseline[0] if baseline is not None else None,
     )
+    return _finish(report, config, base_dir, redactor, (inputs.dataset, images))
+
+
+def _finish(
+    report: Report,
+    config: ScanConfig,
+    base_dir: str | Path | None,
+    redactor: Redactor | None,
+    images: tuple[Any, int],
+) -> Report:
+    """The report's paths made relative and redacted, or (unredacted) the ``images[1]``
+    riskiest and safest inputs of dataset ``images[0]`` attached."""
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
-    if images > 0 and redactor is None:
-        report.images = _sample_images(report, inputs.dataset, input_space(config), images)
+    dataset, k = images
     if redactor is not None:
         redactor.paths(report)
         redactor.save()
+    elif k > 0:
+        report.images = _sample_images(report, dataset, input_space(config), k)
     return report
 
 
