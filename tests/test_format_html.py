@@ -21,13 +21,12 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
-import leakaudit
 from leakaudit.cli import app
-from leakaudit.config import with_overrides
 from leakaudit.report.formats import FormatName, HtmlFormat
 from leakaudit.report.formats.html import ends
 from leakaudit.report.png import encode_png, image_png
-from leakaudit.report.validation_html import PSNR_BANDS_DB, render_validation_html
+from leakaudit.report.validation_html import PSNR_BANDS_DB
+from tests.helpers_cli import assert_refused
 from tests.helpers_io import astronaut_patches, digit_images
 from tests.test_report import hand_report
 
@@ -111,9 +110,18 @@ def scan_demo_html(where: Path, *extra: str) -> tuple[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[str, dict[str, Any]]:
+def demo_dir(tmp_path_factory) -> Path:
+    """A folder with ``report.html`` and ``report.json`` of the demo (top 3)."""
     torch.set_num_threads(1)
-    return scan_demo_html(tmp_path_factory.mktemp("html"), "--top-k", "3")
+    where = tmp_path_factory.mktemp("html")
+    scan_demo_html(where, "--top-k", "3")
+    return where
+
+
+@pytest.fixture(scope="module")
+def demo(demo_dir) -> tuple[str, dict[str, Any]]:
+    text = (demo_dir / "report.html").read_text(encoding="utf-8")
+    return text, json.loads((demo_dir / "report.json").read_text())
 
 
 # --- PNG ---------------------------------------------------------------------------
@@ -242,30 +250,47 @@ def test_ends_are_the_k_riskiest_and_k_safest_with_a_finite_risk_value() -> None
 # --- the validation page -----------------------------------------------------------
 
 
-def test_validation_page_pairs_originals_with_reconstructions_and_draws_bands() -> None:
-    torch.set_num_threads(1)
-    cfg = with_overrides(leakaudit.demo_config(), {
-        "data.per_class": 1, "scores.select": ["grad_norm", "i2f"], "scores.risk_score": "i2f",
-        "scores.max_iter": 4, "scores.n_probes": 1,
-    })  # fmt: skip
-    result = leakaudit.validate(cfg, attacks=["dlg"], budget="fast", n_samples=4)
-    text = render_validation_html(result, n_show=1)
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of two uint8 images as [0, 1] images."""
+    mse = np.mean((a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0) ** 2)
+    return float(10.0 * np.log10(1.0 / mse))
+
+
+def test_validate_html_pairs_originals_with_reconstructions_and_draws_bands(
+    demo_dir, tmp_path
+) -> None:
+    page_path, js = tmp_path / "v.html", tmp_path / "v.json"
+    scan = ["--report", str(demo_dir / "report.json"), "--attacks", "dlg", "--budget", "fast"]
+    args = ["validate", *scan, "--n-samples", "4", "--no-progress",
+            "--html", str(page_path), "--json", str(js)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text, v = page_path.read_text(encoding="utf-8"), json.loads(js.read_text())["validation"]
     page = Page(text)
     assert_self_contained(text)
     rows = page.tables["pairs"]
     assert [r[0] for r in rows] == ["original", "dlg"]
-    imgs = page.all("img")
-    assert len(imgs) == 4  # 1 riskiest + 1 safest, original and reconstruction
-    last = len(result.indices) - 1
-    recon = result.reconstructions["dlg"]
-    expected = [result.originals[0], result.originals[last], recon[0], recon[last]]
-    for a, x in zip(imgs, expected):
-        pixels = np.rint(x[0].numpy().astype(np.float64) * 255.0).astype(np.uint8)
-        np.testing.assert_array_equal(decode(a["src"]), pixels)
-    assert rows[1][1] == f"{float(result.quality['dlg']['psnr'][0]):.1f} dB"
+    samples = v["samples"]  # riskiest first; the page shows both ends
+    shown = [samples[0], samples[1], samples[-2], samples[-1]]
+    imgs = [decode(a["src"]) for a in page.all("img")]
+    assert len(imgs) == 2 * len(shown)
+    digits = load_digits().images
+    for c, s in enumerate(shown):
+        original, recon = imgs[c], imgs[len(shown) + c]
+        position = int(s["id"].split(":")[1])
+        np.testing.assert_array_equal(original, np.rint(digits[position] / 16.0 * 255.0))
+        caption = float(rows[1][c + 1].split()[0])
+        assert caption == pytest.approx(s["attacks"]["dlg"]["psnr"], abs=0.051)
+        assert psnr_db(original, recon) == pytest.approx(caption, abs=0.15)
     charts = page.all("svg", class_="scatter")
-    assert [c["data-score"] for c in charts] == ["grad_norm", "i2f"]
+    assert [c["data-score"] for c in charts] == list(v["directions"])
     bands = [float(a["data-db"]) for a in page.all("line", class_="band")]
-    assert bands == list(PSNR_BANDS_DB) * 2
+    assert bands == list(PSNR_BANDS_DB) * len(charts)
     riskier = [a["data-riskier"] for a in page.all("text", class_="riskier")]
-    assert riskier == [result.directions[s].split("_")[0] for s in ("grad_norm", "i2f")]
+    assert riskier == [d.split("_")[0] for d in v["directions"].values()]
+
+
+def test_validate_refuses_an_unwritable_html_path_before_any_work(tmp_path) -> None:
+    bad = tmp_path / "missing" / "v.html"
+    result = CliRunner().invoke(app, ["validate", "--demo", "--html", str(bad)])
+    assert_refused(result, "v.html")
