@@ -188,7 +188,13 @@ def test_gate_threshold_is_drawn_on_its_scores_histogram() -> None:
     assert Page(text).tables["gate"][0][0] == report.gate.rules[0].describe()
 
 
-def test_hostile_ids_and_warnings_are_text_not_markup() -> None:
+#: The hostile id as the page must show it (the ESC escaped, the rest as typed).
+HOSTILE_SHOWN = HOSTILE + '"><script>alert(2)</script>\\x1b[31m'
+
+
+def hostile_page() -> str:
+    """The hand report's page with markup in the riskiest sample's id (which also offends
+    the gate) and in a warning; that sample's input is embedded."""
     report = hand_report(gate={"rules": [{"score": "lavp_gm", "threshold": 1e9}]})
     first = report.ranked()[0]
     first.id = HOSTILE + '"><script>alert(2)</script>\x1b[31m'
@@ -196,14 +202,18 @@ def test_hostile_ids_and_warnings_are_text_not_markup() -> None:
     report.warnings.append("</p><iframe src=//evil.example></iframe>")
     x = torch.tensor(digit_images(1)[0][0] / 16.0, dtype=torch.float32)[None]
     report.images = {first.index: image_png(x)}
-    text = HtmlFormat(top_k=3).render(report)
+    return HtmlFormat(top_k=3).render(report)
+
+
+def test_hostile_ids_and_warnings_are_text_not_markup() -> None:
+    text = hostile_page()
     page = Page(text)
     assert_self_contained(text)
     imgs = page.all("img")
     assert len(imgs) == 1 and imgs[0]["data-rank"] == "1"
     shown = "".join(page.text)
     assert HOSTILE in shown and "\\x1b[31m" in shown and "\x1b" not in text
-    assert page.tables["ranked"][0][1] == HOSTILE + '"><script>alert(2)</script>\\x1b[31m'
+    assert page.tables["ranked"][0][1] == HOSTILE_SHOWN
 
 
 def test_policy_forbids_scripts_and_allows_only_the_pages_own_style() -> None:

@@ -18,7 +18,14 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.test_format_html import Page, decode, scan_demo_html
+from tests.test_format_html import (
+    HOSTILE_SHOWN,
+    Page,
+    assert_self_contained,
+    decode,
+    hostile_page,
+    scan_demo_html,
+)
 
 CHROMIUM = next(
     (
@@ -107,3 +114,13 @@ def test_screenshot_shows_every_thumbnail_pixel_for_pixel(demo, tmp_path) -> Non
     # one row: the riskiest, then the safest, left to right
     assert len({y for y, _ in places}) == 1
     assert [x for _, x in places] == sorted(x for _, x in places)
+
+
+def test_browser_shows_hostile_ids_as_text(tmp_path) -> None:
+    path = tmp_path / "hostile.html"
+    path.write_text(hostile_page(), encoding="utf-8")
+    dom_text = chromium(path.as_uri(), tmp_path / "profile", "--dump-dom")
+    dom = Page(dom_text)
+    assert_self_contained(dom_text)  # the browser built no element from the ids
+    assert dom.tables["ranked"][0][1] == HOSTILE_SHOWN
+    assert [a["data-rank"] for a in dom.all("img")] == ["1"]
