@@ -247,7 +247,8 @@ def _verdict(report: Report) -> None:
     for line in report.summary["non_converged"][:1]:
         n_bad = count(len(report.summary["non_converged"]), "sample")
         warning_line(
-            f"{n_bad} did not converge (first: {line}); try a larger --max-iter or --dtype float64"
+            f"{n_bad} did not converge (first: {line}); "
+            "try a larger --max-iter or --dtype float64"
         )
     for name in report.gate.unused_allowlist:
         warning_line(f"allowlisted sample {name!r} is not in this scan")
