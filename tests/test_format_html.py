@@ -137,10 +137,13 @@ def test_png_decodes_to_the_same_pixels_grey_and_rgb() -> None:
         np.testing.assert_array_equal(np.asarray(decoded), img)
 
 
-def test_image_png_undoes_nothing_but_scales_and_clips() -> None:
+def test_image_png_scales_clips_and_keeps_channel_order() -> None:
     x = torch.tensor([[[0.0, 0.5, 1.0, 1.7], [-0.2, float("nan"), 0.25, 0.75]]])
     got = np.asarray(Image.open(io.BytesIO(image_png(x))))
     np.testing.assert_array_equal(got, [[0, 128, 255, 255], [0, 0, 64, 191]])
+    patch = astronaut_patches(1)[0]  # [H, W, 3] uint8
+    rgb = torch.tensor(patch / 255.0).permute(2, 0, 1)  # [3, H, W] in [0, 1]
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(image_png(rgb)))), patch)
     with pytest.raises(ValueError, match="uint8"):
         encode_png(np.zeros((2, 2), dtype=np.float32))
 
