@@ -47,6 +47,25 @@ def test_mse_psnr_ssim_match_scikit_image_per_sample() -> None:
     assert got_psnr[0] > got_psnr[1] and got_ssim[0] > got_ssim[1]  # less noise is better
 
 
+@pytest.mark.parametrize("data_range", [1.0, 255.0])
+def test_constant_offset_has_closed_form_mse_and_psnr(data_range: float) -> None:
+    _, ref = photo_batch()
+    ref = ref * 0.8 * data_range  # room for the offset inside [0, range]
+    offsets = torch.tensor([0.01, 0.1]).double().view(2, 1, 1, 1) * data_range
+    got_mse, got_psnr = mse(ref + offsets, ref), psnr(ref + offsets, ref, data_range)
+    c = offsets.flatten()
+    assert torch.allclose(got_mse, c**2, rtol=1e-12, atol=0)
+    assert torch.allclose(got_psnr, 10 * torch.log10(data_range**2 / c**2), rtol=1e-12, atol=0)
+
+
+def test_mismatched_shapes_are_refused_not_broadcast() -> None:
+    x, ref = photo_batch()
+    with pytest.raises(ValueError, match="same dimensions"):
+        mse(x[:, :1], ref)  # one channel against three
+    with pytest.raises(ValueError, match="same dimensions"):
+        psnr(x[:, :1], ref)
+
+
 def test_perfect_reconstruction_is_finite_and_maximal() -> None:
     _, ref = photo_batch()
     q, _ = quality_metrics(ref, ref, use_lpips=False)
