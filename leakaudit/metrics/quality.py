@@ -4,8 +4,8 @@ Every function takes images already mapped to [0, 1] (see
 :meth:`leakaudit.attacks.space.InputSpace.to_unit`), shaped ``[B, C, H, W]``, and
 returns one value per sample. MSE, PSNR and SSIM are scikit-image's
 (``skimage.metrics``; SSIM as in Wang et al. 2004, Gaussian-free 7×7 window by
-default). LPIPS (Zhang et al. 2018) needs the ``lpips`` package *and* its backbone weights already on disk; leakaudit
-never downloads them.
+default). LPIPS (Zhang et al. 2018) needs the ``lpips`` package *and* its backbone
+weights already on disk; leakaudit never downloads them.
 """
 
 from __future__ import annotations
