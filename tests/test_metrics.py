@@ -133,6 +133,35 @@ def test_bootstrap_interval_is_the_percentile_of_the_resampled_statistic() -> No
     assert again == ci  # seeded
 
 
+@pytest.mark.parametrize("method", ["spearman", "kendall"])
+def test_bootstrap_interval_equals_scipy_bootstrap_of_scipys_coefficient(method: str) -> None:
+    coefficient = stats.spearmanr if method == "spearman" else stats.kendalltau
+    ref = stats.bootstrap(
+        (X, Y),
+        lambda u, v: coefficient(u, v).statistic,
+        paired=True,
+        vectorized=False,
+        n_resamples=300,
+        method="percentile",
+        rng=np.random.default_rng(11),
+    )
+    ci, n = bootstrap_ci(X, Y, method, n_resamples=300, seed=11)  # type: ignore[arg-type]
+    assert n == 300
+    want = (ref.confidence_interval.low, ref.confidence_interval.high)
+    assert ci == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+def test_undefined_resamples_are_left_out_of_the_interval() -> None:
+    x, y = X[:4], Y[:4]  # 4 samples: about 1 resample in 30 is constant
+    ci, n = bootstrap_ci(x, y, "spearman", n_resamples=400, seed=5)
+    idx = np.random.default_rng(5).integers(0, 4, size=(400, 4))  # scipy's resampling
+    vals = np.array([stats.spearmanr(x[i], y[i]).statistic for i in idx])
+    defined = vals[np.isfinite(vals)]
+    assert 300 < n == defined.size < 400
+    assert ci == pytest.approx(tuple(np.percentile(defined, [2.5, 97.5])), abs=1e-12)
+
+
 def test_constant_score_is_undefined_not_nan() -> None:
     record = agreement(
         np.full(8, 3.0),
