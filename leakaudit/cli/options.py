@@ -153,8 +153,8 @@ def config_default(key: str) -> str | None:
 
 #: The line ``--help`` ends with when it shows the configuration's defaults.
 DEFAULTS_NOTE = (
-    "A flag not given takes its value from --config (or --demo); "
-    "the defaults shown apply without one."
+    "A flag not given keeps the value of the configuration the command starts from "
+    "(--config, --demo, validate's --report); the defaults shown apply without one."
 )
 
 
