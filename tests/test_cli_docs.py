@@ -16,7 +16,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def cli_flags() -> set[str]:
     command = typer.main.get_command(app)
-    flags: set[str] = set()
+    flags = {o for param in command.params for o in param.opts if o.startswith("--")}
     for name in ("scan", "init", "calibrate"):  # validate documents its own flags
         for param in command.commands[name].params:  # type: ignore[attr-defined]
             flags.update(o for o in param.opts if o.startswith("--"))

@@ -47,6 +47,25 @@ def test_mse_psnr_ssim_match_scikit_image_per_sample() -> None:
     assert got_psnr[0] > got_psnr[1] and got_ssim[0] > got_ssim[1]  # less noise is better
 
 
+@pytest.mark.parametrize("data_range", [1.0, 255.0])
+def test_constant_offset_has_closed_form_mse_and_psnr(data_range: float) -> None:
+    _, ref = photo_batch()
+    ref = ref * 0.8 * data_range  # room for the offset inside [0, range]
+    offsets = torch.tensor([0.01, 0.1]).double().view(2, 1, 1, 1) * data_range
+    got_mse, got_psnr = mse(ref + offsets, ref), psnr(ref + offsets, ref, data_range)
+    c = offsets.flatten()
+    assert torch.allclose(got_mse, c**2, rtol=1e-12, atol=0)
+    assert torch.allclose(got_psnr, 10 * torch.log10(data_range**2 / c**2), rtol=1e-12, atol=0)
+
+
+def test_mismatched_shapes_are_refused_not_broadcast() -> None:
+    x, ref = photo_batch()
+    with pytest.raises(ValueError, match="same dimensions"):
+        mse(x[:, :1], ref)  # one channel against three
+    with pytest.raises(ValueError, match="same dimensions"):
+        psnr(x[:, :1], ref)
+
+
 def test_perfect_reconstruction_is_finite_and_maximal() -> None:
     _, ref = photo_batch()
     q, _ = quality_metrics(ref, ref, use_lpips=False)
@@ -112,6 +131,35 @@ def test_bootstrap_interval_is_the_percentile_of_the_resampled_statistic() -> No
     assert ci[0] < stats.spearmanr(X, Y).statistic < ci[1]
     again, _ = bootstrap_ci(X, Y, "spearman", n_resamples=500, seed=7)
     assert again == ci  # seeded
+
+
+@pytest.mark.parametrize("method", ["spearman", "kendall"])
+def test_bootstrap_interval_equals_scipy_bootstrap_of_scipys_coefficient(method: str) -> None:
+    coefficient = stats.spearmanr if method == "spearman" else stats.kendalltau
+    ref = stats.bootstrap(
+        (X, Y),
+        lambda u, v: coefficient(u, v).statistic,
+        paired=True,
+        vectorized=False,
+        n_resamples=300,
+        method="percentile",
+        rng=np.random.default_rng(11),
+    )
+    ci, n = bootstrap_ci(X, Y, method, n_resamples=300, seed=11)  # type: ignore[arg-type]
+    assert n == 300
+    want = (ref.confidence_interval.low, ref.confidence_interval.high)
+    assert ci == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+def test_undefined_resamples_are_left_out_of_the_interval() -> None:
+    x, y = X[:4], Y[:4]  # 4 samples: about 1 resample in 30 is constant
+    ci, n = bootstrap_ci(x, y, "spearman", n_resamples=400, seed=5)
+    idx = np.random.default_rng(5).integers(0, 4, size=(400, 4))  # scipy's resampling
+    vals = np.array([stats.spearmanr(x[i], y[i]).statistic for i in idx])
+    defined = vals[np.isfinite(vals)]
+    assert 300 < n == defined.size < 400
+    assert ci == pytest.approx(tuple(np.percentile(defined, [2.5, 97.5])), abs=1e-12)
 
 
 def test_constant_score_is_undefined_not_nan() -> None:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 import leakaudit
 from leakaudit.cli.calibrate import calibrate_command
 from leakaudit.cli.console import error_line
 from leakaudit.cli.init import init_command
+from leakaudit.cli.options import DEFAULTS_NOTE, INPUT_KEYS, SCAN_KEYS, Keys, show_config_defaults
 from leakaudit.cli.scan import scan_command
 from leakaudit.cli.schema import schema_command
 from leakaudit.cli.validate import validate_command
@@ -60,7 +61,8 @@ class LeakauditGroup(TyperGroup):
 
 def _usage_error(exc: UsageError, command_path: str) -> NoReturn:
     """``error: <message> (see leakaudit scan --help)`` on stderr, exit 2."""
-    if type(exc).__name__ == "NoArgsIsHelpError":  # `leakaudit` alone: the help was shown
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `leakaudit` alone: the help, on stdout
+        typer.echo(exc.format_message())
         sys.exit(EXIT_USAGE)
     if exc.ctx is not None:
         command_path = exc.ctx.command_path
@@ -68,13 +70,30 @@ def _usage_error(exc: UsageError, command_path: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
+def _with_config_defaults(keys: Keys) -> type[TyperCommand]:
+    """A command class whose ``--help`` shows the configuration defaults of the flags in
+    ``keys`` (the flags themselves default to ``None``: "keep the config's value")."""
+
+    class ConfigDefaultsCommand(TyperCommand):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            show_config_defaults(self.params, keys)
+            self.epilog = DEFAULTS_NOTE
+
+    return ConfigDefaultsCommand
+
+
+#: Plain Click help (``rich_markup_mode=None``): it wraps to the terminal's width
+#: (``COLUMNS``), at most 120 columns, and never cuts a value short as Rich's tables do.
 app = typer.Typer(
     cls=LeakauditGroup,
     name="leakaudit",
     help="Which samples of a federated-learning client can gradient inversion reconstruct?",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 
 
@@ -95,9 +114,16 @@ def root(
     gradient inversion. Exit codes: 0 ok, 1 gate failed, 2 bad input, 3 runtime failure."""
 
 
-app.command("scan")(scan_command)
-app.command("init")(init_command)
-app.command("schema")(schema_command)
+def _command(name: str, function: Callable[..., None], keys: Keys | None = None) -> None:
+    """Register a command; ``leakaudit --help`` lists it with its docstring's whole first
+    paragraph (Click would cut it at about 45 characters with "...")."""
+    summary = " ".join((function.__doc__ or "").split("\n\n")[0].split())
+    cls = _with_config_defaults(keys) if keys is not None else TyperCommand
+    app.command(name, cls=cls, short_help=summary)(function)
 
-app.command("validate")(validate_command)
-app.command("calibrate")(calibrate_command)
+
+_command("scan", scan_command, {**INPUT_KEYS, **SCAN_KEYS})
+_command("init", init_command)
+_command("schema", schema_command)
+_command("validate", validate_command, INPUT_KEYS)
+_command("calibrate", calibrate_command, INPUT_KEYS)

@@ -8,7 +8,8 @@ key it sets are written down in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -137,6 +138,34 @@ def flag_overrides(params: Mapping[str, Any], keys: Keys) -> dict[str, Any]:
             value = convert(value)
         out[key] = value
     return out
+
+
+def config_default(key: str) -> str | None:
+    """How ``--help`` shows a dotted config key's default without a config file: ``None``
+    for a key with no default (``None``, off, a section); a list's items joined by ", "."""
+    value: Any = ScanConfig()
+    for part in key.split("."):
+        value = getattr(value, part)
+    if value is None or value is False or is_dataclass(value):
+        return None
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+#: The line ``--help`` ends with when it shows the configuration's defaults.
+DEFAULTS_NOTE = (
+    "A flag not given keeps the value of the configuration the command starts from "
+    "(--config, --demo, validate's --report); the defaults shown apply without one."
+)
+
+
+def show_config_defaults(params: Iterable[Any], keys: Keys) -> None:
+    """Append ``[default: VALUE]`` to the help of each option whose config key has a
+    default (the option itself defaults to ``None``: "not given, keep the config's")."""
+    for param in params:
+        if param.name in keys and param.default is None and param.help:
+            shown = config_default(keys[param.name][0])
+            if shown is not None:
+                param.help = f"{param.help}  [default: {shown}]"
 
 
 def warn_if_trusted(cfg: ScanConfig) -> None:

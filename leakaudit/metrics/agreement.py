@@ -15,6 +15,7 @@ the raw score and the raw metric has the *expected sign*
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -134,26 +135,43 @@ def bootstrap_ci(
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[tuple[float, float] | None, int]:
-    """Percentile bootstrap interval of a rank correlation.
+    """Percentile bootstrap interval of a rank correlation (``scipy.stats.bootstrap``,
+    paired: samples are resampled with replacement, seeded by ``seed``).
 
-    Samples are resampled with replacement; resamples on which the coefficient is
-    undefined (a constant resample) are dropped.
+    A resample on which the coefficient is undefined (a constant resample) has no value:
+    the interval is then the same percentiles of the defined resamples (scipy's own
+    would be NaN).
 
     Returns:
         ``((lo, hi), n_defined)``, or ``(None, n_defined)`` when fewer than 2 resamples
         were defined.
     """
-    a, b = _as_array(x), _as_array(y)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(n_resamples, a.size))
-    fn = spearman_rows if method == "spearman" else kendall_rows
-    vals = fn(a[idx], b[idx])
-    vals = vals[np.isfinite(vals)]
-    if vals.size < 2:
-        return None, int(vals.size)
-    tail = (1.0 - level) / 2 * 100
-    lo, hi = np.percentile(vals, [tail, 100 - tail])
-    return (float(lo), float(hi)), int(vals.size)
+    rows = spearman_rows if method == "spearman" else kendall_rows
+
+    def statistic(u: NDArray[np.float64], v: NDArray[np.float64], axis: int = -1) -> Any:
+        return rows(np.atleast_2d(u), np.atleast_2d(v)).reshape(np.shape(u)[:-1])
+
+    with warnings.catch_warnings():  # undefined resamples: NaN interval, replaced below
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        res = stats.bootstrap(
+            (_as_array(x), _as_array(y)),
+            statistic,
+            paired=True,
+            vectorized=True,
+            n_resamples=n_resamples,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    vals = res.bootstrap_distribution
+    defined = vals[np.isfinite(vals)]
+    if defined.size < 2:
+        return None, int(defined.size)
+    lo, hi = res.confidence_interval
+    if defined.size < vals.size:
+        tail = (1.0 - level) / 2 * 100
+        lo, hi = np.percentile(defined, [tail, 100 - tail])
+    return (float(lo), float(hi)), int(defined.size)
 
 
 def correlation(

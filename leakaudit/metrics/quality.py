@@ -2,10 +2,10 @@
 
 Every function takes images already mapped to [0, 1] (see
 :meth:`leakaudit.attacks.space.InputSpace.to_unit`), shaped ``[B, C, H, W]``, and
-returns one value per sample. SSIM is scikit-image's ``structural_similarity``
-(Wang et al. 2004, Gaussian-free 7×7 window by default). LPIPS (Zhang et al. 2018)
-needs the ``lpips`` package *and* its backbone weights already on disk; leakaudit
-never downloads them.
+returns one value per sample. MSE, PSNR and SSIM are scikit-image's
+(``skimage.metrics``; SSIM as in Wang et al. 2004, Gaussian-free 7×7 window by
+default). LPIPS (Zhang et al. 2018) needs the ``lpips`` package *and* its backbone
+weights already on disk; leakaudit never downloads them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
 
 from leakaudit.direction import MetricDirection
@@ -28,18 +28,36 @@ from leakaudit.registry import Registry
 MSE_FLOOR = 1e-12
 
 
+def _pairs(x: Tensor, ref: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Both batches as float64 NumPy arrays, ``[B, ...]`` each."""
+    return x.detach().double().cpu().numpy(), ref.detach().double().cpu().numpy()
+
+
 def mse(x: Tensor, ref: Tensor) -> Tensor:
-    """Mean squared error per sample; ``[B, ...]`` × ``[B, ...]`` → ``[B]`` float64."""
-    diff = x.detach().double().cpu() - ref.detach().double().cpu()
-    return diff.pow(2).flatten(1).mean(dim=1)
+    """Mean squared error per sample (``skimage.metrics.mean_squared_error``).
+
+    Args:
+        x: ``[B, ...]`` reconstructions.
+        ref: ``[B, ...]`` originals, the same shape (else ``ValueError``).
+
+    Returns:
+        ``[B]`` float64.
+    """
+    a, b = _pairs(x, ref)
+    return torch.tensor([mean_squared_error(b[i], a[i]) for i in range(a.shape[0])])
 
 
 def psnr(x: Tensor, ref: Tensor, data_range: float = 1.0) -> Tensor:
-    """Peak signal-to-noise ratio 10·log10(range² / MSE) in dB per sample, ``[B]``.
+    """Peak signal-to-noise ratio 10·log10(range² / MSE) in dB per sample
+    (``skimage.metrics.peak_signal_noise_ratio`` with an explicit ``data_range``), ``[B]``.
 
-    MSE is floored at :data:`MSE_FLOOR` so an exact reconstruction stays finite.
+    Capped at 10·log10(range² / :data:`MSE_FLOOR`) so an exact reconstruction stays finite.
     """
-    return 10.0 * torch.log10(data_range**2 / mse(x, ref).clamp_min(MSE_FLOOR))
+    a, b = _pairs(x, ref)
+    cap = 10.0 * np.log10(data_range**2 / MSE_FLOOR)
+    with np.errstate(divide="ignore"):  # MSE 0: skimage returns inf, capped below
+        db = [peak_signal_noise_ratio(b[i], a[i], data_range=data_range) for i in range(len(a))]
+    return torch.tensor(np.minimum(db, cap), dtype=torch.float64)
 
 
 def ssim(x: Tensor, ref: Tensor, data_range: float = 1.0) -> Tensor:
@@ -54,8 +72,7 @@ def ssim(x: Tensor, ref: Tensor, data_range: float = 1.0) -> Tensor:
         ``[B]`` float64 in [−1, 1]. The window is 7×7, or the largest odd size that
         fits images smaller than that.
     """
-    a = x.detach().double().cpu().numpy()
-    b = ref.detach().double().cpu().numpy()
+    a, b = _pairs(x, ref)
     side = min(a.shape[-2], a.shape[-1])
     win = min(7, side if side % 2 == 1 else side - 1)
     out = np.empty(a.shape[0])
