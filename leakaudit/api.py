@@ -43,6 +43,7 @@ from leakaudit.calibration.recovery import (
 )
 from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
+from leakaudit.config.selection import Selection, resolve_selection
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.gate import Baseline
 from leakaudit.report.baseline import check_same_setup, read_baseline
@@ -260,9 +261,9 @@ def _score_resumably(
         content hash (:func:`~leakaudit.resume.sample_digest`, hex) in dataset order.
     """
     total = len(inputs.ids)
-    key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model))
+    key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model), options.scores)
     done = (
-        load_partial(Path(resume_path), key, inputs.dataset, inputs.ids)
+        load_partial(Path(resume_path), key, inputs.dataset, inputs.ids, options.scores)
         if resume_path is not None
         else None
     )
@@ -354,8 +355,7 @@ def scan(
     """
     config, base_dir = _as_config(config, base_dir)
     start = time.perf_counter()
-    options, calibration = _scan_options(config)
-    resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
+    options, calibration, selection = _scan_options(config)  # CUDA absent: fails here
     baseline = _read_baseline(config)
     with _recorded_warnings() as caught:  # also printed by the CLI; kept in the report
         inputs = load_inputs(config)
@@ -378,6 +378,7 @@ def scan(
         calibration=calibration,
         content=[redactor.content(c) for c in content] if redactor else content,
         baseline=baseline[0] if baseline is not None else None,
+        selection=selection.to_dict(),
     )
     relativize(report, Path.cwd() if base_dir is None else base_dir, report_file(config))
     if redactor is not None:
@@ -419,14 +420,15 @@ def _counting(progress: ProgressFn | None, total: int, start: int = 0) -> Callab
     return advance
 
 
-def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None]:
-    """The engine's options, and the calibration whose scores they must also compute."""
+def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None, Selection]:
+    """The engine's options for the scores the scan computes (:func:`resolve_selection`),
+    the calibration, and the selection (what is computed, and why)."""
     calibration = _read_calibration(config)
-    options = score_options(config)
-    if calibration is not None and calibration.chosen is not None:
-        wanted = set(options.scores) | set(calibration.chosen.scores)
-        options = replace(options, scores=tuple(s for s in ALL_SCORES if s in wanted))
-    return options, calibration
+    chosen = calibration.chosen if calibration is not None else None
+    selection = resolve_selection(config, chosen.scores if chosen is not None else ())
+    options = replace(score_options(config), scores=selection.computed)
+    resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
+    return options, calibration, selection
 
 
 def _read_baseline(config: ScanConfig) -> tuple[Baseline, dict[str, Any]] | None:
