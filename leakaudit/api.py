@@ -261,7 +261,9 @@ def _score_resumably(
         content hash (:func:`~leakaudit.resume.sample_digest`, hex) in dataset order.
     """
     total = len(inputs.ids)
-    key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model), options.scores)
+    key = fingerprint(
+        config, inputs.checkpoint_sha256, weights_digest(inputs.model), options.scores
+    )
     done = (
         load_partial(Path(resume_path), key, inputs.dataset, inputs.ids, options.scores)
         if resume_path is not None

@@ -51,7 +51,9 @@ _OPTIONS = {f.name: f for f in dataclasses.fields(ScoreOptions)}
 
 
 #: How to fix a list of scores that lacks one the scan reads.
-_ADD_IT = "add {0} to --scores / scores.select, or drop the list (auto computes what the scan reads)"
+_ADD_IT = (
+    "add {0} to --scores / scores.select, or drop the list (auto computes what the scan reads)"
+)
 
 
 def _same(value: Any) -> Any:

@@ -70,9 +70,7 @@ def rule_label(rule: GateRule, direction: Direction) -> str:
     return f"gate:{rule.score}{way}{value}"
 
 
-def resolve_selection(
-    config: ScanConfig, calibration_scores: Sequence[str] = ()
-) -> Selection:
+def resolve_selection(config: ScanConfig, calibration_scores: Sequence[str] = ()) -> Selection:
     """The scores ``config`` needs computed, and why each one.
 
     Args:
