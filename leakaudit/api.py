@@ -65,6 +65,7 @@ from leakaudit.scores.names import ALL_SCORES, GRAD_NORM
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 from leakaudit.validation import ValidationResult
 from leakaudit.validation.sources import (
+    FROM_REPORT,
     ScoreTable,
     check_report_checkpoint,
     check_sample_indices,
@@ -524,6 +525,7 @@ def validate(
     dev = _attack_device(attacks, budget, device)
     options = score_options(config)
     inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
+    _check_has_score(table, risk_score)
     with _config_errors():
         return validate_scores(
             inputs.model,
@@ -539,6 +541,18 @@ def validate(
             progress=progress,
             **_configured(config, options),
         )
+
+
+def _check_has_score(table: ScoreTable, risk_score: str | None) -> None:
+    """Refuse a risk score the scan report did not compute (a default scan computes only
+    what it reads: see :func:`leakaudit.config.selection.resolve_selection`)."""
+    if risk_score is None or risk_score in table.scores or table.origin != FROM_REPORT:
+        return
+    raise InputError(
+        f"--report: the scan report has no {risk_score!r} scores (it computed "
+        f"{', '.join(table.scores)}); rescan with --scores all (or add {risk_score} to "
+        "--scores), or omit --report to score the data now"
+    )
 
 
 def _attack_device(attacks: Sequence[str], budget: str, device: str) -> torch.device:
