@@ -196,8 +196,8 @@ def test_piped_table_fits_columns(columns: int, monkeypatch) -> None:
     res = CliRunner().invoke(
         app,
         # Every score: more columns than fit, so the compact table drops some.
-        ["scan", "--demo", "--first", "3", "--max-iter", "4", "--n-probes", "2", "--no-progress"]
-        + ["--scores", "all"],
+        ["scan", "--demo", "--first", "3", "--max-iter", "4", "--n-probes", "2", "--no-progress",
+         "--scores", "all"],  # fmt: skip
     )
     assert res.exit_code == 0, res.output
     widest = max(len(line) for line in res.stdout.splitlines())
