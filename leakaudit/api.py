@@ -43,6 +43,7 @@ from leakaudit.calibration.recovery import (
 )
 from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
+from leakaudit.config.selection import Selection, resolve_selection
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.gate import Baseline
 from leakaudit.report.baseline import check_same_setup, read_baseline
@@ -66,6 +67,7 @@ from leakaudit.scores.names import ALL_SCORES, GRAD_NORM
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 from leakaudit.validation import ValidationResult
 from leakaudit.validation.sources import (
+    FROM_REPORT,
     ScoreTable,
     check_report_checkpoint,
     check_sample_indices,
@@ -262,9 +264,11 @@ def _score_resumably(
         content hash (:func:`~leakaudit.resume.sample_digest`, hex) in dataset order.
     """
     total = len(inputs.ids)
-    key = fingerprint(config, inputs.checkpoint_sha256, weights_digest(inputs.model))
+    key = fingerprint(
+        config, inputs.checkpoint_sha256, weights_digest(inputs.model), options.scores
+    )
     done = (
-        load_partial(Path(resume_path), key, inputs.dataset, inputs.ids)
+        load_partial(Path(resume_path), key, inputs.dataset, inputs.ids, options.scores)
         if resume_path is not None
         else None
     )
@@ -359,8 +363,7 @@ def scan(
     """
     config, base_dir = _as_config(config, base_dir)
     start = time.perf_counter()
-    options, calibration = _scan_options(config)
-    resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
+    options, calibration, selection = _scan_options(config)  # CUDA absent: fails here
     baseline = _read_baseline(config)
     with _recorded_warnings() as caught:  # also printed by the CLI; kept in the report
         inputs = load_inputs(config)
@@ -383,6 +386,7 @@ def scan(
         calibration=calibration,
         content=[redactor.content(c) for c in content] if redactor else content,
         baseline=baseline[0] if baseline is not None else None,
+        selection=selection.to_dict(),
     )
     return _finish(report, config, base_dir, redactor, (inputs.dataset, images))
 
@@ -450,14 +454,15 @@ def _counting(progress: ProgressFn | None, total: int, start: int = 0) -> Callab
     return advance
 
 
-def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None]:
-    """The engine's options, and the calibration whose scores they must also compute."""
+def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None, Selection]:
+    """The engine's options for the scores the scan computes (:func:`resolve_selection`),
+    the calibration, and the selection (what is computed, and why)."""
     calibration = _read_calibration(config)
-    options = score_options(config)
-    if calibration is not None and calibration.chosen is not None:
-        wanted = set(options.scores) | set(calibration.chosen.scores)
-        options = replace(options, scores=tuple(s for s in ALL_SCORES if s in wanted))
-    return options, calibration
+    chosen = calibration.chosen if calibration is not None else None
+    selection = resolve_selection(config, chosen.scores if chosen is not None else ())
+    options = replace(score_options(config), scores=selection.computed)
+    resolve_device(options.device)  # CUDA requested but absent: fail before loading anything
+    return options, calibration, selection
 
 
 def _read_baseline(config: ScanConfig) -> tuple[Baseline, dict[str, Any]] | None:
@@ -551,6 +556,7 @@ def validate(
     dev = _attack_device(attacks, budget, device)
     options = score_options(config)
     inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
+    _check_has_score(table, risk_score)
     with _config_errors():
         return validate_scores(
             inputs.model,
@@ -566,6 +572,18 @@ def validate(
             progress=progress,
             **_configured(config, options),
         )
+
+
+def _check_has_score(table: ScoreTable, risk_score: str | None) -> None:
+    """Refuse a risk score the scan report did not compute (a default scan computes only
+    what it reads: see :func:`leakaudit.config.selection.resolve_selection`)."""
+    if risk_score is None or risk_score in table.scores or table.origin != FROM_REPORT:
+        return
+    raise InputError(
+        f"--report: the scan report has no {risk_score!r} scores (it computed "
+        f"{', '.join(table.scores)}); rescan with --scores all (or add {risk_score} to "
+        "--scores), or omit --report to score the data now"
+    )
 
 
 def _attack_device(attacks: Sequence[str], budget: str, device: str) -> torch.device:

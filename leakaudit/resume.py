@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +56,25 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def fingerprint(config: ScanConfig, checkpoint_sha256: str | None, weights: str) -> str:
+def fingerprint(
+    config: ScanConfig,
+    checkpoint_sha256: str | None,
+    weights: str,
+    computed: Sequence[str] | None = None,
+) -> str:
     """SHA-256 over the settings and weights that determine the per-sample numbers.
 
     Args:
         config: the scan's configuration.
         checkpoint_sha256: the checkpoint file's SHA-256 (``None`` without one).
         weights: :func:`weights_digest` of the loaded model (covers random weights too).
+        computed: the scores the scan computes (``scores.select`` resolved); they stand
+            for ``scores.select``, so ``auto`` and the list it resolves to match.
     """
     d = config_to_dict(config)
     scores = {k: v for k, v in d["scores"].items() if k not in _NOT_NUMERIC}
+    if computed is not None:
+        scores["select"] = list(computed)
     defense = {k: v for k, v in d["defense"].items() if k != "target_error"}
     key = {
         "model": d["model"],
@@ -226,13 +236,35 @@ def _data_changed(path: Path, why: str) -> InputError:
     )
 
 
+def _check_scores(path: Path, blob: dict[str, Any], computed: Sequence[str] | None) -> None:
+    """Refuse partial results that hold other scores than this scan computes."""
+    stored = list((blob.get("result") or {}).get("scores") or {})
+    if computed is None or sorted(stored) == sorted(computed):
+        return
+    raise ConfigError(
+        f"partial results in {path} hold the scores {', '.join(stored) or 'none'}, this scan "
+        f"computes {', '.join(computed)}: rerun with the same --scores (and gate rules), "
+        "or delete the file / drop --resume"
+    )
+
+
 def load_partial(
-    path: Path, fingerprint: str, dataset: Any, ids: list[str]
+    path: Path,
+    fingerprint: str,
+    dataset: Any,
+    ids: list[str],
+    computed: Sequence[str] | None = None,
 ) -> tuple[ScoreResult, Tensor] | None:
     """Results stored in ``path`` by an interrupted scan of the same configuration and data.
 
     The finished samples are read again from ``dataset`` and their digests compared with
     the stored ones.
+
+    Args:
+        path, fingerprint, dataset, ids: the sidecar, :func:`fingerprint` of this scan,
+            its data and sample ids.
+        computed: the scores this scan computes; partial results of other scores are
+            refused by name.
 
     Returns:
         ``(result, digests)``, or ``None`` when the file does not exist (nothing to
@@ -240,7 +272,7 @@ def load_partial(
 
     Raises:
         InputError: the file is not a leakaudit partial-results file, or the data changed.
-        ConfigError: it was written by a scan with other settings or weights.
+        ConfigError: it was written by a scan with other settings, scores or weights.
     """
     if not path.exists():
         return None
@@ -257,6 +289,7 @@ def load_partial(
             f"partial results in {path} were written by an older leakaudit; delete the file "
             "or run without --resume"
         )
+    _check_scores(path, blob, computed)
     if blob["fingerprint"] != fingerprint:
         raise ConfigError(
             f"partial results in {path} come from a scan with a different model, data or "

@@ -36,3 +36,19 @@ def test_engine_speed_benchmark_smoke(tmp_path: Path) -> None:
     effect = row["active_set"]
     assert effect["active_products_per_sample"] <= effect["all_products_per_sample"]
     assert 0 < row["full_cost"]["product_fraction"]
+
+
+def test_scan_speed_benchmark_smoke(tmp_path: Path) -> None:
+    # This tree against itself: the figures are consistent and the rankings agree.
+    out = tmp_path / "scan.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "scan_speed.py"), "--quick"]
+    cmd += ["--old", str(ROOT), "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+    assert "| demo | 10 | grad_norm, i2f |" in proc.stdout
+    assert "| imagefolder | 8 | grad_norm |" in proc.stdout
+    rows = {r["case"]: r for r in json.loads(out.read_text())["rows"]}
+    for row in rows.values():
+        assert row["same_ranking"] is True
+        assert row["scan_ratio"] == row["old_scan_s"] / row["new_scan_s"]
+        assert row["verdict"] in ("PASS", "FAIL") and row["verdict"] in proc.stdout
+    assert rows["imagefolder"]["computed_new"] == ["grad_norm"]

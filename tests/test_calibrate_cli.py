@@ -20,6 +20,7 @@ from leakaudit.calibration.document import architecture_signature
 from leakaudit.calibration.fit import fit_calibration
 from leakaudit.calibration.recovery import recovery
 from leakaudit.cli import app
+from leakaudit.config import with_overrides
 from leakaudit.demo import demo_config
 from tests.ground_truth import digits
 
@@ -38,7 +39,10 @@ def demo_calibration(tmp_path_factory) -> tuple[Path, dict]:
     noise-free), so the chosen rule and direction are known: grad_norm, smaller riskier.
     """
     inputs = api.load_inputs(demo_config())
-    report = api.scan(demo_config())
+    # lavp_gm is no score the demo's scan reads (it computes only those by default).
+    report = api.scan(
+        with_overrides(demo_config(), {"scores.select": ["grad_norm", "lavp_gm", "i2f"]})
+    )
     g = np.array([s.scores["grad_norm"] for s in report.samples])
     order = np.argsort(np.argsort(g))
     n = len(g)

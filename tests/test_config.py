@@ -22,7 +22,6 @@ from leakaudit.config import (
 from leakaudit.config.template import TEMPLATE_RULES
 from leakaudit.defenses import GaussianNoise, Pruning, make_defense
 from leakaudit.errors import ConfigError
-from leakaudit.scores.names import ALL_SCORES
 
 
 def test_init_template_parses_to_the_defaults(tmp_path: Path) -> None:
@@ -102,7 +101,7 @@ def test_init_to_stdout_is_the_same_template(tmp_path: Path) -> None:
                 "scores": {"select": ["grad_norm"], "risk_score": "grad_norm"},
                 "gate": {"rules": [{"score": "i2f", "threshold": 1}]},
             },
-            "gate.rules[0].score: 'i2f' is not among the selected scores",
+            "gate.rules[0].score: the rule's score 'i2f' is not among the selected scores",
         ),
     ],
 )
@@ -147,7 +146,7 @@ def test_overrides_are_validated_like_yaml() -> None:
 
 def test_defaults_and_defense_params() -> None:
     cfg = ScanConfig()
-    assert cfg.scores.select == list(ALL_SCORES)
+    assert cfg.scores.select == "auto"
     assert cfg.scores.risk_score == DEFAULT_RISK_SCORE
     assert cfg.defense.params == {"sigma": 0.01}
     assert config_from_dict({"defense": {"kind": "none"}}).defense.params == {}

@@ -26,11 +26,14 @@ from leakaudit.config import (
 )
 from leakaudit.defenses import DEFENSES, GaussianNoise, make_defense, parameters
 from leakaudit.io.datasets import DataSpec
+from leakaudit.scores.names import ALL_SCORES
 from leakaudit.scores.options import DTYPES, ScoreOptions
 
 #: ``scores`` key → (ScoreOptions field, config value → engine value).
 CONVERSIONS: dict[str, tuple[str, Any]] = {
-    "select": ("scores", tuple),
+    # auto and all both hand the engine every score: only api.scan narrows auto
+    # (leakaudit.config.selection), so validate and calibrate still score everything.
+    "select": ("scores", lambda v: ALL_SCORES if v in ("auto", "all") else tuple(v)),
     "dtype": ("dtype", lambda name: getattr(torch, name)),
     "memory_budget": ("memory_budget", parse_bytes),
 }

@@ -33,9 +33,10 @@ def scan(*args: str):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A demo scan's JSON report, the baseline of the tests below (never modified)."""
+    """A demo scan's JSON report with every score, the baseline of the tests below
+    (never modified)."""
     path = tmp_path_factory.mktemp("base") / "base.json"
-    result = scan("--demo", "--json", str(path))
+    result = scan("--demo", "--scores", "all", "--json", str(path))
     assert result.exit_code == 0, result.output
     return path, json.loads(path.read_text())
 

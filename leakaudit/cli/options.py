@@ -76,6 +76,14 @@ def _csv(text: str | None) -> list[str] | None:
     return text.split(",") if text else None
 
 
+def _select(text: str | None) -> str | list[str] | None:
+    """``--scores``: ``auto``, ``all``, or comma-separated score names."""
+    names = _csv(text)
+    if names is not None and len(names) == 1 and names[0] in ("auto", "all"):
+        return names[0]
+    return names
+
+
 def _only_on(flag: bool | None) -> bool | None:
     """A ``--flag`` that can only switch a setting on: off means "not given"."""
     return True if flag else None
@@ -100,7 +108,7 @@ INPUT_KEYS: Keys = {
 
 #: The scoring and output flags of ``scan``.
 SCAN_KEYS: Keys = {
-    "scores": ("scores.select", _csv),
+    "scores": ("scores.select", _select),
     "risk_score": ("scores.risk_score", None),
     "calibration": ("scores.calibration", None),
     "device": ("scores.device", None),

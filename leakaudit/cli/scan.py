@@ -31,7 +31,13 @@ from leakaudit.resume import check_partial_path, remove_partial
 Demo = Annotated[
     bool, typer.Option("--demo", help="Scan the shipped demo: LeNet on scikit-learn digits.")
 ]
-Scores = Annotated[str | None, typer.Option(help="Comma-separated scores to compute.")]
+Scores = Annotated[
+    str | None,
+    typer.Option(
+        help="Scores to compute: auto (default: what the ranking, gate and calibration "
+        "read), all, or a comma-separated list."
+    ),
+]
 RiskScore = Annotated[str | None, typer.Option(help="Score that ranks the samples.")]
 CalibrationIn = Annotated[
     str | None,

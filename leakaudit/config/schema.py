@@ -41,13 +41,19 @@ _Convert = Callable[[Any], Any]
 #: config key → (option, option value → config value, config value → option value).
 #: Every other ``scores`` key that names an option is that option, value for value.
 _OPTION_KEYS: dict[str, tuple[str, _Convert, _Convert]] = {
-    "select": ("scores", list, tuple),
+    "select": ("scores", list, lambda v: ALL_SCORES if isinstance(v, str) else tuple(v)),
     "dtype": ("dtype", {v: k for k, v in DTYPES.items()}.__getitem__, DTYPES.__getitem__),
     "memory_budget": ("memory_budget", format_bytes, parse_bytes),
 }
 
 #: The engine's options, name → dataclass field: the one place their defaults live.
 _OPTIONS = {f.name: f for f in dataclasses.fields(ScoreOptions)}
+
+
+#: How to fix a list of scores that lacks one the scan reads.
+_ADD_IT = (
+    "add {0} to --scores / scores.select, or drop the list (auto computes what the scan reads)"
+)
 
 
 def _same(value: Any) -> Any:
@@ -137,7 +143,7 @@ class ScoresConfig:
     score and direction overrides of the report, and the ``calibration.json`` (written by
     ``leakaudit calibrate``) that turns scores into a predicted PSNR and ranks by it."""
 
-    select: list[str] = field(default_factory=lambda: _engine_default("select"))
+    select: Literal["auto", "all"] | list[str] = "auto"
     risk_score: str = DEFAULT_RISK_SCORE
     directions: dict[str, Direction] = field(default_factory=dict)
     calibration: str | None = None
@@ -156,16 +162,17 @@ class ScoresConfig:
     model_mode: ModelMode = field(default=_engine_default("model_mode"))
 
     def __post_init__(self) -> None:
-        for i, name in enumerate(self.select):
+        for i, name in enumerate(self.listed() or ()):
             require(name in SCORES, f"select[{i}]", unknown("score", name, ALL_SCORES))
-        require(bool(self.select), "select", "select at least one score")
+        require(self.select != [], "select", "select at least one score (or auto, or all)")
         require(
             self.risk_score in SCORES, "risk_score", unknown("score", self.risk_score, ALL_SCORES)
         )
         require(
-            self.risk_score in self.select,
+            self.computes(self.risk_score),
             "risk_score",
-            f"{self.risk_score!r} is not among the selected scores ({', '.join(self.select)})",
+            f"the risk score {self.risk_score!r} is not among the selected scores "
+            f"({', '.join(self.listed() or ())}): {_ADD_IT.format(self.risk_score)}",
         )
         for name in self.directions:
             require(name in SCORES, f"directions.{name}", unknown("score", name, ALL_SCORES))
@@ -191,9 +198,19 @@ class ScoresConfig:
             keys = {name: key for key, (name, _, _) in _OPTION_KEYS.items()}
             raise FieldError(keys.get(exc.field, exc.field), exc.detail) from None
 
+    def listed(self) -> list[str] | None:
+        """The scores ``select`` lists; ``None`` for ``auto`` and ``all``."""
+        return None if isinstance(self.select, str) else self.select
+
+    def computes(self, name: str) -> bool:
+        """Whether a scan of this section computes score ``name`` whatever else needs it:
+        ``auto`` adds every score the scan reads, ``all`` has them all, a list only its own."""
+        listed = self.listed()
+        return listed is None or name in listed
+
     def risk(self) -> Risk:
         """The risk score and every score's direction (the override, else the shipped one)."""
-        return resolve_risk(self.risk_score, self.directions, self.select)
+        return resolve_risk(self.risk_score, self.directions, self.listed())
 
 
 @dataclass
@@ -392,9 +409,10 @@ class ScanConfig:
                 )
                 continue
             require(
-                rule.score in self.scores.select,
+                self.scores.computes(rule.score),
                 f"gate.rules[{i}].score",
-                f"{rule.score!r} is not among the selected scores (scores.select)",
+                f"the rule's score {rule.score!r} is not among the selected scores "
+                f"({', '.join(self.scores.listed() or ())}): {_ADD_IT.format(rule.score)}",
             )
 
     def score_options(self) -> ScoreOptions:

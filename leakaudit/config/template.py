@@ -42,7 +42,8 @@ data:
   per_class: null          # at most N samples per class
 
 scores:
-  select: [grad_norm, lavp_l2_max, lavp_l2_min, lavp_cos_max, lavp_cos_min, lavp_gm, i2f_lb, i2f]
+  select: auto             # auto: only what the ranking, gate and calibration read; all;
+                           # or a list, e.g. [grad_norm, lavp_l2_max, i2f] (docs/scores.md)
   risk_score: {DEFAULT_RISK_SCORE}       # the score that ranks samples
   directions: {{}}           # e.g. {{lavp_gm: higher_is_riskier}} overrides SPEC's direction
   gm_end: max              # spectrum end used by lavp_gm: max | min

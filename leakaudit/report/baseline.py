@@ -51,7 +51,8 @@ def read_baseline(path: str | Path, scores: Iterable[str]) -> tuple[Baseline, di
             continue
         if any(name not in s["scores"] for s in samples):
             raise InputError(
-                f"{where}: the baseline has no {name} scores (rescan it with {name} selected)"
+                f"{where}: the baseline has no {name} scores (rescan it with --scores all, "
+                f"or with {name} in --scores)"
             )
         values[name] = np.array([_as_float(s["scores"][name]) for s in samples])
     content = [s.get("content_sha256") for s in samples]

@@ -63,6 +63,7 @@ def build_report(
     calibration: Calibration | None = None,
     content: Sequence[str] | None = None,
     baseline: Baseline | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> Report:
     """Rank and summarise ``result`` (rows in dataset order) into a :class:`Report`.
 
@@ -73,13 +74,12 @@ def build_report(
         model_info: model description (name, parameters, checkpoint with SHA-256).
         dataset_info: dataset description (kind, size, classes, input shape).
         seconds: wall time of the scan.
-        resumed: samples taken from earlier partial results.
-        warnings: lines to carry into the report.
+        resumed, warnings: samples taken from partial results; lines to carry over.
         calibration: when given, every sample gets its predicted PSNR and the ranking
             follows the calibrated rule (see docs/calibration.md).
-        content: ``[N]`` the samples' content hashes (SHA-256 hex), for allowlist
-            ``sha256`` entries and baseline matching.
-        baseline: a previous report: the gate counts only newly offending samples.
+        content: ``[N]`` content hashes (SHA-256 hex), for allowlists and baselines.
+        baseline: a previous report: only newly offending samples count.
+        selection: the report's ``scores`` section (what was computed, and why).
     """
     n = int(result.indices.numel())
     score_np = {k: v.double().numpy() for k, v in result.scores.items()}
@@ -95,7 +95,6 @@ def build_report(
         content=content,
         baseline=baseline,
     )
-    expired = [expired_warning(e) for e in gate.expired_allowlist]
     return Report(
         tool={"name": "leakaudit", "version": leakaudit.__version__},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -108,7 +107,8 @@ def build_report(
         samples=samples,
         summary=_summary(result, ids, config, score_np, seconds, resumed),
         gate=gate,
-        warnings=[*warnings, *expired],
+        warnings=[*warnings, *map(expired_warning, gate.expired_allowlist)],
+        scores=selection,
     )
 
 

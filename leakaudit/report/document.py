@@ -14,7 +14,14 @@ from typing import Any
 from leakaudit.gate import GateResult
 
 #: Bumped on any incompatible change of the JSON layout (major) or on additions (minor).
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
+
+
+def _reason_words(reason: str) -> str:
+    """A reason of the ``scores`` section as the one-line note says it."""
+    if reason.startswith("gate:"):
+        return "gate rule " + reason.removeprefix("gate:")
+    return "risk score" if reason == "risk" else reason
 
 
 def clean(value: Any) -> Any:
@@ -88,6 +95,25 @@ class Report:
     #: ``html`` format: :func:`leakaudit.api.scan`'s ``images``). Not part of the JSON.
     images: dict[int, bytes] = field(default_factory=dict, repr=False)
 
+    #: What was computed and why (``requested``, ``computed``, ``reasons``: see
+    #: :class:`leakaudit.config.selection.Selection`); ``None`` in a report before 1.3.
+    scores: dict[str, Any] | None = None
+
+    def computed_note(self) -> str | None:
+        """One line: the scores computed and why, and how to get every score
+        (``computed: grad_norm (risk score); use --scores all for every score``)."""
+        if self.scores is None:
+            return None
+        reasons = self.scores.get("reasons") or {}
+        parts = [
+            f"{name} ({', '.join(map(_reason_words, reasons.get(name, [])))})"
+            for name in self.scores.get("computed", [])
+        ]
+        line = "computed: " + ", ".join(parts)
+        if self.scores.get("requested") == "all":
+            return line
+        return line + "; use --scores all for every score"
+
     @property
     def calibrated(self) -> bool:
         """Whether the ranking is a calibration's predicted PSNR."""
@@ -133,5 +159,6 @@ class Report:
                 "gate": self.gate.to_dict(),
                 "warnings": self.warnings,
                 "paths": self.paths,
+                **({"scores": self.scores} if self.scores is not None else {}),
             }
         )

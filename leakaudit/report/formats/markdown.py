@@ -163,6 +163,7 @@ def _footer(report: Report) -> list[str]:
         f"({summ['backend']})"
         + (f"; {len(summ['non_converged'])} not converged" if summ["non_converged"] else "")
         + f" · leakaudit {report.tool['version']}",
+        *(["", note] if (note := report.computed_note()) is not None else []),
         "",
     ]
 

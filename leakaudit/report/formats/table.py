@@ -100,6 +100,9 @@ def summary_text(report: Report) -> Text:
         )
     for entry in g.expired_allowlist:
         lines.append(f"expired allowlist entry: {entry.get('id') or entry.get('sha256')}")
+    note = report.computed_note()
+    if note is not None:
+        lines.append(note)
     text = Text("\n".join(lines))
     text.append("\ngate: ")
     if not g.configured:
