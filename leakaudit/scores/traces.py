@@ -1,0 +1,138 @@
+"""The traces I²F needs, tr A and tr f(A) with A = JᵀJ, from the L2 Lanczos run that
+already found λ_max (Zhang et al. 2023 for the formulas; :mod:`leakaudit.scores.i2f`).
+
+Two estimators, chosen per sample:
+
+* **exact** — when the sample's L2 sequences hold at least d Lanczos vectors (small
+  inputs), Rayleigh–Ritz on the union of their Krylov spaces gives A's eigenvalues, so
+  tr A = Σ θ and tr f(A) = Σ f(θ) with a standard error of zero; A on the union comes
+  from the Lanczos recurrences, and the few directions the union may leave unspanned
+  (at most ``n_probes``) cost one Gram product each
+  (:func:`~leakaudit.linalg.trace.union_rayleigh_ritz`);
+* **deflated** — otherwise tr A = tr(Qᵀ A Q) + tr(P A P), with Q the Krylov basis of the
+  sequence that found λ_max (so Qᵀ A Q = T, whose trace is known) and P = I − QQᵀ; the
+  remainder is Hutchinson's estimate over fresh probes projected by P (one J·v each), as
+  in Hutch++ (Meyer et al. 2021) with the Lanczos basis as the sketch. tr f(A) keeps
+  stochastic Lanczos quadrature over the probes the sequences started from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from leakaudit.jacobians.protocol import SampleOperators
+from leakaudit.linalg.lanczos import LanczosRun
+from leakaudit.linalg.trace import (
+    mean_and_se,
+    probe_vectors,
+    project_out,
+    ritz_values,
+    union_rayleigh_ritz,
+)
+from leakaudit.scores.options import ScoreOptions
+
+#: Relative singular value below which a direction of the stacked Krylov vectors counts as
+#: already spanned. Products are recovered through 1/s, so this bounds the amplification
+#: of rounding in A q (≈ 1e3·eps·λ_max in float32).
+RANK_TOL = {torch.float32: 1e-3, torch.float64: 1e-6}
+
+
+@dataclass
+class Traces:
+    """tr A per sample and what the I²F quadrature can reuse.
+
+    Attributes:
+        trace: ``[B]`` tr A; ``trace_se``: its standard error (0 where exact).
+        exact: ``[B]`` bool, True where the union of the Krylov spaces is the whole space.
+        values: ``[B, k]`` A's eigenvalues (zero-padded) where ``exact``; NaN elsewhere.
+    """
+
+    trace: Tensor
+    trace_se: Tensor
+    exact: Tensor
+    values: Tensor
+
+
+def krylov_traces(
+    ops: SampleOperators,
+    indices: Tensor,
+    options: ScoreOptions,
+    run: LanczosRun,
+    l2: slice,
+    top: Tensor,
+    purpose: int,
+) -> Traces:
+    """tr A for a chunk, exact or deflated per sample (see the module docstring).
+
+    Args:
+        ops: the chunk's Jacobian products (d = ``ops.dim``).
+        indices: ``[B]`` dataset positions (they seed the remainder probes).
+        options: ``n_probes`` and ``seed``.
+        run: the Lanczos run on A; ``l2``: its sequences on A.
+        top: ``[B]`` the sequence (a column of ``run``) that found λ_max.
+        purpose: the random stream of the remainder probes (independent of the starts).
+    """
+    B, dtype, device = run.alpha.shape[0], run.alpha.dtype, run.alpha.device
+    exact = torch.zeros(B, dtype=torch.bool, device=device)
+    values = torch.full((B, 1), float("nan"), dtype=dtype, device=device)
+    spans = run.length[:, l2].sum(-1) >= ops.dim
+    if bool(spans.any()):
+        idx = spans.nonzero()[:, 0]
+        theta, ok = _eigenvalues(ops, options, run, l2, idx)
+        values = torch.full((B, theta.shape[1]), float("nan"), dtype=dtype, device=device)
+        values[idx], exact[idx] = theta.to(dtype), ok
+    trace = torch.where(exact, values.sum(-1), torch.zeros(B, dtype=dtype, device=device))
+    se = torch.zeros_like(trace)
+    rest = (~exact).nonzero()[:, 0]
+    if rest.numel():
+        trace[rest], se[rest] = _deflated(ops, indices, options, run, top, rest, purpose)
+    return Traces(trace, se, exact, values)
+
+
+def _eigenvalues(
+    ops: SampleOperators, options: ScoreOptions, run: LanczosRun, l2: slice, idx: Tensor
+) -> tuple[Tensor, Tensor]:
+    """A's eigenvalues ``[b, d]`` for the samples ``idx`` whose Krylov vectors number ≥ d,
+    and whether they are exact ``[b]``.
+
+    Directions the Krylov spaces leave (numerically) unspanned get their products
+    computed, when there are at most ``n_probes`` of them: no more than the Gram products
+    the deflated estimate's probes would cost, and it makes the result exact.
+    """
+    basis, prods = run.basis[idx, l2].flatten(1, 2), run.products(l2)[idx].flatten(1, 2)
+    Q, AQ, known = union_rayleigh_ritz(basis, prods, RANK_TOL[run.alpha.dtype])
+    missing = (~known).sum(-1)
+    fill = (missing > 0) & (missing <= options.n_probes)
+    if bool(fill.any()):
+        sub = fill.nonzero()[:, 0]
+        k = int(missing[sub].max())  # unknown directions come last (S descends)
+        R = Q[sub, -k:]
+        AQ[sub, -k:] = ops.restrict(idx[sub]).gram(R.to(run.alpha.dtype)).double()
+        known[sub] = True
+    return ritz_values(Q, AQ), known.all(-1)
+
+
+def _deflated(
+    ops: SampleOperators,
+    indices: Tensor,
+    options: ScoreOptions,
+    run: LanczosRun,
+    top: Tensor,
+    rest: Tensor,
+    purpose: int,
+) -> tuple[Tensor, Tensor]:
+    """tr T + Hutchinson on (I − QQᵀ) A (I − QQᵀ) for the samples ``rest``."""
+    d, seq = ops.dim, top[rest]
+    Q = run.basis[rest, seq]  # [b, n, d], orthonormal rows then zeros
+    steps = torch.arange(run.steps, device=Q.device)
+    valid = steps < run.length[rest, seq][:, None]
+    known = torch.where(valid, run.alpha[rest, seq], 0).sum(-1)
+    Z = probe_vectors(
+        indices[rest.cpu()], d, options.n_probes, seed=options.seed, purpose=purpose, dtype=Q.dtype
+    ).to(Q.device)
+    samples = ops.restrict(rest).jnorm2(project_out(Z, Q))
+    mean, se = mean_and_se(samples, options.n_probes >= d)
+    return known + mean, se
