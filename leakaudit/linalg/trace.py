@@ -69,24 +69,26 @@ def union_rayleigh_ritz(
     Methods for Large Eigenvalue Problems", §4.3): see :func:`ritz_values`.
 
     Args:
-        basis: ``[B, M, d]`` the stacked Lanczos vectors (zero rows allowed), M ≥ d for a
-            complete basis.
+        basis: ``[B, M, d]`` the stacked Lanczos vectors (zero rows allowed).
         products: ``[B, M, d]`` A applied to each of them.
         rank_tol: relative singular-value threshold.
 
     Returns:
-        ``(Q, AQ, known)`` in float64: ``Q`` ``[B, k, d]`` orthonormal rows (k = min(M, d),
-        spanned directions first), ``AQ`` their products (zero where unknown), ``known``
-        ``[B, k]`` bool. A sample with a non-finite vector has nothing known.
+        ``(Q, AQ, known)`` in float64: ``Q`` ``[B, d, d]`` an orthonormal basis of the whole
+        space (spanned directions first), ``AQ`` their products (zero where unknown),
+        ``known`` ``[B, d]`` bool. A sample with a non-finite vector has nothing known.
     """
     V, AV = basis.double(), products.double()
     bad = ~(torch.isfinite(V).flatten(1).all(1) & torch.isfinite(AV).flatten(1).all(1))
     V = torch.where(bad[:, None, None], torch.zeros_like(V), V)
     AV = torch.where(bad[:, None, None], torch.zeros_like(AV), AV)
-    U, S, Wh = torch.linalg.svd(V, full_matrices=False)
+    B, M, d = V.shape
+    U, S, Wh = torch.linalg.svd(V, full_matrices=M < d)  # Wh: [B, d, d], a complete basis
     known = (S > rank_tol * S[:, :1].clamp_min(torch.finfo(S.dtype).tiny)) & ~bad[:, None]
     inv = torch.where(known, 1 / S.clamp_min(torch.finfo(S.dtype).tiny), 0)
-    return Wh, inv[..., None] * (U.mT @ AV), known
+    AQ = V.new_zeros(B, d, d)
+    AQ[:, : S.shape[1]] = inv[..., None] * (U[..., : S.shape[1]].mT @ AV)
+    return Wh, AQ, torch.cat([known, known.new_zeros(B, d - S.shape[1])], dim=1)
 
 
 def ritz_values(Q: Tensor, AQ: Tensor) -> Tensor:

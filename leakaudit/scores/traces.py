@@ -3,11 +3,11 @@ already found λ_max (Zhang et al. 2023 for the formulas; :mod:`leakaudit.scores
 
 Two estimators, chosen per sample:
 
-* **exact** — when the sample's L2 sequences hold at least d Lanczos vectors (small
+* **exact** — when the sample's L2 sequences hold nearly d Lanczos vectors (small
   inputs), Rayleigh–Ritz on the union of their Krylov spaces gives A's eigenvalues, so
   tr A = Σ θ and tr f(A) = Σ f(θ) with a standard error of zero; A on the union comes
-  from the Lanczos recurrences, and the few directions the union may leave unspanned
-  (at most ``n_probes``) cost one Gram product each
+  from the Lanczos recurrences, and the directions the union leaves unspanned, when
+  there are few (:func:`_fill_budget`), cost one Gram product each
   (:func:`~leakaudit.linalg.trace.union_rayleigh_ritz`);
 * **deflated** — otherwise tr A = tr(Qᵀ A Q) + tr(P A P), with Q the Krylov basis of the
   sequence that found λ_max (so Qᵀ A Q = T, whose trace is known) and P = I − QQᵀ; the
@@ -78,7 +78,8 @@ def krylov_traces(
     B, dtype, device = run.alpha.shape[0], run.alpha.dtype, run.alpha.device
     exact = torch.zeros(B, dtype=torch.bool, device=device)
     values = torch.full((B, 1), float("nan"), dtype=dtype, device=device)
-    spans = run.length[:, l2].sum(-1) >= ops.dim
+    vectors = run.length[:, l2].sum(-1)
+    spans = vectors + _fill_budget(options, vectors) >= ops.dim
     if bool(spans.any()):
         idx = spans.nonzero()[:, 0]
         theta, ok = _eigenvalues(ops, options, run, l2, idx)
@@ -92,20 +93,26 @@ def krylov_traces(
     return Traces(trace, se, exact, values)
 
 
+def _fill_budget(options: ScoreOptions, vectors: Tensor) -> Tensor:
+    """Directions the exact estimate may compute directly, ``[B]``: as many as the probes
+    of the deflated estimate (``n_probes``), or half the Lanczos vectors (at most +50 % of
+    the run's Gram products), whichever is more."""
+    return torch.clamp(vectors // 2, min=options.n_probes)
+
+
 def _eigenvalues(
     ops: SampleOperators, options: ScoreOptions, run: LanczosRun, l2: slice, idx: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """A's eigenvalues ``[b, d]`` for the samples ``idx`` whose Krylov vectors number ≥ d,
-    and whether they are exact ``[b]``.
+    """A's eigenvalues ``[b, d]`` for the samples ``idx`` and whether they are exact ``[b]``.
 
     Directions the Krylov spaces leave (numerically) unspanned get their products
-    computed, when there are at most ``n_probes`` of them: no more than the Gram products
-    the deflated estimate's probes would cost, and it makes the result exact.
+    computed, one Gram product each, when there are few enough (:func:`_fill_budget`).
     """
     basis, prods = run.basis[idx, l2].flatten(1, 2), run.products(l2)[idx].flatten(1, 2)
     Q, AQ, known = union_rayleigh_ritz(basis, prods, RANK_TOL[run.alpha.dtype])
     missing = (~known).sum(-1)
-    fill = (missing > 0) & (missing <= options.n_probes)
+    vectors = run.length[idx, l2].sum(-1)
+    fill = (missing > 0) & (missing <= _fill_budget(options, vectors))
     if bool(fill.any()):
         sub = fill.nonzero()[:, 0]
         k = int(missing[sub].max())  # unknown directions come last (S descends)
