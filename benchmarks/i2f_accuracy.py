@@ -32,14 +32,14 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._data import photo_patches  # noqa: E402
-from leakaudit.defenses import GaussianNoise  # noqa: E402
-from leakaudit.linalg.trace import mean_and_se, quadrature  # noqa: E402
-from leakaudit.scores import chunk as chunk_module  # noqa: E402
-from leakaudit.scores.engine import score_samples  # noqa: E402
-from leakaudit.scores.i2f import damped_gram_filter  # noqa: E402
-from leakaudit.scores.options import ScoreOptions  # noqa: E402
-from leakaudit.scores.traces import krylov_traces  # noqa: E402
+from benchmarks._data import photo_patches
+from leakaudit.defenses import GaussianNoise
+from leakaudit.linalg.trace import mean_and_se, quadrature
+from leakaudit.scores import chunk as chunk_module
+from leakaudit.scores.engine import score_samples
+from leakaudit.scores.i2f import damped_gram_filter
+from leakaudit.scores.options import ScoreOptions
+from leakaudit.scores.traces import krylov_traces
 
 SIGMA = 1.0
 TARGET_MEDIAN, TARGET_SPEARMAN = 0.01, 0.98
@@ -64,7 +64,8 @@ def dense_truth(model: nn.Module, X: Tensor, Y: Tensor) -> np.ndarray:
         lam = torch.linalg.eigvalsh(J.T @ J)
         eps = 1e-3 * lam[-1]
         lam = lam.clamp_min(0)
-        rows.append((float(lam.sum().sqrt() / lam[-1]), float((lam / (lam + eps) ** 2).sum().sqrt())))
+        i2f = (lam / (lam + eps) ** 2).sum().sqrt()
+        rows.append((float(lam.sum().sqrt() / lam[-1]), float(i2f)))
     return np.array(rows)
 
 
@@ -109,7 +110,8 @@ def measure(name: str, model: nn.Module, X: Tensor, Y: Tensor) -> bool:
     products = {"old": (res.products - old.extra) / n, "new": res.products / n}
     ok = True
     print(f"\n{name}: d = {X[0].numel()}, {n} samples, default options (float32, 8 probes)")
-    print(f"{'score':8} {'estimator':9} {'median rel':>10} {'max rel':>8} {'Spearman':>8}  products/sample")
+    head = f"{'score':8} {'estimator':9} {'median rel':>10} {'max rel':>8} {'Spearman':>8}"
+    print(f"{head}  products/sample")
     for col, key in enumerate(("i2f_lb", "i2f")):
         for label, est in (("old", old_lb if col == 0 else old_i2f), ("new", new[key])):
             rel = np.abs(est - truth[:, col]) / truth[:, col]

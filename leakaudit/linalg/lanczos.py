@@ -152,8 +152,7 @@ def lanczos(
     q = start / torch.linalg.vector_norm(start, dim=-1, keepdim=True)
     alive = torch.ones(B, m, dtype=torch.bool, device=start.device)
     length = torch.zeros(B, m, dtype=torch.int64, device=start.device)
-    scale = start.new_zeros(B, m)
-    residual = torch.zeros_like(start)
+    scale, residual = start.new_zeros(B, m), torch.zeros_like(start)
     breakdown_tol = 100 * torch.finfo(dtype).eps
     steps = 0
     for j in range(k):
