@@ -9,8 +9,9 @@ Two estimators, chosen per sample:
   from the Lanczos recurrences, and the directions the union leaves unspanned, when
   there are few (:func:`_fill_budget`), cost one Gram product each
   (:func:`~leakaudit.linalg.trace.union_rayleigh_ritz`);
-* **deflated** — otherwise tr A = tr(Qᵀ A Q) + tr(P A P), with Q the Krylov basis of the
-  sequence that found λ_max (so Qᵀ A Q = T, whose trace is known) and P = I − QQᵀ; the
+* **deflated** — otherwise tr A = tr(Qᵀ A Q) + tr(P A P), with Q the basis of the union
+  of the Krylov spaces where A is known on it, else the Krylov basis of the sequence that
+  found λ_max (then Qᵀ A Q = T, whose trace is known), and P = I − QQᵀ; the
   remainder is Hutchinson's estimate over fresh probes projected by P (one J·v each), as
   in Hutch++ (Meyer et al. 2021) with the Lanczos basis as the sketch. tr f(A) keeps
   stochastic Lanczos quadrature over the probes the sequences started from.
@@ -80,16 +81,26 @@ def krylov_traces(
     values = torch.full((B, 1), float("nan"), dtype=dtype, device=device)
     vectors = run.length[:, l2].sum(-1)
     spans = vectors + _fill_budget(options, vectors) >= ops.dim
+    partial: list[tuple[Tensor, Tensor, Tensor]] = []  # (samples, basis, tr of A on it)
     if bool(spans.any()):
         idx = spans.nonzero()[:, 0]
-        theta, ok = _eigenvalues(ops, options, run, l2, idx)
+        theta, ok, basis, known = _eigenvalues(ops, options, run, l2, idx)
         values = torch.full((B, theta.shape[1]), float("nan"), dtype=dtype, device=device)
         values[idx], exact[idx] = theta.to(dtype), ok
+        partial.append((idx[~ok], basis[~ok], known[~ok]))
     trace = torch.where(exact, values.sum(-1), torch.zeros(B, dtype=dtype, device=device))
     se = torch.zeros_like(trace)
-    rest = (~exact).nonzero()[:, 0]
-    if rest.numel():
-        trace[rest], se[rest] = _deflated(ops, indices, options, run, top, rest, purpose)
+    rest = (~exact & ~spans).nonzero()[:, 0]
+    seq = top[rest]
+    steps = torch.arange(run.steps, device=device)
+    valid = steps < run.length[rest, seq][:, None]
+    partial.append(
+        (rest, run.basis[rest, seq], torch.where(valid, run.alpha[rest, seq], 0).sum(-1))
+    )
+    for rows, basis, known in partial:
+        if rows.numel():
+            trace[rows], se[rows] = _deflated(ops, indices, options, rows, basis, purpose)
+            trace[rows] += known
     return Traces(trace, se, exact, values)
 
 
@@ -102,44 +113,48 @@ def _fill_budget(options: ScoreOptions, vectors: Tensor) -> Tensor:
 
 def _eigenvalues(
     ops: SampleOperators, options: ScoreOptions, run: LanczosRun, l2: slice, idx: Tensor
-) -> tuple[Tensor, Tensor]:
-    """A's eigenvalues ``[b, d]`` for the samples ``idx`` and whether they are exact ``[b]``.
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For the samples ``idx``: A's eigenvalues ``[b, d]``, whether they are exact ``[b]``,
+    and, for deflating the others, the basis of the directions A is known on (zero rows
+    elsewhere) ``[b, d, d]`` and A's trace on them ``[b]``.
 
     Directions the Krylov spaces leave (numerically) unspanned get their products
     computed, one Gram product each, when there are few enough (:func:`_fill_budget`).
     """
+    dtype = run.alpha.dtype
     basis, prods = run.basis[idx, l2].flatten(1, 2), run.products(l2)[idx].flatten(1, 2)
-    Q, AQ, known = union_rayleigh_ritz(basis, prods, RANK_TOL[run.alpha.dtype])
+    Q, AQ, known = union_rayleigh_ritz(basis, prods, RANK_TOL[dtype])
     missing = (~known).sum(-1)
     vectors = run.length[idx, l2].sum(-1)
     fill = (missing > 0) & (missing <= _fill_budget(options, vectors))
     if bool(fill.any()):
         sub = fill.nonzero()[:, 0]
         k = int(missing[sub].max())  # unknown directions come last (S descends)
-        R = Q[sub, -k:]
-        AQ[sub, -k:] = ops.restrict(idx[sub]).gram(R.to(run.alpha.dtype)).double()
+        AQ[sub, -k:] = ops.restrict(idx[sub]).gram(Q[sub, -k:].to(dtype)).double()
         known[sub] = True
-    return ritz_values(Q, AQ), known.all(-1)
+    on_known = torch.where(known, (Q * AQ).sum(-1), 0).sum(-1).to(dtype)
+    Qk = torch.where(known[..., None], Q, 0).to(dtype)
+    return ritz_values(Q, AQ), known.all(-1), Qk, on_known
 
 
 def _deflated(
     ops: SampleOperators,
     indices: Tensor,
     options: ScoreOptions,
-    run: LanczosRun,
-    top: Tensor,
-    rest: Tensor,
+    rows: Tensor,
+    basis: Tensor,
     purpose: int,
 ) -> tuple[Tensor, Tensor]:
-    """tr T + Hutchinson on (I − QQᵀ) A (I − QQᵀ) for the samples ``rest``."""
-    d, seq = ops.dim, top[rest]
-    Q = run.basis[rest, seq]  # [b, n, d], orthonormal rows then zeros
-    steps = torch.arange(run.steps, device=Q.device)
-    valid = steps < run.length[rest, seq][:, None]
-    known = torch.where(valid, run.alpha[rest, seq], 0).sum(-1)
+    """Hutchinson's tr(PAP) and its standard error for the samples ``rows``, P = I − QᵀQ
+    with ``basis`` Q ``[b, k, d]`` (orthonormal rows, or zero rows)."""
+    d = ops.dim
     Z = probe_vectors(
-        indices[rest.cpu()], d, options.n_probes, seed=options.seed, purpose=purpose, dtype=Q.dtype
-    ).to(Q.device)
-    samples = ops.restrict(rest).jnorm2(project_out(Z, Q))
-    mean, se = mean_and_se(samples, options.n_probes >= d)
-    return known + mean, se
+        indices[rows.cpu()],
+        d,
+        options.n_probes,
+        seed=options.seed,
+        purpose=purpose,
+        dtype=basis.dtype,
+    ).to(basis.device)
+    samples = ops.restrict(rows).jnorm2(project_out(Z, basis))
+    return mean_and_se(samples, options.n_probes >= d)
