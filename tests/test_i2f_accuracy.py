@@ -95,3 +95,30 @@ def test_traces_do_not_depend_on_chunking(scores: tuple[str, ...]) -> None:
     b = score_samples(model, data, ScoreOptions(chunk_size=1, **opts))
     for key in scores:
         torch.testing.assert_close(a.scores[key], b.scores[key], rtol=1e-9, atol=0)
+
+
+def test_union_rayleigh_ritz_recovers_the_spectrum_without_products() -> None:
+    """Four short Lanczos runs on a real JᵀJ (d = 36, 4 × 12 vectors): A on their Krylov
+    vectors from the recurrences equals the dense products, and Rayleigh–Ritz on the union
+    gives every eigenvalue of A."""
+    from leakaudit.linalg.lanczos import lanczos
+    from leakaudit.linalg.trace import probe_vectors, ritz_values, union_rayleigh_ritz
+
+    model, X, Y, _ = _case("lenet-1ch")
+    A = dense(model, X[0], Y[0]).A
+    starts = probe_vectors(torch.tensor([0]), 36, 4, seed=0, purpose=1, dtype=torch.float64)
+    run = lanczos(lambda V: V @ A, starts, 12)
+    prods = run.products(slice(0, 4))
+    torch.testing.assert_close(prods, run.basis @ A, rtol=0, atol=1e-10 * float(A.norm()))
+    Q, AQ, known = union_rayleigh_ritz(run.basis.flatten(1, 2), prods.flatten(1, 2), 1e-6)
+    assert bool(known.all())
+    want = torch.linalg.eigvalsh(A)
+    torch.testing.assert_close(ritz_values(Q, AQ)[0], want, rtol=0, atol=1e-9 * float(want[-1]))
+    # Two runs (24 vectors) cannot span d = 36: the directions claimed known (at most
+    # 24) carry their true products.
+    Q, AQ, known = union_rayleigh_ritz(
+        run.basis[:, :2].flatten(1, 2), prods[:, :2].flatten(1, 2), 1e-6
+    )
+    assert 12 <= int(known.sum()) <= 24
+    rows = known[0]
+    torch.testing.assert_close(AQ[0, rows], Q[0, rows] @ A, rtol=0, atol=1e-7 * float(want[-1]))
