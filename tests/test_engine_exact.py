@@ -149,10 +149,10 @@ def test_float32_defaults_meet_spec_accuracy() -> None:
         assert abs(s["lavp_l2_min"] - 2 * float(ev[0])) <= 1e-3 * 2 * float(ev[-1])
         assert s["lavp_cos_max"] == pytest.approx(float(evc[-1]), rel=1e-3)
         assert abs(s["lavp_cos_min"] - float(evc[0])) <= 1e-3 * float(evc[-1])
-        # Random probes: within 4 stated standard errors of the truth.
+        # Within 4 stated standard errors of the truth (the Krylov spaces span d = 48 here,
+        # so the traces are exact: SE 0 and float32 rounding only).
         for name, truth in (("i2f_lb", D.i2f_lb(None, 0.01)), ("i2f", D.i2f(None, 0.01))):
             se = float(res.diagnostics[f"{name}_se"][i])
-            assert se > 0
             assert abs(s[name] - truth) <= 4 * se + 1e-4 * truth, (name, s[name], truth, se)
 
 

@@ -58,6 +58,8 @@ class LanczosRun:
         basis: ``[B, m, n, d]`` orthonormal Lanczos vectors (zero past the length).
         steps: n.
         length: ``[B, m]`` steps each sequence took (≤ n).
+        residual: ``[B, m, d]`` the last step's residual r (orthogonal to the sequence's
+            basis), so that A Q = Q T + r e_lenᵀ for each sequence (:meth:`products`).
     """
 
     alpha: Tensor
@@ -65,6 +67,26 @@ class LanczosRun:
     basis: Tensor
     steps: int
     length: Tensor
+    residual: Tensor
+
+    def tridiagonal(self) -> Tensor:
+        """``[B, m, n, n]`` T of every sequence (padded as :meth:`ritz` describes)."""
+        T = torch.diag_embed(self.alpha)
+        if self.steps > 1:
+            couples = torch.arange(1, self.steps, device=self.length.device)
+            off = torch.where(couples < self.length[..., None], self.beta[..., :-1], 0)
+            T = T + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
+        return T
+
+    def products(self, seqs: slice) -> Tensor:
+        """A q for every Lanczos vector q of the sequences ``seqs``, ``[B, s, n, d]``, from
+        the recurrence A Q = Q T + r e_lenᵀ: no product with A (exact up to rounding,
+        thanks to the full reorthogonalisation)."""
+        Q = self.basis[:, seqs]
+        AQ = torch.matmul(self.tridiagonal()[:, seqs].transpose(-1, -2), Q)
+        last = (self.length[:, seqs] - 1).clamp_min(0)
+        at_last = torch.arange(self.steps, device=last.device) == last[..., None]
+        return AQ + at_last[..., None].to(Q.dtype) * self.residual[:, seqs, None, :]
 
     def ritz(self) -> Ritz:
         """Eigen-decompose every tridiagonal (small: n × n).
@@ -73,11 +95,7 @@ class LanczosRun:
         values α_1 (inside the spectrum, quadrature weight 0) and changes nothing else.
         """
         n = self.steps
-        T = torch.diag_embed(self.alpha)
-        if n > 1:
-            couples = torch.arange(1, n, device=self.length.device) < self.length[..., None]
-            off = torch.where(couples, self.beta[..., : n - 1], 0)
-            T = T + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
+        T = self.tridiagonal()
         # A non-finite tridiagonal (a NaN gradient) is that sequence's alone: eigh would
         # fail for the whole batch, so it gets NaN Ritz values instead.
         bad = ~torch.isfinite(T).flatten(-2).all(-1)
@@ -134,7 +152,7 @@ def lanczos(
     q = start / torch.linalg.vector_norm(start, dim=-1, keepdim=True)
     alive = torch.ones(B, m, dtype=torch.bool, device=start.device)
     length = torch.zeros(B, m, dtype=torch.int64, device=start.device)
-    scale = start.new_zeros(B, m)
+    scale, residual = start.new_zeros(B, m), torch.zeros_like(start)
     breakdown_tol = 100 * torch.finfo(dtype).eps
     steps = 0
     for j in range(k):
@@ -144,6 +162,7 @@ def lanczos(
         a = torch.where(alive, (w * q).sum(-1), torch.zeros_like(scale))
         w = _orthogonalise(w, a, Q, beta, j)
         b = torch.linalg.vector_norm(w, dim=-1)
+        residual = torch.where(alive[..., None], w, residual)
         scale = torch.maximum(scale, a.abs() + b)
         alive = alive & (b > breakdown_tol * scale.clamp_min(torch.finfo(dtype).tiny))
         alpha[..., j] = a
@@ -152,12 +171,12 @@ def lanczos(
         q = torch.where(alive[..., None], w / b.clamp_min(torch.finfo(dtype).tiny)[..., None], 0)
         steps = j + 1
         if converged is not None and steps % check_every == 0 and steps < k:
-            done = converged(_finish(alpha, beta, Q, steps, length))
+            done = converged(_finish(alpha, beta, Q, steps, length, residual))
             alive = alive & ~done[:, None]
             q = torch.where(alive[..., None], q, 0)
         if not bool(alive.any()):
             break
-    return _finish(alpha, beta, Q, steps, length)
+    return _finish(alpha, beta, Q, steps, length, residual)
 
 
 def _orthogonalise(w: Tensor, a: Tensor, Q: Tensor, beta: Tensor, j: int) -> Tensor:
@@ -173,10 +192,12 @@ def _orthogonalise(w: Tensor, a: Tensor, Q: Tensor, beta: Tensor, j: int) -> Ten
     return w
 
 
-def _finish(alpha: Tensor, beta: Tensor, Q: Tensor, steps: int, length: Tensor) -> LanczosRun:
+def _finish(
+    alpha: Tensor, beta: Tensor, Q: Tensor, steps: int, length: Tensor, residual: Tensor
+) -> LanczosRun:
     a = alpha[..., :steps].clone()
     b = beta[..., :steps].clone()
     # Pad the steps after a sequence stopped: diagonal α_1, zero coupling (see lanczos()).
     dead = torch.arange(steps, device=length.device) >= length[..., None]
     a = torch.where(dead, a[..., :1].expand_as(a), a)
-    return LanczosRun(a, b, Q[:, :, :steps], steps, length.clone())
+    return LanczosRun(a, b, Q[:, :, :steps], steps, length.clone(), residual.clone())

@@ -52,3 +52,53 @@ def mean_and_se(samples: Tensor, exact: bool) -> tuple[Tensor, Tensor]:
 def quadrature(values: Tensor, first: Tensor, d: int, f: Callable[[Tensor], Tensor]) -> Tensor:
     """SLQ samples d · Σ_j τ_j² f(θ_j), shape ``values.shape[:-1]``."""
     return d * (first.pow(2) * f(values)).sum(-1)
+
+
+def union_rayleigh_ritz(
+    basis: Tensor, products: Tensor, rank_tol: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """An orthonormal basis of the span of several Krylov bases, and A on it, without
+    products with A.
+
+    Each of a sample's Lanczos sequences is orthonormal on its own; together they span a
+    space 𝒬. The SVD of the stacked vectors V = U S Wh gives orthonormal rows q_i of Wh,
+    and A q_i = (Uᵀ A V)_i / s_i from the products the recurrences already give. A
+    direction whose s_i is below ``rank_tol`` times the largest counts as not spanned
+    (1/s_i would amplify the rounding in A V): its A q_i is unknown. When every A q_i of a
+    complete basis is known, H = Q A Qᵀ is similar to A (Rayleigh–Ritz, Saad, "Numerical
+    Methods for Large Eigenvalue Problems", §4.3): see :func:`ritz_values`.
+
+    Args:
+        basis: ``[B, M, d]`` the stacked Lanczos vectors (zero rows allowed).
+        products: ``[B, M, d]`` A applied to each of them.
+        rank_tol: relative singular-value threshold.
+
+    Returns:
+        ``(Q, AQ, known)`` in float64: ``Q`` ``[B, d, d]`` an orthonormal basis of the whole
+        space (spanned directions first), ``AQ`` their products (zero where unknown),
+        ``known`` ``[B, d]`` bool. A sample with a non-finite vector has nothing known.
+    """
+    V, AV = basis.double(), products.double()
+    bad = ~(torch.isfinite(V).flatten(1).all(1) & torch.isfinite(AV).flatten(1).all(1))
+    V = torch.where(bad[:, None, None], torch.zeros_like(V), V)
+    AV = torch.where(bad[:, None, None], torch.zeros_like(AV), AV)
+    B, M, d = V.shape
+    U, S, Wh = torch.linalg.svd(V, full_matrices=M < d)  # Wh: [B, d, d], a complete basis
+    known = (S > rank_tol * S[:, :1].clamp_min(torch.finfo(S.dtype).tiny)) & ~bad[:, None]
+    inv = torch.where(known, 1 / S.clamp_min(torch.finfo(S.dtype).tiny), 0)
+    AQ = V.new_zeros(B, d, d)
+    AQ[:, : S.shape[1]] = inv[..., None] * (U[..., : S.shape[1]].mT @ AV)
+    return Wh, AQ, torch.cat([known, known.new_zeros(B, d - S.shape[1])], dim=1)
+
+
+def ritz_values(Q: Tensor, AQ: Tensor) -> Tensor:
+    """Eigenvalues ``[B, k]`` (ascending) of H = Q A Qᵀ (symmetrised) from ``Q`` and ``AQ``
+    ``[B, k, d]``; with k = d, the eigenvalues of A: tr A = Σ θ, tr f(A) = Σ f(θ)."""
+    H = Q @ AQ.mT
+    return torch.linalg.eigvalsh((H + H.mT) / 2)
+
+
+def project_out(Z: Tensor, basis: Tensor) -> Tensor:
+    """(I − QᵀQ) z for each row z of ``Z`` ``[B, n, d]``; ``basis`` ``[B, k, d]`` has
+    orthonormal (or zero) rows."""
+    return Z - torch.matmul(torch.matmul(Z, basis.mT), basis)

@@ -35,9 +35,10 @@ from leakaudit.scores.lavp import (
 )
 from leakaudit.scores.options import ScoreOptions
 from leakaudit.scores.plan import Plan
+from leakaudit.scores.traces import Traces, krylov_traces
 
 # Purposes that seed independent random streams per sample.
-_START_L2, _START_COS, _PROBES = 1, 2, 3
+_START_L2, _START_COS, _PROBES, _REMAINDER = 1, 2, 3, 4
 
 Scores = dict[str, Tensor]
 
@@ -254,7 +255,8 @@ def _i2f(chunk: _Chunk, spectrum: _Spectrum) -> None:
     noise_var = o.defense.noise_variance(g)
     bias = o.defense.bias(g)
     jt_bias = chunk.ops.jt(bias) if bias is not None else None
-    tr, tr_se = _trace(chunk, spectrum)
+    traces = _trace(chunk, spectrum)
+    tr, tr_se = traces.trace, traces.trace_se
     diag["trace_jtj"], diag["trace_jtj_se"] = tr, tr_se
     if chunk.plan.trace:
         c = jt_bias.pow(2).sum(1) if jt_bias is not None else torch.zeros_like(lam)
@@ -262,7 +264,7 @@ def _i2f(chunk: _Chunk, spectrum: _Spectrum) -> None:
         chunk.scores[N.I2F_LB] = num / lam
         diag["i2f_lb_se"] = num_se / lam
     if chunk.plan.slq:
-        _i2f_slq(chunk, spectrum, epsilon(o, lam), noise_var, jt_bias)
+        _i2f_slq(chunk, spectrum, traces, epsilon(o, lam), noise_var, jt_bias)
     lam_ok = diag[N.converged_key(N.LAVP_L2_MAX)]
     for name in (N.I2F_LB, N.I2F):
         if name in chunk.scores:
@@ -270,26 +272,33 @@ def _i2f(chunk: _Chunk, spectrum: _Spectrum) -> None:
             diag[key] = lam_ok & diag.get(key, lam_ok)
 
 
-def _trace(chunk: _Chunk, spectrum: _Spectrum) -> tuple[Tensor, Tensor]:
-    """tr JᵀJ and its standard error, ``[B]`` each."""
-    o, d = chunk.options, chunk.ops.dim
-    exact = o.n_probes >= d
-    if chunk.plan.slq:
-        # The L2 sequences started at the probes: α₁·d = zᵀAz (Hutchinson) for free.
-        return mean_and_se(d * spectrum.run.alpha[:, spectrum.l2, 0], exact)
-    g = chunk.ops.grads
-    Z = probe_vectors(chunk.indices, d, o.n_probes, seed=o.seed, purpose=_PROBES, dtype=g.dtype)
-    return mean_and_se(chunk.ops.jnorm2(Z.to(g.device)), exact)
+def _trace(chunk: _Chunk, spectrum: _Spectrum) -> Traces:
+    """tr JᵀJ and its standard error: exact where the L2 Krylov spaces span the input
+    space, else deflated by the λ_max sequence's basis (:mod:`leakaudit.scores.traces`)."""
+    top = spectrum.ends["l2", "max"][1]
+    return krylov_traces(
+        chunk.ops, chunk.indices, chunk.options, spectrum.run, spectrum.l2, top, _REMAINDER
+    )
 
 
 def _i2f_slq(
-    chunk: _Chunk, spectrum: _Spectrum, eps: Tensor, noise_var: Tensor, jt_bias: Tensor | None
+    chunk: _Chunk,
+    spectrum: _Spectrum,
+    traces: Traces,
+    eps: Tensor,
+    noise_var: Tensor,
+    jt_bias: Tensor | None,
 ) -> None:
-    """I²F: the noise term by SLQ on f(λ) = λ/(λ+ε)², the bias term by CG on JᵀJ + εI."""
+    """I²F: the noise term tr f(JᵀJ), f(λ) = λ/(λ+ε)², from the eigenvalues where they
+    are known (``traces.exact``) and by SLQ elsewhere; the bias term by CG on JᵀJ + εI."""
     o, diag, ritz, l2 = chunk.options, chunk.diag, spectrum.ritz, spectrum.l2
     d = chunk.ops.dim
-    q_samples = quadrature(ritz.values[:, l2], ritz.first[:, l2], d, damped_gram_filter(eps))
+    f = damped_gram_filter(eps)
+    q_samples = quadrature(ritz.values[:, l2], ritz.first[:, l2], d, f)
     q, q_se = mean_and_se(q_samples, o.n_probes >= d)
+    exact_q = f(traces.values.nan_to_num(0)[:, None]).sum((-1, -2))
+    q = torch.where(traces.exact, exact_q, q)
+    q_se = torch.where(traces.exact, torch.zeros_like(q_se), q_se)
     c = torch.zeros_like(eps)
     if jt_bias is not None:
         damped = DampedOperator(chunk.gram, eps)
