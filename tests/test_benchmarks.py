@@ -36,3 +36,25 @@ def test_engine_speed_benchmark_smoke(tmp_path: Path) -> None:
     effect = row["active_set"]
     assert effect["active_products_per_sample"] <= effect["all_products_per_sample"]
     assert 0 < row["full_cost"]["product_fraction"]
+
+
+def test_trained_study_smoke(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "trained_study.py"), "--quick"]
+    proc = subprocess.run(
+        [*cmd, "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, check=True
+    )
+    assert "## Setup" in proc.stdout
+    data = json.loads((tmp_path / "trained.json").read_text())
+    assert [r["setting"]["name"] for r in data["settings"]] == ["mlp-s0", "cnn-s0"]
+    for r in data["settings"]:
+        assert (tmp_path / f"setting-{r['setting']['name']}.json").exists()
+        # The model was trained (chance is 0.1) and every sample was attacked by both.
+        assert r["test_accuracy"] > 0.3
+        n = len(r["test_positions"])
+        psnr = r["samples"]["psnr"]
+        assert len(psnr["idlg"]) == len(psnr["ig"]) == n
+        # best-of-attacks is the per-sample maximum of the two attacks' PSNR.
+        assert psnr["best"] == [max(a, b) for a, b in zip(psnr["idlg"], psnr["ig"])]
+        # Correlations exist only where part, not all, of the samples were recovered.
+        recovered = r["quality"]["best"]["recovered"]
+        assert (r["correlations"] is not None) == (5 <= recovered < n)
