@@ -156,6 +156,6 @@ def full_settings() -> list[Setting]:
 def quick_settings() -> list[Setting]:
     """One tiny setting per architecture: checks the pipeline, not the claims."""
     return [
-        Setting(arch, 0, n=12, sigma=0.0, idlg_iters=3, ig_iters=20, epochs=2, n_resamples=99)
+        Setting(arch, 0, n=16, sigma=0.0, idlg_iters=3, ig_iters=100, epochs=3, n_resamples=99)
         for arch in ("mlp", "cnn")
     ]

@@ -111,7 +111,7 @@ def transfer_table(results: list[dict[str, Any]]) -> list[str]:
             continue
         t = transfer(r)
         if not t["calibrated_splits"]:
-            lines.append(f"| {r['setting']['name']} | 0/5 | — | — | — | — |")
+            lines.append(f"| {r['setting']['name']} | 0/{t['splits']} | — | — | — | — |")
             continue
         fixed = t["fixed_rho_mean"]
         best = max(fixed, key=lambda k: fixed[k])

@@ -23,6 +23,8 @@ from leakaudit.scores.names import ALL_SCORES, GRAD_NORM, SCORES
 
 #: ``leakaudit calibrate``'s default subset size.
 SUBSET = 32
+#: Fewest samples left over to measure the calibrated ranking on.
+MIN_HELD_OUT = 20
 
 
 def saved_recovery(samples: dict[str, Any], idx: np.ndarray) -> Recovery:
@@ -57,9 +59,11 @@ def one_split(samples: dict[str, Any], seed: int) -> dict[str, Any] | None:
 
 def transfer(result: dict[str, Any], seeds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> dict[str, Any]:
     """:func:`one_split` over ``seeds``: each split's ρ, and means over the calibrated ones."""
+    if len(result["samples"]["psnr"]["best"]) < SUBSET + MIN_HELD_OUT:
+        return {"calibrated_splits": 0, "splits": 0, "note": "too few samples to hold out"}
     splits = [s for s in (one_split(result["samples"], seed) for seed in seeds) if s]
     if not splits:
-        return {"calibrated_splits": 0}
+        return {"calibrated_splits": 0, "splits": len(seeds)}
     mean_fixed = {k: float(np.nanmean([s["fixed"][k] for s in splits])) for k in ALL_SCORES}
     return {
         "calibrated_splits": len(splits),

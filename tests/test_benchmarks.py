@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from scipy import stats
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -58,3 +61,11 @@ def test_trained_study_smoke(tmp_path: Path) -> None:
         # Correlations exist only where part, not all, of the samples were recovered.
         recovered = r["quality"]["best"]["recovered"]
         assert (r["correlations"] is not None) == (5 <= recovered < n)
+        if r["correlations"] is None:
+            continue
+        # Every reported ρ is scipy's Spearman ρ of the saved per-sample values.
+        for score, row in r["correlations"].items():
+            want = stats.spearmanr(r["samples"]["scores"][score], psnr["best"]).statistic
+            assert row["best"]["rho"] == pytest.approx(want, abs=1e-9)
+            low, high = row["best"]["ci95"]
+            assert -1 <= low <= high <= 1
