@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.trained_study_transfer import transfer
-from leakaudit.scores.names import ALL_SCORES
+from leakaudit.direction import sign
+from leakaudit.scores.names import ALL_SCORES, SCORES
 
 
 def _f(x: float | None, digits: int = 2) -> str:
@@ -85,17 +86,24 @@ def calibration_table(results: list[dict[str, Any]]) -> list[str]:
 
 
 def summary_table(results: list[dict[str, Any]]) -> list[str]:
-    """Per score, its ρ with the best PSNR in every setting where one is reported."""
+    """Per score, its ρ with the best PSNR in every setting where one is reported, and in
+    how many settings the 95% interval agrees with (or contradicts) the shipped direction."""
     done = [r for r in results if r["correlations"]]
     head = " | ".join(r["setting"]["name"] for r in done)
-    lines = [f"| score | {head} |", "|---" * (len(done) + 1) + "|"]
+    lines = [
+        f"| score | shipped direction | {head} | agrees / contradicts |",
+        "|---" * (len(done) + 3) + "|",
+    ]
     for k in ALL_SCORES:
-        cells = []
+        want = sign(SCORES[k].direction)  # riskier = better reconstruction = higher PSNR
+        cells, agree, against = [], 0, 0
         for r in done:
             b = r["correlations"][k]["best"]
-            mark = "·" if b["ci95"] and b["ci95"][0] <= 0 <= b["ci95"][1] else ""
-            cells.append(f"{_f(b['rho'])}{mark}")
-        lines.append(f"| {k} | {' | '.join(cells)} |")
+            lo, hi = b["ci95"] or (0.0, 0.0)
+            agree += want * lo > 0 and want * hi > 0
+            against += want * lo < 0 and want * hi < 0
+            cells.append(f"{_f(b['rho'])}{'·' if lo <= 0 <= hi else ''}")
+        lines.append(f"| {k} | {SCORES[k].direction} | {' | '.join(cells)} | {agree} / {against} |")
     return lines
 
 
@@ -127,7 +135,13 @@ def transfer_table(results: list[dict[str, Any]]) -> list[str]:
 def report(results: list[dict[str, Any]]) -> str:
     """The study's markdown: setup, summary, calibration, per-setting detail."""
     parts = ["## Setup", "", *setup_table(results), "", "## ρ with best-attack PSNR", ""]
-    parts += [*summary_table(results), "", "(· : the 95% interval contains 0)", ""]
+    parts += [
+        *summary_table(results),
+        "",
+        "(ρ > 0: a larger score goes with a better reconstruction, i.e. larger is riskier; "
+        "· : the 95% interval contains 0)",
+        "",
+    ]
     parts += ["## Calibration (held out) vs hindsight", "", *calibration_table(results), ""]
     parts += ["## `calibrate` as shipped, on samples it did not see", ""]
     parts += [*transfer_table(results), ""]
