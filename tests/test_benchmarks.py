@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from scipy import stats
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,3 +55,33 @@ def test_scan_speed_benchmark_smoke(tmp_path: Path) -> None:
         assert row["scan_ratio"] == row["old_scan_s"] / row["new_scan_s"]
         assert row["verdict"] in ("PASS", "FAIL") and row["verdict"] in proc.stdout
     assert rows["imagefolder"]["computed_new"] == ["grad_norm"]
+
+
+def test_trained_study_smoke(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "trained_study.py"), "--quick"]
+    proc = subprocess.run(
+        [*cmd, "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, check=True
+    )
+    assert "## Setup" in proc.stdout
+    data = json.loads((tmp_path / "trained.json").read_text())
+    assert [r["setting"]["name"] for r in data["settings"]] == ["mlp-s0", "cnn-s0"]
+    for r in data["settings"]:
+        assert (tmp_path / f"setting-{r['setting']['name']}.json").exists()
+        # The model was trained (chance is 0.1) and every sample was attacked by both.
+        assert r["test_accuracy"] > 0.3
+        n = len(r["test_positions"])
+        psnr = r["samples"]["psnr"]
+        assert len(psnr["idlg"]) == len(psnr["ig"]) == n
+        # best-of-attacks is the per-sample maximum of the two attacks' PSNR.
+        assert psnr["best"] == [max(a, b) for a, b in zip(psnr["idlg"], psnr["ig"])]
+        # Correlations exist only where part, not all, of the samples were recovered.
+        recovered = r["quality"]["best"]["recovered"]
+        assert (r["correlations"] is not None) == (5 <= recovered < n)
+        if r["correlations"] is None:
+            continue
+        # Every reported ρ is scipy's Spearman ρ of the saved per-sample values.
+        for score, row in r["correlations"].items():
+            want = stats.spearmanr(r["samples"]["scores"][score], psnr["best"]).statistic
+            assert row["best"]["rho"] == pytest.approx(want, abs=1e-9)
+            low, high = row["best"]["ci95"]
+            assert -1 <= low <= high <= 1
