@@ -1,12 +1,13 @@
 """Scans sharded over the ranks of a ``torchrun`` job (``torch.distributed``).
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every rank loads the model
-and data, scores a disjoint, deterministic shard of the samples — dataset indices
-``rank, rank + world, rank + 2·world, ...`` — and the shards are gathered over the
-process group (``gloo`` on CPU; ``gloo`` for objects and ``nccl`` for CUDA tensors on
-GPUs, each rank on its ``LOCAL_RANK`` GPU). Each sample's random vectors are seeded by
-its dataset index, so the merged results are those of a single-process scan, score for
-score. Every rank returns the same merged results; only rank 0 writes output.
+and data and scores a disjoint, deterministic shard of the samples: blocks of one chunk
+of dataset indices, dealt round-robin (:func:`shard`). The shards are gathered over the
+process group (``gloo`` on CPU; on GPUs ``gloo`` for the gathered objects and ``nccl``
+for CUDA tensors, each rank on its ``LOCAL_RANK`` GPU). Each sample's random vectors are
+seeded by its dataset index and every rank forms the chunks a single process forms, so
+the merged results are those of a single-process scan, score for score. Every rank
+returns the same merged results; only rank 0 writes output.
 
 Fault tolerance: each rank keeps its own partial-results file
 (``<sidecar>.rank<r>-of-<w>``, :class:`~leakaudit.resume.PartialResults`), records keyed
@@ -28,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,12 @@ from leakaudit.resume import (
     select_rows,
 )
 from leakaudit.scores.data import Positioned
-from leakaudit.scores.engine import concat_results, resolve_device, score_samples
+from leakaudit.scores.engine import (
+    concat_results,
+    planned_chunk_size,
+    resolve_device,
+    score_samples,
+)
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 
 #: The environment variable of the test hook (see the module docstring).
@@ -84,9 +91,16 @@ def current_world() -> World:
     )
 
 
-def shard(total: int, world: World) -> list[int]:
-    """The dataset indices ``world.rank`` scores: every ``world.size``-th, from its rank."""
-    return list(range(world.rank, total, world.size))
+def shard(total: int, world: World, block: int = 1) -> list[int]:
+    """The dataset indices ``world.rank`` scores: blocks of ``block`` consecutive indices,
+    dealt round-robin (block ``k`` to rank ``k mod size``).
+
+    With ``block`` the engine's chunk size every rank scores exactly the chunks a single
+    process forms, so the numbers are the same bit for bit (float rounding in a batched
+    product depends on which samples share the batch).
+    """
+    blocks = range(world.rank, -(-total // block), world.size)
+    return [i for k in blocks for i in range(k * block, min((k + 1) * block, total))]
 
 
 def rank_file(sidecar: Path, world: World) -> Path:
@@ -191,7 +205,8 @@ def _score_shard(
 ) -> _Shard:
     """Score this rank's shard, continuing the partial results of ``resume_path``."""
     total = len(ids)
-    positions = shard(total, world)
+    options = replace(options, chunk_size=planned_chunk_size(model, dataset, options))
+    positions = shard(total, world, options.chunk_size or 1)
     files = partial_files(resume_path) if resume_path is not None else []
     done = load_partials(files, key, dataset, ids, positions) if files else None
     path = rank_file(Path(sidecar), world) if sidecar is not None else None
