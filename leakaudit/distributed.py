@@ -27,6 +27,7 @@ import glob
 import itertools
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -57,6 +58,10 @@ DIE_ENV = "LEAKAUDIT_TEST_DIE_AFTER"
 DIE_EXIT = 86
 
 ProgressFn = Callable[[int, int], None]
+
+
+class IdleRankWarning(UserWarning):
+    """Some ranks have no samples: the data is smaller than ranks × chunk size."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +211,9 @@ def _score_shard(
     """Score this rank's shard, continuing the partial results of ``resume_path``."""
     total = len(ids)
     options = replace(options, chunk_size=planned_chunk_size(model, dataset, options))
-    positions = shard(total, world, options.chunk_size or 1)
+    block = options.chunk_size or 1
+    positions = shard(total, world, block)
+    _warn_if_idle(total, world, block)
     files = partial_files(resume_path) if resume_path is not None else []
     done = load_partials(files, key, dataset, ids, positions) if files else None
     path = rank_file(Path(sidecar), world) if sidecar is not None else None
@@ -228,6 +235,18 @@ def _score_shard(
         model, Positioned(data, remaining), options, progress=counter.add, on_chunk=save
     )
     return _Shard(partial, resumed, fresh, fresh.seconds)
+
+
+def _warn_if_idle(total: int, world: World, block: int) -> None:
+    blocks = -(-total // block)
+    if blocks < world.size:
+        warnings.warn(
+            f"{world.size - blocks} of {world.size} ranks have no samples: the "
+            f"{total} samples make {blocks} chunk(s) of {block}; a smaller --chunk-size "
+            "spreads them",
+            IdleRankWarning,
+            stacklevel=2,
+        )
 
 
 def _stats(mine: _Shard, world: World) -> dict[str, Any]:
@@ -361,6 +380,7 @@ def _die_after(world: World) -> Callable[[int], None]:
 __all__ = [
     "DIE_ENV",
     "DIE_EXIT",
+    "IdleRankWarning",
     "Sharded",
     "World",
     "current_world",
