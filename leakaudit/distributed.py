@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from leakaudit.errors import InputError
 from leakaudit.resume import (
     DigestingDataset,
     PartialResults,
@@ -333,14 +334,26 @@ def _process_group(world: World, device: torch.device) -> Iterator[_Counter]:
     if dist.is_initialized():  # the caller's own group: no store to count in
         yield _Counter(None, world)
         return
-    store, rank, size = next(dist.rendezvous("env://"))
     if device.type == "cuda":
-        torch.cuda.set_device(world.local_rank)
+        _use_local_gpu(world)
+    store, rank, size = next(dist.rendezvous("env://"))
     dist.init_process_group(_backend(device), store=store, rank=rank, world_size=size)
     try:
         yield _Counter(store, world)
     finally:
         dist.destroy_process_group()
+
+
+def _use_local_gpu(world: World) -> None:
+    """Make this rank's GPU (``LOCAL_RANK``) the current CUDA device."""
+    count = torch.cuda.device_count()
+    if world.local_rank >= count:
+        raise InputError(
+            f"rank {world.rank} has LOCAL_RANK {world.local_rank}, but this machine has "
+            f"{count} CUDA device(s): start at most {count} processes per node "
+            "(torchrun --nproc-per-node), or scan with --device cpu"
+        )
+    torch.cuda.set_device(world.local_rank)
 
 
 def _barrier(world: World) -> None:
