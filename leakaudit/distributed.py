@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from leakaudit.errors import InputError
+from leakaudit.errors import ConfigError, InputError
 from leakaudit.resume import (
     DigestingDataset,
     PartialResults,
@@ -95,6 +95,21 @@ def current_world() -> World:
         local_rank=int(env.get("LOCAL_RANK", 0)),
         restart=int(env.get("TORCHELASTIC_RESTART_COUNT", 0)),
     )
+
+
+def refuse_sharding(command: str) -> None:
+    """Refuse to run ``command``, which does not shard its work, under torchrun: every
+    rank would run all of it and write the same outputs.
+
+    Raises:
+        ConfigError: ``WORLD_SIZE`` > 1 (exit 2).
+    """
+    world = current_world()
+    if world.size > 1:
+        raise ConfigError(
+            f"{command} does not shard over torchrun ranks (world size {world.size}): "
+            "run it in one process (docs/scaling.md)"
+        )
 
 
 def shard(total: int, world: World, block: int = 1) -> list[int]:
@@ -399,6 +414,7 @@ __all__ = [
     "current_world",
     "partial_files",
     "rank_file",
+    "refuse_sharding",
     "remove_partials",
     "score_sharded",
     "shard",

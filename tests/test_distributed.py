@@ -20,6 +20,7 @@ from leakaudit.config import with_overrides
 from leakaudit.demo import demo_config
 from leakaudit.distributed import DIE_ENV, DIE_EXIT, World, partial_files, rank_file, shard
 from leakaudit.report.formats import FormatName
+from tests.helpers_cli import assert_refused
 
 #: 12 digits, cheap scores and one Lanczos score; chunks of 2 give each rank 3 chunks.
 FLAGS = [
@@ -150,3 +151,13 @@ def test_a_restarted_rank_resumes_by_itself(
     assert rendered["samples"] == single["samples"]
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")  # a fresh job starts afresh
     assert scan(cfg, partial_path=sidecar).summary["resumed_samples"] == 0
+
+
+@pytest.mark.parametrize("command", ["validate", "calibrate"])
+def test_unsharded_commands_are_refused_under_torchrun(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every rank would run the whole command and write the same files.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, [command, "--demo"])
+    assert_refused(result, f"{command} does not shard over torchrun ranks", "world size 2")
