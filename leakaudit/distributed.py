@@ -314,7 +314,7 @@ class _Counter:
 
     def __init__(self, store: Any, world: World) -> None:
         self.store, self.world = store, world
-        prefix = f"leakaudit/scan{next(self._calls)}/attempt{world.restart}"
+        prefix = f"scan{next(self._calls)}"
         self.done_key, self.ranks_key = f"{prefix}/samples", f"{prefix}/ranks"
         self.local = 0
         self.total = 0
@@ -352,6 +352,8 @@ def _process_group(world: World, device: torch.device) -> Iterator[_Counter]:
     if device.type == "cuda":
         _use_local_gpu(world)
     store, rank, size = next(dist.rendezvous("env://"))
+    # torchrun's store outlives a restart: keys of the failed attempt must not be read.
+    store = dist.PrefixStore(f"leakaudit/attempt{world.restart}", store)
     dist.init_process_group(_backend(device), store=store, rank=rank, world_size=size)
     try:
         yield _Counter(store, world)

@@ -126,6 +126,22 @@ def test_a_killed_rank_resumes_in_one_process(tmp_path: Path, single: dict[str, 
     assert partial_files(sidecar) == []
 
 
+@pytest.mark.slow
+def test_max_restarts_recovers_a_killed_rank(tmp_path: Path, single: dict[str, Any]) -> None:
+    # Rank 1 dies after its first chunk; torchrun restarts both ranks, which continue
+    # their partial results (keys of the failed attempt in torchrun's store are not read).
+    run = torchrun(tmp_path, "--json", "report.json", env={DIE_ENV: "1:2"}, restarts=1)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"exitcode: {DIE_EXIT}" in run.stderr  # the first attempt did fail
+    assert "replacing the partial results" not in run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["samples"] == single["samples"]
+    ranks = report["summary"]["distributed"]["ranks"]
+    assert ranks[1]["resumed"] == 2 and report["summary"]["resumed_samples"] >= 2
+    assert sum(r["samples"] + r["resumed"] for r in ranks) == 12  # none twice, none lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
 def test_a_restarted_rank_resumes_by_itself(
     tmp_path: Path, single: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

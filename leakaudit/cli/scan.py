@@ -199,7 +199,9 @@ def run_scan(
     """Check outputs, scan, write, exit with the gate's code. Under torchrun every rank
     scans its shard; only rank 0 shows progress, writes and exits with the gate's code
     (the other ranks exit 0 once their shard is delivered: docs/scaling.md)."""
-    main = current_world().main
+    world = current_world()
+    main = world.main
+    resume = resume or world.restart > 0  # torchrun --max-restarts: continue the job
     sidecar = _check_outputs(cfg, resume, partial, quiet=not main)
     if main:
         opt.warn_if_trusted(cfg)
