@@ -177,3 +177,31 @@ def test_unsharded_commands_are_refused_under_torchrun(
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = CliRunner().invoke(app, [command, "--demo"])
     assert_refused(result, f"{command} does not shard over torchrun ranks", "world size 2")
+
+
+def test_rank_0_shows_the_count_over_all_ranks() -> None:
+    from leakaudit.distributed import _Counter
+
+    class Store:  # torchrun's key-value store: add() returns the new value
+        def __init__(self) -> None:
+            self.values: dict[str, int] = {}
+
+        def add(self, key: str, n: int) -> int:
+            self.values[key] = self.values.get(key, 0) + n
+            return self.values[key]
+
+    store, seen = Store(), []
+    # Both ranks of one scan: the counter's keys are numbered per scan in each process.
+    rank0 = _Counter(store, World(rank=0, size=2))
+    rank1 = _Counter(store, World(rank=1, size=2))
+    rank1.done_key, rank1.ranks_key = rank0.done_key, rank0.ranks_key
+    rank0.progress, rank0.total = lambda done, total: seen.append((done, total)), 12
+    rank1.add(2)  # resumed on rank 1: no output there
+    rank0.add(0)
+    rank1.add(3)
+    rank0.add(1)
+    assert seen == [(2, 12), (6, 12)]
+    store.add(rank0.ranks_key, 1)  # rank 1 has finished
+    rank1.add(0)
+    rank0.wait_all(lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (6, 12)
