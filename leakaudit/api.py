@@ -44,6 +44,7 @@ from leakaudit.calibration.recovery import (
 from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
 from leakaudit.config.selection import Selection, resolve_selection
+from leakaudit.distributed import Sharded, score_sharded
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.gate import Baseline
 from leakaudit.report.baseline import check_same_setup, read_baseline
@@ -53,16 +54,9 @@ from leakaudit.report.formats.html import ends
 from leakaudit.report.paths import relativize, report_file
 from leakaudit.report.png import image_png
 from leakaudit.report.redact import Redactor, redact_key
-from leakaudit.resume import (
-    DigestingDataset,
-    PartialResults,
-    fingerprint,
-    load_partial,
-    sample_digest,
-    weights_digest,
-)
+from leakaudit.resume import fingerprint, sample_digest, weights_digest
 from leakaudit.scores.data import Positioned
-from leakaudit.scores.engine import concat_results, resolve_device, score_samples
+from leakaudit.scores.engine import resolve_device, score_samples
 from leakaudit.scores.names import ALL_SCORES, GRAD_NORM
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 from leakaudit.validation import ValidationResult
@@ -255,48 +249,23 @@ def _score_resumably(
     progress: ProgressFn | None,
     resume_path: str | Path | None,
     partial_path: str | Path | None,
-) -> tuple[ScoreResult, int, list[str]]:
-    """Score ``inputs``, continuing the partial results at ``resume_path`` and saving
-    them to ``partial_path`` (default: ``resume_path``) after each chunk.
-
-    Returns:
-        The results of all samples, how many of them were resumed, and every sample's
-        content hash (:func:`~leakaudit.resume.sample_digest`, hex) in dataset order.
-    """
-    total = len(inputs.ids)
+) -> Sharded:
+    """Score ``inputs`` (sharded over the ranks of a torchrun job,
+    :mod:`leakaudit.distributed`), continuing the partial results at ``resume_path``
+    and saving them to ``partial_path`` (default: ``resume_path``) after each chunk."""
     key = fingerprint(
         config, inputs.checkpoint_sha256, weights_digest(inputs.model), options.scores
     )
-    done = (
-        load_partial(Path(resume_path), key, inputs.dataset, inputs.ids, options.scores)
-        if resume_path is not None
-        else None
+    return score_sharded(
+        inputs.model,
+        inputs.dataset,
+        inputs.ids,
+        options,
+        key,
+        progress=progress,
+        resume_path=resume_path,
+        partial_path=partial_path,
     )
-    sidecar = partial_path if partial_path is not None else resume_path
-    partial = PartialResults(Path(sidecar) if sidecar else None, key, total, *(done or ()))
-    resumed = partial.count
-    data = DigestingDataset(inputs.dataset)
-    if progress is not None:
-        progress(resumed, total)
-
-    advance = _counting(progress, total, start=resumed)  # samples finish one by one
-
-    if resumed < total:
-        fresh = score_samples(
-            inputs.model,
-            data,
-            options,
-            progress=advance,
-            on_chunk=lambda part: partial.add(part, data.take(part.indices)),
-            skip=resumed,
-        )
-        backend, device = fresh.backend, fresh.device
-    else:
-        assert partial.result is not None
-        backend, device = partial.result.backend, partial.result.device
-    result: ScoreResult = partial.result if partial.result is not None else concat_results([])
-    result.backend, result.device = backend, device
-    return result, resumed, [bytes(row.tolist()).hex() for row in partial.digests]
 
 
 def _warnings(config: ScanConfig) -> list[str]:
@@ -370,24 +339,24 @@ def scan(
         notes = _check_calibration(calibration, inputs, config, options)
         if baseline is not None:
             check_same_setup(baseline[1], baseline[0].path, inputs.model_info, inputs.dataset_info)
-        result, resumed, content = _score_resumably(
-            config, inputs, options, progress, resume_path, partial_path
-        )
+        sharded = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
+    content = [bytes(row.tolist()).hex() for row in sharded.digests]
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
-        result,
+        sharded.result,
         ids=[redactor.id(i) for i in inputs.ids] if redactor else inputs.ids,
         config=redactor.config(config) if redactor else config,
         model_info=inputs.model_info,
         dataset_info=inputs.dataset_info,
         seconds=time.perf_counter() - start,
-        resumed=resumed,
+        resumed=sharded.resumed,
         warnings=[*_warnings(config), *notes, *caught],
         calibration=calibration,
         content=[redactor.content(c) for c in content] if redactor else content,
         baseline=baseline[0] if baseline is not None else None,
         selection=selection.to_dict(),
     )
+    report.summary["distributed"] = sharded.section  # the world size, per-rank throughput
     return _finish(report, config, base_dir, redactor, (inputs.dataset, images))
 
 
@@ -553,8 +522,7 @@ def validate(
         InputError: bad inputs, or a report that did not scan this checkpoint (exit 2).
     """
     config = _as_config(config, None)[0]
-    dev = _attack_device(attacks, budget, device)
-    options = score_options(config)
+    dev, options = _attack_device(attacks, budget, device), score_options(config)
     inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
     _check_has_score(table, risk_score)
     with _config_errors():

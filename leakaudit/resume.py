@@ -1,9 +1,11 @@
 """Partial results of a running scan, so that an interrupted scan can resume.
 
 After each chunk the engine hands over, the results so far are written atomically to a
-sidecar file (``<report>.json.partial.pt``): a ``torch.save`` of plain tensors and
-strings, read back with ``weights_only=True``, marked with :data:`FORMAT`. Two checks
-guard a resume:
+sidecar file (``<report>.json.partial.pt``; one per rank in a torchrun job,
+``<sidecar>.rank<r>-of-<w>``, see :mod:`leakaudit.distributed`): a ``torch.save`` of
+plain tensors and strings, read back with ``weights_only=True``, marked with
+:data:`FORMAT`. Each finished sample is a record keyed by its dataset index, so the
+files of any number of ranks merge into one set of results. Two checks guard a resume:
 
 * a fingerprint of everything that changes the numbers: the model's settings and the
   digest of its weights, the checkpoint's SHA-256, the data and score settings (seed and
@@ -36,9 +38,12 @@ from leakaudit.report.files import write_atomic
 from leakaudit.scores.engine import concat_results
 from leakaudit.scores.options import ScoreResult
 
-FORMAT = "leakaudit-partial-v2"
+FORMAT = "leakaudit-partial-v3"
+#: Formats whose records this version resumes (v2 held a prefix of the dataset, v3 any
+#: samples: the same layout).
+_RESUMABLE = {"leakaudit-partial-v2", FORMAT}
 #: Formats this version recognises as its own files (replaceable), resumable or not.
-_OUR_FORMATS = {"leakaudit-partial-v1", FORMAT}
+_OUR_FORMATS = {"leakaudit-partial-v1", *_RESUMABLE}
 
 #: Settings that change how results are presented or batched, not the numbers.
 _NOT_NUMERIC = {"risk_score", "directions", "chunk_size", "memory_budget"}
@@ -206,7 +211,7 @@ class PartialResults:
 
     @property
     def count(self) -> int:
-        """Samples finished (the first ``count`` dataset positions)."""
+        """Samples finished (records keyed by their dataset indices)."""
         return 0 if self.result is None else int(self.result.indices.numel())
 
     def add(self, part: ScoreResult, digests: Tensor) -> None:
@@ -248,34 +253,84 @@ def _check_scores(path: Path, blob: dict[str, Any], computed: Sequence[str] | No
     )
 
 
-def load_partial(
-    path: Path,
+def load_partials(
+    paths: Sequence[Path],
     fingerprint: str,
     dataset: Any,
     ids: list[str],
+    positions: Sequence[int] | None = None,
     computed: Sequence[str] | None = None,
 ) -> tuple[ScoreResult, Tensor] | None:
-    """Results stored in ``path`` by an interrupted scan of the same configuration and data.
+    """Results stored in ``paths`` by interrupted scans (of any world size) of the same
+    configuration and data, merged by dataset index: a sample in two files counts once.
 
-    The finished samples are read again from ``dataset`` and their digests compared with
-    the stored ones.
+    Only the samples at ``positions`` (default: all) are kept; they are read again from
+    ``dataset`` and their digests compared with the stored ones.
 
     Args:
-        path, fingerprint, dataset, ids: the sidecar, :func:`fingerprint` of this scan,
-            its data and sample ids.
+        paths, fingerprint, dataset, ids: the sidecars, :func:`fingerprint` of this
+            scan, its data and sample ids.
+        positions: the dataset indices to keep (default: all).
         computed: the scores this scan computes; partial results of other scores are
             refused by name.
 
     Returns:
-        ``(result, digests)``, or ``None`` when the file does not exist (nothing to
-        resume: start afresh).
+        ``(result, digests)`` sorted by index, or ``None`` when no file exists or none
+        holds a wanted sample (nothing to resume).
 
     Raises:
-        InputError: the file is not a leakaudit partial-results file, or the data changed.
-        ConfigError: it was written by a scan with other settings, scores or weights.
+        InputError: a file is not a leakaudit partial-results file, or the data changed.
+        ConfigError: one was written by a scan with other settings, scores or weights.
     """
-    if not path.exists():
+    total = len(dataset)
+    parts = [_read_partial(p, fingerprint, total, computed) for p in paths if p.exists()]
+    if not parts:
         return None
+    result = concat_results([r for r, _, _ in parts])
+    digests = torch.cat([d for _, d, _ in parts])
+    origin = [p for _, d, p in parts for _ in range(len(d))]
+    wanted = torch.ones(total, dtype=torch.bool)
+    if positions is not None:
+        wanted = torch.zeros(total, dtype=torch.bool)
+        wanted[torch.as_tensor(list(positions), dtype=torch.int64)] = True
+    keep = _first_of_each(result.indices, wanted)
+    if not keep:
+        return None
+    for row in keep:
+        i = int(result.indices[row])
+        x, y = dataset[i]
+        if sample_digest(x, y) != bytes(digests[row].tolist()):
+            raise _data_changed(origin[row], f"sample {i} ({ids[i]}) differs")
+    rows = torch.as_tensor(keep, dtype=torch.int64)
+    return select_rows(result, rows), digests[rows]
+
+
+def _first_of_each(indices: Tensor, wanted: Tensor) -> list[int]:
+    """Rows of the first record of each wanted index, in index order."""
+    first: dict[int, int] = {}
+    for row, i in enumerate(indices.tolist()):
+        if wanted[i] and i not in first:
+            first[i] = row
+    return [first[i] for i in sorted(first)]
+
+
+def select_rows(result: ScoreResult, rows: Tensor) -> ScoreResult:
+    """The records of ``result`` at ``rows`` (an index tensor), in that order."""
+    return ScoreResult(
+        indices=result.indices[rows],
+        labels=result.labels[rows],
+        scores={k: v[rows] for k, v in result.scores.items()},
+        diagnostics={k: v[rows] for k, v in result.diagnostics.items()},
+        backend=result.backend,
+        device=result.device,
+        seconds=result.seconds,
+    )
+
+
+def _read_partial(
+    path: Path, fingerprint: str, total: int, computed: Sequence[str] | None
+) -> tuple[ScoreResult, Tensor, Path]:
+    """One partial-results file, checked to belong to this scan; its records in range."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -284,7 +339,7 @@ def load_partial(
         raise InputError(f"cannot read partial results {path}: {exc}".splitlines()[0]) from exc
     if not isinstance(blob, dict) or blob.get("format") not in _OUR_FORMATS:
         raise InputError(f"{path} is not a leakaudit partial-results file")
-    if blob["format"] != FORMAT:
+    if blob["format"] not in _RESUMABLE:
         raise ConfigError(
             f"partial results in {path} were written by an older leakaudit; delete the file "
             "or run without --resume"
@@ -295,16 +350,13 @@ def load_partial(
             f"partial results in {path} come from a scan with a different model, data or "
             "score settings; delete the file or run without --resume"
         )
-    total = len(dataset)
     if blob["total"] != total:
         raise _data_changed(path, f"it had {blob['total']} samples, now {total}")
     result = _unpack(blob["result"])
     digests: Tensor = blob["digests"]
-    n = int(result.indices.numel())
-    if not torch.equal(result.indices, torch.arange(n)) or tuple(digests.shape) != (n, _DIGEST):
-        raise InputError(f"partial results in {path} are not a prefix of the dataset")
-    for i in range(n):
-        x, y = dataset[i]
-        if sample_digest(x, y) != bytes(digests[i].tolist()):
-            raise _data_changed(path, f"sample {i} ({ids[i]}) differs")
-    return result, digests
+    idx = result.indices
+    n = int(idx.numel())
+    in_range = n == 0 or (int(idx.min()) >= 0 and int(idx.max()) < total)
+    if not in_range or tuple(digests.shape) != (n, _DIGEST):
+        raise InputError(f"partial results in {path} do not fit the dataset")
+    return result, digests, path

@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from leakaudit import api
+from leakaudit import api, distributed
 from leakaudit.calibration.document import architecture_signature
 from leakaudit.calibration.fit import fit_calibration
 from leakaudit.calibration.recovery import recovery
@@ -46,16 +46,17 @@ def run(*args: str):
 
 @pytest.fixture
 def recorded(monkeypatch) -> list:
-    """The engine's options and results of every scan, as ``api.scan`` calls it."""
+    """The engine's options and results of every scan, as ``api.scan`` calls it (through
+    :func:`leakaudit.distributed.score_sharded`)."""
     calls: list = []
-    real = api.score_samples
+    real = distributed.score_samples
 
     def spy(model, data, options, **kwargs):
         result = real(model, data, options, **kwargs)
         calls.append((options, result))
         return result
 
-    monkeypatch.setattr(api, "score_samples", spy)
+    monkeypatch.setattr(distributed, "score_samples", spy)
     return calls
 
 

@@ -15,6 +15,7 @@ from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
 from leakaudit.cli.resolve import resolve_config
+from leakaudit.distributed import refuse_sharding
 from leakaudit.guards import check_run_outputs
 from leakaudit.report.escape import count
 from leakaudit.report.files import check_writable, write_atomic
@@ -55,6 +56,7 @@ def calibrate_command(
     `leakaudit scan --calibration calibration.json`. Exit codes: 0 calibrated, 1 the
     attacks recovered too few samples to calibrate, 2 bad input, 3 runtime failure."""
     with handle_errors(debug):
+        refuse_sharding("calibrate")
         if output != "-":
             check_writable(output)
         cfg = resolve_config("calibrate", ctx.params, opt.INPUT_KEYS)

@@ -3,6 +3,9 @@ write the report, exit with the gate's code."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +20,7 @@ from leakaudit.cli.output import write_outputs
 from leakaudit.cli.progress import scan_progress
 from leakaudit.cli.resolve import resolve_config
 from leakaudit.config import ScanConfig
+from leakaudit.distributed import current_world, partial_files, remove_partials
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
 from leakaudit.gate import expired_warning
 from leakaudit.guards import check_scan_outputs
@@ -25,7 +29,7 @@ from leakaudit.report.document import Report
 from leakaudit.report.escape import count
 from leakaudit.report.files import check_writable
 from leakaudit.report.formats import FormatName
-from leakaudit.resume import check_partial_path, remove_partial
+from leakaudit.resume import check_partial_path
 
 #: ``scan``'s own flags (the model and data flags are shared: :mod:`leakaudit.cli.options`).
 Demo = Annotated[
@@ -198,11 +202,17 @@ def run_scan(
     show_progress: bool,
     base_dir: Path | None = None,
 ) -> None:
-    """Check outputs, scan, write, exit with the gate's code."""
-    sidecar = _check_outputs(cfg, resume, partial)
-    opt.warn_if_trusted(cfg)
+    """Check outputs, scan, write, exit with the gate's code. Under torchrun every rank
+    scans its shard; only rank 0 shows progress, writes and exits with the gate's code
+    (the other ranks exit 0 once their shard is delivered: docs/scaling.md)."""
+    world = current_world()
+    main = world.main
+    resume = resume or world.restart > 0  # torchrun --max-restarts: continue the job
+    sidecar = _check_outputs(cfg, resume, partial, quiet=not main)
+    if main:
+        opt.warn_if_trusted(cfg)
     try:
-        with scan_progress(show_progress) as callback:
+        with scan_progress(show_progress and main) as callback, _quiet_unless(main):
             report = api.scan(
                 cfg,
                 progress=callback,
@@ -212,19 +222,32 @@ def run_scan(
                 images=cfg.output.top_k if cfg.output.format == FormatName.html.value else 0,
             )
     except KeyboardInterrupt:
-        if sidecar and Path(sidecar).is_file():
+        if sidecar and partial_files(sidecar):
             raise RuntimeFailure(
                 f"interrupted; finished samples are saved in {sidecar}: "
                 "rerun the same command with --resume"
             ) from None
         raise
+    if not main:
+        return
     write_outputs(report, cfg)
     if sidecar:
-        remove_partial(sidecar)
+        remove_partials(sidecar)
     _verdict(report)
 
 
-def _check_outputs(cfg: ScanConfig, resume: bool, partial: str | None) -> str | None:
+@contextmanager
+def _quiet_unless(main: bool) -> Iterator[None]:
+    """Warnings shown by rank 0 only: the other ranks' are the same."""
+    with warnings.catch_warnings():
+        if not main:
+            warnings.simplefilter("ignore")
+        yield
+
+
+def _check_outputs(
+    cfg: ScanConfig, resume: bool, partial: str | None, quiet: bool = False
+) -> str | None:
     """Check that every output can be written before scanning; return the partial-results
     file (``--partial``, else ``<json>.partial.pt``, else none)."""
     out = cfg.output
@@ -240,9 +263,10 @@ def _check_outputs(cfg: ScanConfig, resume: bool, partial: str | None) -> str | 
                 raise ConfigError(f"--partial {sidecar} is the {flag} report; choose another")
         check_writable(sidecar)
         check_partial_path(sidecar)
-        if resume and not Path(sidecar).exists():
+        found = bool(partial_files(sidecar))
+        if resume and not found and not quiet:
             warning_line(f"no partial results at {sidecar}; starting from the beginning")
-        if not resume and Path(sidecar).exists():
+        if not resume and found and not quiet:
             warning_line(f"replacing the partial results in {sidecar} (--resume continues them)")
     return sidecar
 
@@ -253,8 +277,7 @@ def _verdict(report: Report) -> None:
     for line in report.summary["non_converged"][:1]:
         n_bad = count(len(report.summary["non_converged"]), "sample")
         warning_line(
-            f"{n_bad} did not converge (first: {line}); "
-            "try a larger --max-iter or --dtype float64"
+            f"{n_bad} did not converge (first: {line}); try a larger --max-iter or --dtype float64"
         )
     for name in report.gate.unused_allowlist:
         warning_line(f"allowlisted sample {name!r} is not in this scan")

@@ -14,6 +14,7 @@ from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
 from leakaudit.cli.resolve import resolve_config
+from leakaudit.distributed import refuse_sharding
 from leakaudit.errors import ConfigError
 from leakaudit.guards import check_run_outputs
 from leakaudit.report.files import check_writable, write_atomic
@@ -85,6 +86,7 @@ def validate_command(
     """Run real gradient inversion attacks on a stratified subset and report which score
     predicts reconstruction quality. Exit codes: 0 ok, 2 bad input, 3 runtime failure."""
     with handle_errors(debug):
+        refuse_sharding("validate")
         _check_writable(json_path, figure, html)
         raw = read_report(report) if report is not None else None
         # The model and data flags reach the config through ctx.params.

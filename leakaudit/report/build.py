@@ -192,6 +192,19 @@ class _Ranking:
         }
 
 
+def _one_process(result: ScoreResult, n: int, resumed: int) -> dict[str, Any]:
+    """``summary.distributed`` of a scan in one process (a sharded scan replaces it:
+    :mod:`leakaudit.distributed`)."""
+    scored = n - resumed
+    rate = scored / result.seconds if result.seconds > 0 else None
+    rank = {"rank": 0, "samples": scored, "resumed": resumed, "seconds": result.seconds}
+    return {
+        "world_size": 1,
+        "process_group": None,
+        "ranks": [{**rank, "samples_per_second": rate}],
+    }
+
+
 def _summary(
     result: ScoreResult,
     ids: Sequence[str],
@@ -212,4 +225,5 @@ def _summary(
         "samples_per_second": (n - resumed) / seconds if seconds > 0 else None,
         "resumed_samples": resumed,
         "non_converged": [str(ids[int(k)]) for k in np.flatnonzero(~converged.numpy())],
+        "distributed": _one_process(result, n, resumed),
     }

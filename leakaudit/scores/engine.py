@@ -192,14 +192,7 @@ def _score_all(
 ) -> list[ScoreResult]:
     X1 = first[1][None].to(device, options.dtype)
     Y1 = first[2].reshape(1).to(device)
-    activations = prepared.check_forward(X1, Y1)
-    size = options.chunk_size or choose_chunk_size(
-        options,
-        plan,
-        d=X1[0].numel(),
-        n_params=sum(p.numel() for p in prepared.params.values()),
-        activations=activations,
-    )
+    size = _chunk_size(prepared, X1, Y1, options, plan)
     backend = _choose_backend(prepared, X1, Y1, options.backend, plan)
     parts: list[ScoreResult] = []
     for idx, X, Y in chunks(samples, size):
@@ -214,6 +207,39 @@ def _score_all(
         if on_chunk is not None:
             on_chunk(part)
     return parts
+
+
+def _chunk_size(prepared: _Model, X1: Tensor, Y1: Tensor, options: ScoreOptions, plan: Plan) -> int:
+    """``options.chunk_size``, else the largest chunk that fits the memory budget, after
+    one checked forward pass on the first sample ``X1`` ``[1, ...]``."""
+    activations = prepared.check_forward(X1, Y1)
+    return options.chunk_size or choose_chunk_size(
+        options,
+        plan,
+        d=X1[0].numel(),
+        n_params=sum(p.numel() for p in prepared.params.values()),
+        activations=activations,
+    )
+
+
+def planned_chunk_size(model: nn.Module, data: Data, options: ScoreOptions) -> int:
+    """The chunk size :func:`score_samples` uses for ``data`` under ``options``: it
+    depends on the model, the input shape and the settings only, so a scan split into
+    runs of whole chunks (resumed, or sharded over processes) forms the same chunks and
+    gets the same numbers, bit for bit."""
+    if options.chunk_size:
+        return options.chunk_size
+    first = next(iter_samples(data), None)
+    if first is None:
+        return 1
+    device = resolve_device(options.device)
+    prepared = _Model(model, options, device)
+    try:
+        X1 = first[1][None].to(device, options.dtype)
+        return _chunk_size(prepared, X1, first[2].reshape(1).to(device), options, Plan.of(options))
+    finally:
+        if options.model_mode == "eval" and getattr(prepared, "_was_training", False):
+            model.train()
 
 
 def _choose_backend(prepared: _Model, X1: Tensor, Y1: Tensor, requested: str, plan: Plan) -> str:
