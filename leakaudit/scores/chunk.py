@@ -23,6 +23,7 @@ from leakaudit.linalg.operators import (
 )
 from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
 from leakaudit.scores import names as N
+from leakaudit.scores.attribution import block_quadrature, block_sq_norms
 from leakaudit.scores.convergence import Convergence
 from leakaudit.scores.i2f import damped_gram_filter, epsilon, i2f_from_moments
 from leakaudit.scores.lavp import (
@@ -291,15 +292,34 @@ def _i2f_slq(
     q_samples = quadrature(ritz.values[:, l2], ritz.first[:, l2], d, damped_gram_filter(eps))
     q, q_se = mean_and_se(q_samples, o.n_probes >= d)
     c = torch.zeros_like(eps)
+    solution = None
     if jt_bias is not None:
         damped = DampedOperator(chunk.gram, eps)
         sol = CGInverseOperator(damped, tol=o.tol * 10, max_iter=20 * o.max_iter).solve(jt_bias)
-        c = sol.solution.pow(2).sum(1)
+        solution = sol.solution
+        c = solution.pow(2).sum(1)
         diag["cg_residual"] = sol.relative_residual
         diag[N.converged_key(N.I2F)] = sol.converged
     value, se = i2f_from_moments(c, noise_var, q, q_se)
     chunk.scores[N.I2F], diag["i2f_se"] = value, se
     diag["i2f_unit_sigma"] = q.clamp_min(0).sqrt()
+    if o.blocks > 1:
+        _i2f_blocks(chunk, spectrum, damped_gram_filter(eps), noise_var, solution)
+
+
+def _i2f_blocks(
+    chunk: _Chunk,
+    spectrum: _Spectrum,
+    f: Callable[[Tensor], Tensor],
+    noise_var: Tensor,
+    bias_solution: Tensor | None,
+) -> None:
+    """Each block's part of the I²F error, ``[B, blocks]`` (:mod:`.attribution`)."""
+    blocks = chunk.options.blocks
+    q = block_quadrature(spectrum.run, spectrum.ritz, spectrum.l2, f, blocks).mean(1)
+    c = block_sq_norms(bias_solution, blocks) if bias_solution is not None else 0 * q
+    chunk.diag["i2f_blocks"] = (c + noise_var[:, None] * q).clamp_min(0).sqrt()
+    chunk.diag["i2f_blocks_unit_sigma"] = q.clamp_min(0).sqrt()
 
 
 def _select(scores: Scores, options: ScoreOptions) -> Scores:

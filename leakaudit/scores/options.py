@@ -85,6 +85,10 @@ class ScoreOptions:
         model_mode: ``"eval"`` (SPEC default) or ``"train"`` (BatchNorm uses the single
             sample's statistics; dropout stays off).
         check_every: Lanczos steps between convergence checks.
+        blocks: split each input's d coordinates into this many equal blocks and report
+            each block's part of the I²F error (diagnostics ``i2f_blocks`` and
+            ``i2f_blocks_unit_sigma``, ``[N, blocks]``); batch scoring sets it to the batch
+            size (:mod:`leakaudit.scores.batches`).
     """
 
     scores: tuple[str, ...] = ALL_SCORES
@@ -105,6 +109,7 @@ class ScoreOptions:
     loss: LossFn | None = None
     model_mode: ModelMode = "eval"
     check_every: int = 8
+    blocks: int = 1
 
     def __post_init__(self) -> None:
         """Check every option; the config's ``scores`` section is checked by these too.
@@ -117,7 +122,7 @@ class ScoreOptions:
         except ValueError as exc:
             raise OptionError("scores", str(exc)) from None
         object.__setattr__(self, "scores", names)
-        for key in ("max_iter", "n_probes"):
+        for key in ("max_iter", "n_probes", "blocks"):
             value = getattr(self, key)
             _require(value >= 1, key, f"must be >= 1, got {value}")
         _require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
