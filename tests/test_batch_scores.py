@@ -1,12 +1,19 @@
 """Batch-level scores against dense float64 ground truth: the gradient of a batch's mean
 loss as a function of the whole batch (d = B·d₁), and each sample's block of I²F."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from typer.testing import CliRunner
 
+from leakaudit.cli import app
 from leakaudit.defenses import DPClipNoise, GaussianNoise
-from leakaudit.scores.batches import Batching, score_batches
+from leakaudit.report.schema import load_schema, schema_errors
+from leakaudit.scores.batches import score_batches
+from leakaudit.scores.batching import Batching
 from leakaudit.scores.engine import score_samples
 from leakaudit.scores.options import ScoreOptions
 from tests.ground_truth import dense_batch, make_case
@@ -143,3 +150,32 @@ def test_per_sample_rows_name_samples_and_a_ragged_last_batch_is_kept() -> None:
         exact(d, scores=("grad_norm",)),
     )
     assert sorted(dropped.per_sample().indices.tolist()) == sorted(res.members[0] + res.members[1])
+
+
+def test_scan_batch_size_reports_batches_and_blocks(tmp_path: Path) -> None:
+    """`scan --batch-size 4`: a valid report whose rows carry their batch, with each
+    batch's blocks adding up to the batch's I²F (and B=1 is the per-sample scan)."""
+    out = tmp_path / "b4.json"
+    args = ["scan", "--demo", "--first", "1200", "--per-class", "1", "--max-iter", "8",
+            "--n-probes", "3", "--no-progress", "--scores", "grad_norm,i2f"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--batch-size", "4", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert schema_errors(doc, load_schema("report")) == []
+    batches = doc["summary"]["batches"]
+    assert batches == {"batch_size": 4, "num_batches": 3, "shuffle": True, "drop_last": False,
+                       "dropped_samples": 0}  # fmt: skip
+    groups: dict[int, list[dict]] = {}
+    for row in doc["samples"]:
+        groups.setdefault(row["diagnostics"]["batch"], []).append(row)
+    assert sorted(len(g) for g in groups.values()) == [2, 4, 4]
+    for rows in groups.values():
+        total = sum(r["scores"]["i2f"] ** 2 for r in rows)
+        assert total == pytest.approx(rows[0]["diagnostics"]["batch_i2f"] ** 2, rel=1e-4)
+        assert len({r["scores"]["grad_norm"] for r in rows}) == 1
+
+
+def test_scan_batch_size_zero_is_refused() -> None:
+    result = CliRunner().invoke(app, ["scan", "--demo", "--batch-size", "0"])
+    assert result.exit_code == 2
+    assert "batch-size" in result.output

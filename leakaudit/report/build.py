@@ -63,6 +63,7 @@ def build_report(
     calibration: Calibration | None = None,
     content: Sequence[str] | None = None,
     baseline: Baseline | None = None,
+    batches: dict[str, Any] | None = None,
 ) -> Report:
     """Rank and summarise ``result`` (rows in dataset order) into a :class:`Report`.
 
@@ -75,11 +76,10 @@ def build_report(
         seconds: wall time of the scan.
         resumed: samples taken from earlier partial results.
         warnings: lines to carry into the report.
-        calibration: when given, every sample gets its predicted PSNR and the ranking
-            follows the calibrated rule (see docs/calibration.md).
-        content: ``[N]`` the samples' content hashes (SHA-256 hex), for allowlist
-            ``sha256`` entries and baseline matching.
+        calibration: each sample's predicted PSNR and the ranking by it (docs/calibration.md).
+        content: ``[N]`` SHA-256 hex of each sample, for allowlist ``sha256`` entries and baselines.
         baseline: a previous report: the gate counts only newly offending samples.
+        batches: a batch scan's batching (``summary.batches``); None for a per-sample scan.
     """
     n = int(result.indices.numel())
     score_np = {k: v.double().numpy() for k, v in result.scores.items()}
@@ -106,7 +106,7 @@ def build_report(
         defense={"kind": config.defense.kind, **config.defense.params},
         whatif=whatif,
         samples=samples,
-        summary=_summary(result, ids, config, score_np, seconds, resumed),
+        summary=_summary(result, ids, config, score_np, seconds, resumed, batches),
         gate=gate,
         warnings=[*warnings, *expired],
     )
@@ -199,6 +199,7 @@ def _summary(
     scores: dict[str, np.ndarray],
     seconds: float,
     resumed: int,
+    batches: dict[str, Any] | None,
 ) -> dict[str, Any]:
     n = len(ids)
     converged = result.diagnostics.get("converged", torch.ones(n, dtype=torch.bool))
@@ -212,4 +213,5 @@ def _summary(
         "samples_per_second": (n - resumed) / seconds if seconds > 0 else None,
         "resumed_samples": resumed,
         "non_converged": [str(ids[int(k)]) for k in np.flatnonzero(~converged.numpy())],
+        **({"batches": batches} if batches is not None else {}),
     }

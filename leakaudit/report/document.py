@@ -14,7 +14,7 @@ from typing import Any
 from leakaudit.gate import GateResult
 
 #: Bumped on any incompatible change of the JSON layout (major) or on additions (minor).
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 def clean(value: Any) -> Any:

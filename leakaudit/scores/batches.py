@@ -23,45 +23,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from leakaudit.scores.batching import Batching
 from leakaudit.scores.engine import concat_results, score_samples
 from leakaudit.scores.losses import stable_cross_entropy
 from leakaudit.scores.names import I2F
 from leakaudit.scores.options import LossFn, ScoreOptions, ScoreResult
-
-
-@dataclass(frozen=True)
-class Batching:
-    """How the client batches its data.
-
-    Attributes:
-        size: B, samples per batch.
-        shuffle: draw a seeded random permutation (as ``DataLoader(shuffle=True)``).
-        seed: the seed of the loader's generator.
-        drop_last: drop the last batch when it has fewer than B samples (it is kept, and
-            scored as the smaller batch it is, otherwise).
-    """
-
-    size: int
-    shuffle: bool = True
-    seed: int = 0
-    drop_last: bool = False
-
-    def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.size}")
-
-    def batches(self, n: int) -> list[list[int]]:
-        """The dataset positions of each batch, in the order the client's loader yields them."""
-        order = list(range(n))
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed)
-            # A DataLoader's iterator first draws its workers' base seed from the generator.
-            torch.empty((), dtype=torch.int64).random_(generator=gen)
-            order = torch.randperm(n, generator=gen).tolist()
-        out = [order[i : i + self.size] for i in range(0, n, self.size)]
-        if out and self.drop_last and len(out[-1]) < self.size:
-            out.pop()
-        return out
 
 
 class BatchModel(nn.Module):
@@ -142,7 +108,7 @@ def score_batches(
         batching: the client's batching.
         options: as for :func:`~leakaudit.scores.engine.score_samples`; ``loss`` is the
             mean loss of a batch (cross-entropy when ``None``); ``blocks`` is set to B.
-        progress: ``progress(n)`` as batches finish.
+        progress: ``progress(n)`` with the number of samples finished, a batch at a time.
 
     The batches of one size are scored in one run (a smaller last batch in a second);
     a run seeds its random vectors by batch number within the run.
@@ -164,10 +130,15 @@ def score_batches(
             blocks=size,
         )
         data = _Range(_Batches(dataset, members), start, stop)
-        part = score_samples(BatchModel(model), data, opts, progress=progress)
+        count = None if progress is None else _times(progress, size)
+        part = score_samples(BatchModel(model), data, opts, progress=count)
         part.indices = part.indices + start
         parts.append(_one_block(part) if size == 1 else part)
     return BatchScores(_join(parts), members, labels)
+
+
+def _times(progress: Callable[[int], None], size: int) -> Callable[[int], None]:
+    return lambda n: progress(n * size)
 
 
 def _equal_sizes(members: list[list[int]]) -> list[tuple[int, int]]:
