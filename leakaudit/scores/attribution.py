@@ -7,43 +7,40 @@ E‖e‖² = Σ_i E‖e_i‖². Sample i's part is
 
     E‖e_i‖² = ‖P_i (A + εI)⁻¹Jᵀb‖² + s² tr(P_i f(A) P_i),    f(λ) = λ/(λ + ε)²,
 
-with P_i the coordinates of sample i. The bias part is a block of the CG solution; the
-noise part is a block of Hutchinson's diagonal estimator E[z ⊙ f(A)z] (Bekas, Kokiopoulou
-& Saad 2007), with f(A)z read off the Lanczos run that already gives the SLQ trace:
-f(A)z ≈ ‖z‖ Q S f(Θ) Sᵀe₁ (Q the Lanczos basis, T = SΘSᵀ). Summed over the blocks it
-is exactly the SLQ sample zᵀf(A)z, so the parts add up to the batch's I²F²; with the
-standard basis as probes and an exhausted Krylov space every part is exact.
+with P_i the coordinates of sample i. The bias part is a block of the CG solution. The
+noise part is estimated with *block-local* probes: probe k is a Rademacher vector on block
+k mod B only, scaled to ‖z‖² = d, so its SLQ sample zᵀf(A)z has mean B·tr(P_i f(A) P_i).
+Averaged over all probes (the same number per block) the samples still estimate tr f(A)
+without bias, the blocks' parts add up to that estimate exactly, and every part is
+non-negative (f ≥ 0) — unlike Hutchinson's diagonal estimator E[z ⊙ f(A)z] with global
+probes, whose cross terms make small blocks' estimates negative. With the standard basis
+as probes (``n_probes ≥ d``) every part is exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import torch
 from torch import Tensor
 
-from leakaudit.linalg.lanczos import LanczosRun, Ritz
+
+def block_local(Z: Tensor, blocks: int) -> Tensor:
+    """Probes ``[B, n, d]`` (‖z‖² = d) restricted each to block ``k mod blocks`` and
+    rescaled to ‖z‖² = d; ``n`` must be a multiple of ``blocks``."""
+    _, n, d = Z.shape
+    owner = torch.arange(n, device=Z.device) % blocks
+    mask = owner[:, None] == torch.arange(blocks, device=Z.device)[None, :]  # [n, blocks]
+    mask = mask.repeat_interleave(d // blocks, dim=1)  # [n, d]
+    return Z * mask.to(Z.dtype) * blocks**0.5
 
 
-def block_quadrature(
-    run: LanczosRun, ritz: Ritz, probes: slice, f: Callable[[Tensor], Tensor], blocks: int
-) -> Tensor:
-    """Per-block SLQ samples Σ_{j ∈ block} z_j (f(A)z)_j, ``[B, m, blocks]``.
-
-    Args:
-        run: the Lanczos run; the sequences ``probes`` started at probes z with ‖z‖² = d.
-        ritz: its Ritz decomposition.
-        probes: the sequences that started at the trace probes.
-        f: the spectral function, ``[B, m, n] -> [B, m, n]``.
-        blocks: equal consecutive blocks of the d coordinates (d divisible by it).
-    """
-    basis = run.basis[:, probes]  # [B, m, n, d]
-    d = basis.shape[-1]
-    weights = f(ritz.values[:, probes]) * ritz.first[:, probes]  # f(Θ) Sᵀe₁, [B, m, n]
-    coeff = (ritz.vectors[:, probes] @ weights[..., None]).squeeze(-1)  # S f(Θ) Sᵀe₁
-    f_q = (basis * coeff[..., None]).sum(-2)  # f(A) q₁, [B, m, d]
-    q1 = basis[:, :, 0]
-    parts = d * q1 * f_q  # z ⊙ f(A) z with z = √d q₁
-    return parts.reshape(*parts.shape[:2], blocks, d // blocks).sum(-1)
+def block_parts(samples: Tensor, starts: Tensor, blocks: int) -> Tensor:
+    """Each block's part of the mean of SLQ ``samples`` ``[B, n]``, ``[B, blocks]``: a
+    probe's sample goes to the block its start vector ``starts`` ``[B, n, d]`` lies in."""
+    B, n, d = starts.shape
+    mass = starts.reshape(B, n, blocks, d // blocks).pow(2).sum(-1)  # [B, n, blocks]
+    owner = mass.argmax(-1, keepdim=True)
+    onehot = torch.zeros_like(mass).scatter_(-1, owner, 1.0)
+    return (samples[..., None] * onehot).sum(1) / n
 
 
 def block_sq_norms(v: Tensor, blocks: int) -> Tensor:

@@ -107,7 +107,9 @@ def score_batches(
         dataset: map-style, yielding ``(x, y)`` with integer labels.
         batching: the client's batching.
         options: as for :func:`~leakaudit.scores.engine.score_samples`; ``loss`` is the
-            mean loss of a batch (cross-entropy when ``None``); ``blocks`` is set to B.
+            mean loss of a batch (cross-entropy when ``None``); ``blocks`` is set to B and
+            ``n_probes`` rounded up to a multiple of B (each sample's block gets at least
+            one probe of its own: a batch of 16 costs at least 16 probe sequences).
         progress: ``progress(n)`` with the number of samples finished, a batch at a time.
 
     The batches of one size are scored in one run (a smaller last batch in a second);
@@ -128,6 +130,7 @@ def score_batches(
             options,
             loss=batch_loss(options.loss or stable_cross_entropy, table),
             blocks=size,
+            n_probes=-(-options.n_probes // size) * size,  # a multiple of B: each block its own
         )
         data = _Range(_Batches(dataset, members), start, stop)
         count = None if progress is None else _times(progress, size)

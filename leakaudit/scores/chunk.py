@@ -23,7 +23,7 @@ from leakaudit.linalg.operators import (
 )
 from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
 from leakaudit.scores import names as N
-from leakaudit.scores.attribution import block_quadrature, block_sq_norms
+from leakaudit.scores.attribution import block_local, block_parts, block_sq_norms
 from leakaudit.scores.convergence import Convergence
 from leakaudit.scores.i2f import damped_gram_filter, epsilon, i2f_from_moments
 from leakaudit.scores.lavp import (
@@ -197,7 +197,12 @@ def _starts(
 
     parts = []
     if plan.l2:
-        parts.append(draw(options.n_probes, _PROBES) if plan.slq else draw(1, _START_L2))
+        if plan.slq:
+            Z = draw(options.n_probes, _PROBES)
+            exact = options.n_probes >= d
+            parts.append(block_local(Z, options.blocks) if options.blocks > 1 and not exact else Z)
+        else:
+            parts.append(draw(1, _START_L2))
     n_l2 = parts[0].shape[1] if parts else 0
     if plan.cos:
         parts.append(draw(1, _START_COS))
@@ -304,19 +309,19 @@ def _i2f_slq(
     chunk.scores[N.I2F], diag["i2f_se"] = value, se
     diag["i2f_unit_sigma"] = q.clamp_min(0).sqrt()
     if o.blocks > 1:
-        _i2f_blocks(chunk, spectrum, damped_gram_filter(eps), noise_var, solution)
+        _i2f_blocks(chunk, spectrum, q_samples, noise_var, solution)
 
 
 def _i2f_blocks(
     chunk: _Chunk,
     spectrum: _Spectrum,
-    f: Callable[[Tensor], Tensor],
+    q_samples: Tensor,
     noise_var: Tensor,
     bias_solution: Tensor | None,
 ) -> None:
     """Each block's part of the I²F error, ``[B, blocks]`` (:mod:`.attribution`)."""
     blocks = chunk.options.blocks
-    q = block_quadrature(spectrum.run, spectrum.ritz, spectrum.l2, f, blocks).mean(1)
+    q = block_parts(q_samples, spectrum.run.basis[:, spectrum.l2, 0], blocks)
     c = block_sq_norms(bias_solution, blocks) if bias_solution is not None else 0 * q
     chunk.diag["i2f_blocks"] = (c + noise_var[:, None] * q).clamp_min(0).sqrt()
     chunk.diag["i2f_blocks_unit_sigma"] = q.clamp_min(0).sqrt()

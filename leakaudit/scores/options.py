@@ -87,8 +87,9 @@ class ScoreOptions:
         check_every: Lanczos steps between convergence checks.
         blocks: split each input's d coordinates into this many equal blocks and report
             each block's part of the I²F error (diagnostics ``i2f_blocks`` and
-            ``i2f_blocks_unit_sigma``, ``[N, blocks]``); batch scoring sets it to the batch
-            size (:mod:`leakaudit.scores.batches`).
+            ``i2f_blocks_unit_sigma``, ``[N, blocks]``); ``n_probes`` must then be a
+            multiple of it (each block gets its own probes). Batch scoring sets it to the
+            batch size (:mod:`leakaudit.scores.batches`).
     """
 
     scores: tuple[str, ...] = ALL_SCORES
@@ -125,6 +126,12 @@ class ScoreOptions:
         for key in ("max_iter", "n_probes", "blocks"):
             value = getattr(self, key)
             _require(value >= 1, key, f"must be >= 1, got {value}")
+        _require(
+            self.blocks == 1 or self.n_probes % self.blocks == 0,
+            "n_probes",
+            f"must be a multiple of blocks ({self.blocks}) to give each block its probes, "
+            f"got {self.n_probes}",
+        )
         _require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
         _require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")
         _require(
