@@ -167,3 +167,22 @@ def test_batch_policy_scores_batches() -> None:
     m = dict(mod(train_message(), context(), train_step).content["metrics"])
     assert m["leakaudit.n"] == len(X)
     assert math.isfinite(m["leakaudit.sigma_needed"])
+
+
+def test_the_example_federation_runs_in_process(capsys) -> None:
+    """examples/flower: two clients on digits, one round, through the real ClientApp."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "flower" / "run_in_process.py"
+    spec = importlib.util.spec_from_file_location("run_in_process", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    seen = example.run(rounds=1)
+    assert len(seen) == 2  # both clients sent, with the noise their check asked for
+    for metrics in seen:
+        assert metrics["leakaudit.passed"] == 1.0
+        assert metrics["leakaudit.frac_exposed_after"] == 0.0
+        assert metrics["leakaudit.update_noise_std"] > 0
+    assert "mean local accuracy" in capsys.readouterr().out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from task import BATCH_SIZE, LR, accuracy, client_data, make_model, train
 
 from leakaudit.integrations.flower import LeakAuditMod
 from leakaudit.integrations.privacy import RoundPolicy
-from task import BATCH_SIZE, LR, accuracy, client_data, make_model, train
 
 
 def local_data(context: Context):

@@ -13,11 +13,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, Metadata, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    Metadata,
+    RecordDict,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from client_app import app  # noqa: E402
-from task import make_model  # noqa: E402
+from client_app import app
+from task import make_model
 
 CLIENTS = 2
 
@@ -36,8 +45,8 @@ def fedavg(replies: list[Message]) -> ArrayRecord:
     for name in records[0]:
         arrays = [rec[name].numpy() for rec in records]
         mean = sum(w * a.astype(np.float64) for w, a in zip(weights, arrays)) / sum(weights)
-        out[name] = mean.astype(arrays[0].dtype)
-    return ArrayRecord.from_numpy_ndarrays(list(out.values()), keys=list(out))
+        out[name] = np.asarray(mean.astype(arrays[0].dtype)).reshape(arrays[0].shape)
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in out.items()})
 
 
 def run(rounds: int) -> list[dict[str, float]]:
