@@ -90,6 +90,11 @@ class ScoreOptions:
             ``i2f_blocks_unit_sigma``, ``[N, blocks]``); ``n_probes`` must then be a
             multiple of it (each block gets its own probes). Batch scoring sets it to the
             batch size (:mod:`leakaudit.scores.batches`).
+        local_steps: E, score the update of E local gradient steps of learning rate
+            ``local_lr`` on the sample (or batch) instead of its gradient
+            (:mod:`leakaudit.jacobians.updates`; torch.func backend only; about E times
+            the cost). 1: the gradient (FedSGD).
+        local_lr: η of those steps.
     """
 
     scores: tuple[str, ...] = ALL_SCORES
@@ -111,6 +116,8 @@ class ScoreOptions:
     model_mode: ModelMode = "eval"
     check_every: int = 8
     blocks: int = 1
+    local_steps: int = 1
+    local_lr: float = 0.1
 
     def __post_init__(self) -> None:
         """Check every option; the config's ``scores`` section is checked by these too.
@@ -123,7 +130,7 @@ class ScoreOptions:
         except ValueError as exc:
             raise OptionError("scores", str(exc)) from None
         object.__setattr__(self, "scores", names)
-        for key in ("max_iter", "n_probes", "blocks"):
+        for key in ("max_iter", "n_probes", "blocks", "local_steps"):
             value = getattr(self, key)
             _require(value >= 1, key, f"must be >= 1, got {value}")
         _require(
@@ -134,6 +141,7 @@ class ScoreOptions:
         )
         _require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
         _require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")
+        _require(self.local_lr > 0, "local_lr", f"must be > 0, got {self.local_lr}")
         _require(
             0 <= self.seed <= MAX_SEED,
             "seed",
