@@ -12,8 +12,10 @@ gradient itself, so the scores and σ keep the units of a gradient: noise σ on 
 not as (θ_0 − θ_E)/η, so float32 keeps its digits.
 
 Cost: u takes E forward/backward passes, and every Jacobian product differentiates
-through all E of them (forward-over-reverse for J·v, reverse-over-reverse for Jᵀu):
-about E times the cost of a gradient scan, and the memory of E steps' activations.
+through all E of them (forward-over-reverse for J·v, reverse-over-reverse for Jᵀu), with
+the memory of E steps' activations. Measured on the demo LeNet (8×8 digits, CPU, one
+thread of a loaded 2-core machine): 0.56 ms per product for E = 1, 2.2 ms for E = 2,
+3.0 ms for E = 4 (docs/federated.md).
 """
 
 from __future__ import annotations

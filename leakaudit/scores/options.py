@@ -92,8 +92,8 @@ class ScoreOptions:
             batch size (:mod:`leakaudit.scores.batches`).
         local_steps: E, score the update of E local gradient steps of learning rate
             ``local_lr`` on the sample (or batch) instead of its gradient
-            (:mod:`leakaudit.jacobians.updates`; torch.func backend only; about E times
-            the cost). 1: the gradient (FedSGD).
+            (:mod:`leakaudit.jacobians.updates`; torch.func backend only; each Jacobian
+            product differentiates through all E steps). 1: the gradient (FedSGD).
         local_lr: η of those steps.
     """
 
