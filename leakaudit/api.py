@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
@@ -55,6 +55,7 @@ from leakaudit.report.paths import relativize, report_file
 from leakaudit.report.png import image_png
 from leakaudit.report.redact import Redactor, redact_key
 from leakaudit.resume import fingerprint, sample_digest, weights_digest
+from leakaudit.scores.batches import score_batches
 from leakaudit.scores.data import Positioned
 from leakaudit.scores.engine import resolve_device, score_samples
 from leakaudit.scores.names import ALL_SCORES, GRAD_NORM
@@ -268,6 +269,52 @@ def _score_resumably(
     )
 
 
+class _Scored(NamedTuple):
+    """A scan's rows, how many were resumed, their content hashes (hex) and ids, the
+    batch scan's ``summary.batches`` (None for a per-sample scan), and the sharded scan's
+    ``summary.distributed`` (None for a batch scan, which is not sharded)."""
+
+    result: ScoreResult
+    resumed: int
+    content: list[str]
+    ids: list[str]
+    batches: dict[str, Any] | None
+    distributed: dict[str, Any] | None = None
+
+
+def _score_scan(
+    config: ScanConfig,
+    inputs: Inputs,
+    options: ScoreOptions,
+    progress: ProgressFn | None,
+    resume_path: str | Path | None,
+    partial_path: str | Path | None,
+) -> _Scored:
+    """The scan's rows: per sample (resumable), or per batch when ``scores.batch_size`` is
+    set (not checkpointed)."""
+    batching = config.scores.batching()
+    if batching is None:
+        sharded = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
+        content = [bytes(row.tolist()).hex() for row in sharded.digests]
+        return _Scored(
+            sharded.result, sharded.resumed, content, inputs.ids, None, sharded.section
+        )
+    members = batching.batches(len(inputs.ids))
+    advance = _counting(progress, sum(len(m) for m in members))
+    scored = score_batches(inputs.model, inputs.dataset, batching, options, progress=advance)
+    rows = scored.per_sample()
+    positions = rows.indices.tolist()
+    content = [sample_digest(*inputs.dataset[i]).hex() for i in positions]
+    summary = {
+        "batch_size": batching.size,
+        "num_batches": len(scored.members),
+        "shuffle": batching.shuffle,
+        "drop_last": batching.drop_last,
+        "dropped_samples": len(inputs.ids) - len(positions),
+    }
+    return _Scored(rows, 0, content, [inputs.ids[i] for i in positions], summary)
+
+
 def _warnings(config: ScanConfig) -> list[str]:
     """The report's warnings about settings that weaken or endanger the scan."""
     warnings = []
@@ -339,24 +386,25 @@ def scan(
         notes = _check_calibration(calibration, inputs, config, options)
         if baseline is not None:
             check_same_setup(baseline[1], baseline[0].path, inputs.model_info, inputs.dataset_info)
-        sharded = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
-    content = [bytes(row.tolist()).hex() for row in sharded.digests]
+        scored = _score_scan(config, inputs, options, progress, resume_path, partial_path)
     redactor = Redactor(redact_key()) if config.output.redact else None
     report = build_report(
-        sharded.result,
-        ids=[redactor.id(i) for i in inputs.ids] if redactor else inputs.ids,
+        scored.result,
+        ids=[redactor.id(i) for i in scored.ids] if redactor else scored.ids,
         config=redactor.config(config) if redactor else config,
         model_info=inputs.model_info,
         dataset_info=inputs.dataset_info,
         seconds=time.perf_counter() - start,
-        resumed=sharded.resumed,
+        resumed=scored.resumed,
         warnings=[*_warnings(config), *notes, *caught],
         calibration=calibration,
-        content=[redactor.content(c) for c in content] if redactor else content,
+        content=[redactor.content(c) for c in scored.content] if redactor else scored.content,
         baseline=baseline[0] if baseline is not None else None,
         selection=selection.to_dict(),
+        batches=scored.batches,
     )
-    report.summary["distributed"] = sharded.section  # the world size, per-rank throughput
+    if scored.distributed is not None:  # the world size, per-rank throughput
+        report.summary["distributed"] = scored.distributed
     return _finish(report, config, base_dir, redactor, (inputs.dataset, images))
 
 

@@ -200,3 +200,19 @@ def compare_matmat(
     torch.testing.assert_close(op @ V, want, **tol)
     torch.testing.assert_close(op @ V[:, 0], want[:, 0], **tol)
     torch.testing.assert_close(op.adjoint() @ V, want_adjoint, **tol)
+
+
+def dense_batch(model: nn.Module, X: Tensor, Y: Tensor, loss_fn=F.cross_entropy) -> Dense:
+    """:class:`Dense` of one batch: g = ∇_θ of the batch's mean loss, J = ∂g/∂X over all
+    of ``X`` ``[B, ...]`` flattened (d = B·d₁)."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def g(Xb: Tensor) -> Tensor:
+        def loss(p):
+            return loss_fn(functional_call(model, (p, buffers), (Xb,)), Y)
+
+        return torch.cat([t.reshape(-1) for t in grad(loss)(params).values()])
+
+    J = jacrev(g)(X).reshape(-1, X.numel())
+    return Dense(J=J.detach(), g=g(X).detach())

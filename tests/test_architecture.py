@@ -20,7 +20,7 @@ PACKAGE = Path(leakaudit.__file__).parent
 #: any layer below it. The bottom layer holds what every part may use.
 LAYERS: list[set[str]] = [
     {"cli", "__main__"},
-    {"api", "resume", "guards", "distributed"},
+    {"api", "resume", "guards", "distributed", "integrations"},
     {"report", "gate", "validation"},
     {"config", "io", "demo"},
     {"scores", "attacks", "models", "jacobians", "metrics", "defenses", "calibration"},

@@ -116,6 +116,7 @@ SCAN_KEYS: Keys = {
     "max_iter": ("scores.max_iter", None),
     "n_probes": ("scores.n_probes", None),
     "chunk_size": ("scores.chunk_size", None),
+    "batch_size": ("scores.batch_size", None),
     "seed": ("scores.seed", None),
     "target_error": ("defense.target_error", None),
     "top_k": ("output.top_k", None),

@@ -64,6 +64,14 @@ Dtype = Annotated[str | None, typer.Option(help="float32 or float64.")]
 MaxIter = Annotated[int | None, typer.Option(help="Lanczos steps per operator.")]
 NProbes = Annotated[int | None, typer.Option(help="I²F trace-estimator probes.")]
 ChunkSize = Annotated[int | None, typer.Option(help="Samples scored together.")]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Score the gradients of batches of B samples as the client's loader forms them "
+        "(seeded shuffle); each sample keeps its block of the batch's I²F.",
+    ),
+]
 ScanSeed = Annotated[int | None, typer.Option(help="Seed of probes and start vectors.")]
 FailOn = Annotated[
     list[str] | None,
@@ -135,6 +143,7 @@ def scan_command(
     max_iter: MaxIter = None,
     n_probes: NProbes = None,
     chunk_size: ChunkSize = None,
+    batch_size: BatchSize = None,
     seed: ScanSeed = None,
     fail_on: FailOn = None,
     max_fraction: MaxFraction = 0.0,

@@ -22,6 +22,7 @@ from leakaudit.config.validator import FieldError, require, unknown
 from leakaudit.defenses import DEFENSES, Defense, DefenseError, make_defense, parameter_defaults
 from leakaudit.direction import Direction
 from leakaudit.io.spec import DataSpec
+from leakaudit.scores.batching import Batching
 from leakaudit.scores.names import ALL_SCORES, SCORES
 from leakaudit.scores.options import (
     DTYPES,
@@ -160,8 +161,16 @@ class ScoresConfig:
     memory_budget: int | str = field(default=_engine_default("memory_budget"))
     backend: Backend = field(default=_engine_default("backend"))
     model_mode: ModelMode = field(default=_engine_default("model_mode"))
+    batch_size: int | None = None
+    batch_shuffle: bool = True
+    drop_last: bool = False
 
     def __post_init__(self) -> None:
+        require(
+            self.batch_size is None or self.batch_size >= 1,
+            "batch_size",
+            f"must be >= 1, got {self.batch_size}",
+        )
         for i, name in enumerate(self.listed() or ()):
             require(name in SCORES, f"select[{i}]", unknown("score", name, ALL_SCORES))
         require(self.select != [], "select", "select at least one score (or auto, or all)")
@@ -207,6 +216,12 @@ class ScoresConfig:
         ``auto`` adds every score the scan reads, ``all`` has them all, a list only its own."""
         listed = self.listed()
         return listed is None or name in listed
+    def batching(self) -> Batching | None:
+        """The client's batching when ``batch_size`` is set (batch-level scores), else None.
+        Its loader's generator is seeded by ``seed``."""
+        if self.batch_size is None:
+            return None
+        return Batching(self.batch_size, self.batch_shuffle, self.seed, self.drop_last)
 
     def risk(self) -> Risk:
         """The risk score and every score's direction (the override, else the shipped one)."""

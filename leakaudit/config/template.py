@@ -59,6 +59,9 @@ scores:
   memory_budget: 2GiB
   backend: auto            # auto | func | autograd
   model_mode: eval         # eval | train
+  batch_size: null         # B: score batches of B samples, as the client's loader forms them
+  batch_shuffle: true      # the loader shuffles (generator seeded by seed)
+  drop_last: false         # the loader drops a last batch smaller than B
 
 defense:
   kind: gaussian           # none | gaussian | laplace | pruning | dp

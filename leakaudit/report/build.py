@@ -64,6 +64,7 @@ def build_report(
     content: Sequence[str] | None = None,
     baseline: Baseline | None = None,
     selection: dict[str, Any] | None = None,
+    batches: dict[str, Any] | None = None,
 ) -> Report:
     """Rank and summarise ``result`` (rows in dataset order) into a :class:`Report`.
 
@@ -80,6 +81,7 @@ def build_report(
         content: ``[N]`` content hashes (SHA-256 hex), for allowlists and baselines.
         baseline: a previous report: only newly offending samples count.
         selection: the report's ``scores`` section (what was computed, and why).
+        batches: a batch scan's batching (``summary.batches``); None for a per-sample scan.
     """
     n = int(result.indices.numel())
     score_np = {k: v.double().numpy() for k, v in result.scores.items()}
@@ -105,7 +107,7 @@ def build_report(
         defense={"kind": config.defense.kind, **config.defense.params},
         whatif=whatif,
         samples=samples,
-        summary=_summary(result, ids, config, score_np, seconds, resumed),
+        summary=_summary(result, ids, config, score_np, seconds, resumed, batches),
         gate=gate,
         warnings=[*warnings, *map(expired_warning, gate.expired_allowlist)],
         scores=selection,
@@ -212,6 +214,7 @@ def _summary(
     scores: dict[str, np.ndarray],
     seconds: float,
     resumed: int,
+    batches: dict[str, Any] | None,
 ) -> dict[str, Any]:
     n = len(ids)
     converged = result.diagnostics.get("converged", torch.ones(n, dtype=torch.bool))
@@ -226,4 +229,5 @@ def _summary(
         "resumed_samples": resumed,
         "non_converged": [str(ids[int(k)]) for k in np.flatnonzero(~converged.numpy())],
         "distributed": _one_process(result, n, resumed),
+        **({"batches": batches} if batches is not None else {}),
     }

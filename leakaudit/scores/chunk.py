@@ -23,6 +23,7 @@ from leakaudit.linalg.operators import (
 )
 from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
 from leakaudit.scores import names as N
+from leakaudit.scores.attribution import block_local, block_parts, block_sq_norms
 from leakaudit.scores.convergence import Convergence
 from leakaudit.scores.i2f import damped_gram_filter, epsilon, i2f_from_moments
 from leakaudit.scores.lavp import (
@@ -197,7 +198,12 @@ def _starts(
 
     parts = []
     if plan.l2:
-        parts.append(draw(options.n_probes, _PROBES) if plan.slq else draw(1, _START_L2))
+        if plan.slq:
+            Z = draw(options.n_probes, _PROBES)
+            exact = options.n_probes >= d
+            parts.append(block_local(Z, options.blocks) if options.blocks > 1 and not exact else Z)
+        else:
+            parts.append(draw(1, _START_L2))
     n_l2 = parts[0].shape[1] if parts else 0
     if plan.cos:
         parts.append(draw(1, _START_COS))
@@ -300,15 +306,34 @@ def _i2f_slq(
     q = torch.where(traces.exact, exact_q, q)
     q_se = torch.where(traces.exact, torch.zeros_like(q_se), q_se)
     c = torch.zeros_like(eps)
+    solution = None
     if jt_bias is not None:
         damped = DampedOperator(chunk.gram, eps)
         sol = CGInverseOperator(damped, tol=o.tol * 10, max_iter=20 * o.max_iter).solve(jt_bias)
-        c = sol.solution.pow(2).sum(1)
+        solution = sol.solution
+        c = solution.pow(2).sum(1)
         diag["cg_residual"] = sol.relative_residual
         diag[N.converged_key(N.I2F)] = sol.converged
     value, se = i2f_from_moments(c, noise_var, q, q_se)
     chunk.scores[N.I2F], diag["i2f_se"] = value, se
     diag["i2f_unit_sigma"] = q.clamp_min(0).sqrt()
+    if o.blocks > 1:
+        _i2f_blocks(chunk, spectrum, q_samples, noise_var, solution)
+
+
+def _i2f_blocks(
+    chunk: _Chunk,
+    spectrum: _Spectrum,
+    q_samples: Tensor,
+    noise_var: Tensor,
+    bias_solution: Tensor | None,
+) -> None:
+    """Each block's part of the I²F error, ``[B, blocks]`` (:mod:`.attribution`)."""
+    blocks = chunk.options.blocks
+    q = block_parts(q_samples, spectrum.run.basis[:, spectrum.l2, 0], blocks)
+    c = block_sq_norms(bias_solution, blocks) if bias_solution is not None else 0 * q
+    chunk.diag["i2f_blocks"] = (c + noise_var[:, None] * q).clamp_min(0).sqrt()
+    chunk.diag["i2f_blocks_unit_sigma"] = q.clamp_min(0).sqrt()
 
 
 def _select(scores: Scores, options: ScoreOptions) -> Scores:

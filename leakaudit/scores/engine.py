@@ -20,6 +20,7 @@ from leakaudit.errors import InputError
 from leakaudit.jacobians.autograd import AutogradOperators, module_forward
 from leakaudit.jacobians.func import FuncOperators, make_flat_grad
 from leakaudit.jacobians.protocol import SampleOperators
+from leakaudit.jacobians.updates import make_flat_update
 from leakaudit.scores.chunk import score_chunk
 from leakaudit.scores.data import chunks, iter_samples
 from leakaudit.scores.losses import stable_cross_entropy
@@ -77,13 +78,27 @@ class _Model:
         }
         self.loss_fn = options.loss or stable_cross_entropy
         self.device, self.dtype = device, dt
-        self.flat_grad = make_flat_grad(model, self.params, self.buffers, self.loss_fn)
+        self.local_steps = options.local_steps
+        self.flat_grad = (
+            make_flat_grad(model, self.params, self.buffers, self.loss_fn)
+            if options.local_steps == 1
+            else make_flat_update(
+                model,
+                self.params,
+                self.buffers,
+                self.loss_fn,
+                options.local_steps,
+                options.local_lr,
+            )
+        )
         self.n_outputs: int | None = None
 
     def func_ops(self, X: Tensor, Y: Tensor) -> SampleOperators:
         return FuncOperators(self.flat_grad, X, Y)
 
     def autograd_ops(self, X: Tensor, Y: Tensor) -> SampleOperators:
+        if self.local_steps > 1:
+            raise InputError("multi-step updates (local_steps > 1) need the torch.func backend")
         if self.scripted:
             params: list[Tensor] = list(self.model.parameters())
             for p in params:

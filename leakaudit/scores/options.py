@@ -85,6 +85,16 @@ class ScoreOptions:
         model_mode: ``"eval"`` (SPEC default) or ``"train"`` (BatchNorm uses the single
             sample's statistics; dropout stays off).
         check_every: Lanczos steps between convergence checks.
+        blocks: split each input's d coordinates into this many equal blocks and report
+            each block's part of the I²F error (diagnostics ``i2f_blocks`` and
+            ``i2f_blocks_unit_sigma``, ``[N, blocks]``); ``n_probes`` must then be a
+            multiple of it (each block gets its own probes). Batch scoring sets it to the
+            batch size (:mod:`leakaudit.scores.batches`).
+        local_steps: E, score the update of E local gradient steps of learning rate
+            ``local_lr`` on the sample (or batch) instead of its gradient
+            (:mod:`leakaudit.jacobians.updates`; torch.func backend only; each Jacobian
+            product differentiates through all E steps). 1: the gradient (FedSGD).
+        local_lr: η of those steps.
     """
 
     scores: tuple[str, ...] = ALL_SCORES
@@ -105,6 +115,9 @@ class ScoreOptions:
     loss: LossFn | None = None
     model_mode: ModelMode = "eval"
     check_every: int = 8
+    blocks: int = 1
+    local_steps: int = 1
+    local_lr: float = 0.1
 
     def __post_init__(self) -> None:
         """Check every option; the config's ``scores`` section is checked by these too.
@@ -117,11 +130,18 @@ class ScoreOptions:
         except ValueError as exc:
             raise OptionError("scores", str(exc)) from None
         object.__setattr__(self, "scores", names)
-        for key in ("max_iter", "n_probes"):
+        for key in ("max_iter", "n_probes", "blocks", "local_steps"):
             value = getattr(self, key)
             _require(value >= 1, key, f"must be >= 1, got {value}")
+        _require(
+            self.blocks == 1 or self.n_probes % self.blocks == 0,
+            "n_probes",
+            f"must be a multiple of blocks ({self.blocks}) to give each block its probes, "
+            f"got {self.n_probes}",
+        )
         _require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
         _require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")
+        _require(self.local_lr > 0, "local_lr", f"must be > 0, got {self.local_lr}")
         _require(
             0 <= self.seed <= MAX_SEED,
             "seed",

@@ -1,0 +1,64 @@
+"""The update a FedAvg client sends after E local steps, as a function of its data.
+
+A client that runs E steps of gradient descent of learning rate η on its batch (x, y),
+
+    θ_{k+1} = θ_k − η ∇_θ ℓ(f_{θ_k}(x), y),     k = 0, ..., E − 1,
+
+sends Δθ = θ_E − θ_0 = −η Σ_k ∇_θ ℓ(f_{θ_k}(x), y). leakaudit scores the map
+x ↦ u(x) = Σ_k ∇_θ ℓ(f_{θ_k}(x), y) = −Δθ/η in place of the gradient (E = 1 gives the
+gradient itself, so the scores and σ keep the units of a gradient: noise σ on u is noise
+η·σ on Δθ). θ_k depends on x for k ≥ 1, so J = ∂u/∂x carries the chain through the steps
+(Geiping et al. 2020 invert such multi-step updates). The sum is accumulated directly,
+not as (θ_0 − θ_E)/η, so float32 keeps its digits.
+
+Cost: u takes E forward/backward passes, and every Jacobian product differentiates
+through all E of them (forward-over-reverse for J·v, reverse-over-reverse for Jᵀu), with
+the memory of E steps' activations. Measured on the demo LeNet (8×8 digits, CPU, one
+thread of a loaded 2-core machine): 0.56 ms per product for E = 1, 2.2 ms for E = 2,
+3.0 ms for E = 4 (docs/federated.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad
+
+from leakaudit.jacobians.func import FlatGrad, LossFn
+
+
+def make_flat_update(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    buffers: dict[str, Tensor],
+    loss_fn: LossFn,
+    steps: int,
+    lr: float,
+) -> FlatGrad:
+    """Return ``u(x, y)``: the flat sum of the E local steps' gradients, ``[P]``.
+
+    Args:
+        model: the network; called through ``functional_call``.
+        params: the received global parameters θ_0, name → tensor.
+        buffers: buffers (BatchNorm statistics), name → tensor.
+        loss_fn: ``loss(logits [1, C], y [1]) -> scalar``.
+        steps: E ≥ 1.
+        lr: η > 0.
+    """
+    names = tuple(params)
+
+    def flat_update(x: Tensor, y: Tensor) -> Tensor:
+        def loss_of(p: dict[str, Tensor]) -> Tensor:
+            out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
+            return loss_fn(out, y.unsqueeze(0))
+
+        p, total = params, None
+        for _ in range(steps):
+            g = grad(loss_of)(p)
+            flat = torch.cat([g[n].reshape(-1) for n in names])
+            total = flat if total is None else total + flat
+            p = {n: p[n] - lr * g[n] for n in names}
+        assert total is not None
+        return total
+
+    return flat_update
