@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from leakaudit import api
+from leakaudit import distributed
 from leakaudit.cli import app
 from leakaudit.config import GateRule, load_config
 from leakaudit.errors import ConfigError
@@ -160,7 +160,7 @@ def test_nan_score_fails_its_rule_whatever_the_fraction() -> None:
 
 
 def test_nan_score_fails_the_scan_end_to_end(monkeypatch) -> None:
-    real = api.score_samples
+    real = distributed.score_samples  # what api.scan's sharded scoring calls
 
     def poisoned(*args, on_chunk, **kwargs):
         def add(part):  # the first sample of every chunk comes out as NaN
@@ -169,7 +169,7 @@ def test_nan_score_fails_the_scan_end_to_end(monkeypatch) -> None:
 
         return real(*args, on_chunk=add, **kwargs)
 
-    monkeypatch.setattr(api, "score_samples", poisoned)
+    monkeypatch.setattr(distributed, "score_samples", poisoned)
     result = invoke("scan", "--demo", "--fail-on", "grad_norm>1e30", "--max-fraction", "0.5",
                     *FAST)  # fmt: skip
     assert result.exit_code == 1, result.output
