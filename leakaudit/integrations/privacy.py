@@ -120,7 +120,9 @@ def assess(model: nn.Module, data: Any, policy: RoundPolicy) -> RoundSummary:
     applied = policy.sigma
     if policy.apply_noise and np.isfinite(sigma_star):
         applied = max(policy.sigma, sigma_star)
-    after = float(np.mean(~(applied * unit >= policy.target_error)))
+    # σ_i = τ / I²F_i(σ=1) is the noise sample i needs; comparing σ (not applied·I²F with
+    # τ, which rounds either way) keeps the sample that set σ* safe under σ*.
+    after = float(np.mean(~(needed <= applied)))
     passed = policy.max_exposed is None or after <= policy.max_exposed
     return RoundSummary(
         n=len(i2f),
