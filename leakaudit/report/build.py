@@ -16,7 +16,7 @@ from leakaudit.calibration.apply import PSNR_RULE, Prediction, predict
 from leakaudit.calibration.document import Calibration
 from leakaudit.config import ScanConfig, config_to_dict
 from leakaudit.direction import Direction
-from leakaudit.gate import Baseline, evaluate_gate, expired_warning
+from leakaudit.gate import Baseline, GateResult, evaluate_gate, expired_warning
 from leakaudit.report.document import Report, SampleRecord
 from leakaudit.report.ranking import distribution, risk_percentiles, risk_ranks
 from leakaudit.scores.i2f import sigma_needed
@@ -88,15 +88,7 @@ def build_report(
     ranking = _Ranking.of(config, score_np, calibration)
     whatif, sig = _whatif(result, config, n)
     samples = [_record(k, result, ids, score_np, ranking, sig, content) for k in range(n)]
-    gate = evaluate_gate(
-        [str(i) for i in ids],
-        ranking.gated,
-        config.gate.rules,
-        config.gate.allowlist,
-        ranking.directions,
-        content=content,
-        baseline=baseline,
-    )
+    gate = _gate(ids, config, ranking, content, baseline)
     return Report(
         tool={"name": "leakaudit", "version": leakaudit.__version__},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -111,6 +103,25 @@ def build_report(
         gate=gate,
         warnings=[*warnings, *map(expired_warning, gate.expired_allowlist)],
         scores=selection,
+    )
+
+
+def _gate(
+    ids: Sequence[str],
+    config: ScanConfig,
+    ranking: _Ranking,
+    content: Sequence[str] | None,
+    baseline: Baseline | None,
+) -> GateResult:
+    """The gate's verdict on the ranking's gated values."""
+    return evaluate_gate(
+        [str(i) for i in ids],
+        ranking.gated,
+        config.gate.rules,
+        config.gate.allowlist,
+        ranking.directions,
+        content=content,
+        baseline=baseline,
     )
 
 

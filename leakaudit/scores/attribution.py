@@ -14,7 +14,9 @@ Averaged over all probes (the same number per block) the samples still estimate 
 without bias, the blocks' parts add up to that estimate exactly, and every part is
 non-negative (f ≥ 0) — unlike Hutchinson's diagonal estimator E[z ⊙ f(A)z] with global
 probes, whose cross terms make small blocks' estimates negative. With the standard basis
-as probes (``n_probes ≥ d``) every part is exact.
+as probes (``n_probes ≥ d``) every part is exact. Where the batch's own noise term is
+known more accurately (exactly, from the eigenvalues of JᵀJ), the engine scales the
+parts to sum to it: the probes then estimate the blocks' shares, not the total.
 """
 
 from __future__ import annotations

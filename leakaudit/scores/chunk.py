@@ -318,19 +318,24 @@ def _i2f_slq(
     chunk.scores[N.I2F], diag["i2f_se"] = value, se
     diag["i2f_unit_sigma"] = q.clamp_min(0).sqrt()
     if o.blocks > 1:
-        _i2f_blocks(chunk, spectrum, q_samples, noise_var, solution)
+        _i2f_blocks(chunk, spectrum, q_samples, q, noise_var, solution)
 
 
 def _i2f_blocks(
     chunk: _Chunk,
     spectrum: _Spectrum,
     q_samples: Tensor,
+    q_total: Tensor,
     noise_var: Tensor,
     bias_solution: Tensor | None,
 ) -> None:
-    """Each block's part of the I²F error, ``[B, blocks]`` (:mod:`.attribution`)."""
+    """Each block's part of the I²F error, ``[B, blocks]`` (:mod:`.attribution`): the
+    block-local SLQ shares of the noise term, scaled to sum to ``q_total`` (the batch's
+    own noise term, exact where the eigenvalues are known), so the parts add up to I²F."""
     blocks = chunk.options.blocks
     q = block_parts(q_samples, spectrum.run.basis[:, spectrum.l2, 0], blocks)
+    total = q.sum(1, keepdim=True)
+    q = torch.where(total > 0, q * (q_total[:, None] / total.clamp_min(1e-300)), q)
     c = block_sq_norms(bias_solution, blocks) if bias_solution is not None else 0 * q
     chunk.diag["i2f_blocks"] = (c + noise_var[:, None] * q).clamp_min(0).sqrt()
     chunk.diag["i2f_blocks_unit_sigma"] = q.clamp_min(0).sqrt()
