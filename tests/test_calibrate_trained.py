@@ -175,6 +175,18 @@ def test_calibrate_a_trained_mlp_then_predict_unseen_samples(trained_client: Pat
     assert rho_unseen > 0
     assert stats.spearmanr(pred, meas, alternative="greater").pvalue < 0.05  # not chance
 
+    # `validate --report` accepts the calibrated report (it ranks by "psnr", which is no
+    # score: the selection is stratified over the scan's uncalibrated risk score).
+    res = run(
+        "validate", "--report", str(report_path), "--model", FACTORY, "--attacks", "ig",
+        "--budget", "fast", "--n-samples", "4", "--device", "cpu", "--no-progress",
+        "--json", str(tmp_path / "v.json"),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    checked = json.loads((tmp_path / "v.json").read_text())
+    assert checked["validation"]["selection"] == {"method": "stratified", "by": "grad_norm"}
+    assert checked["validation"]["n_samples"] == 4
+
 
 @pytest.mark.slow
 def test_calibrate_under_noise_reports_the_held_out_interval(trained_client: Path, tmp_path):
