@@ -97,7 +97,14 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def bootstrap_ci(
     a: np.ndarray, b: np.ndarray, seed: int, n_resamples: int = 999
 ) -> tuple[float, float] | None:
-    """Percentile bootstrap 95% interval of Spearman ρ over paired samples."""
+    """Percentile bootstrap 95% interval of Spearman ρ over paired samples.
+
+    A resample on which ρ is undefined (it drew one value of ``a`` or of ``b`` only, as
+    happens when few samples were recovered and the rest share the floor target) has no
+    value: the interval is the percentiles of the defined resamples, as in
+    :func:`leakaudit.metrics.agreement.bootstrap_ci` (scipy's own would be NaN). None
+    when fewer than 2 resamples are defined.
+    """
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 4 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return None
@@ -122,8 +129,12 @@ def bootstrap_ci(
             method="percentile",
             rng=np.random.default_rng(seed),
         )
-    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return None if not (np.isfinite(low) and np.isfinite(high)) else (low, high)
+    vals = res.bootstrap_distribution
+    defined = vals[np.isfinite(vals)]
+    if defined.size < 2:
+        return None
+    low, high = np.percentile(defined, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def folds(n: int, k: int, seed: int) -> list[np.ndarray]:

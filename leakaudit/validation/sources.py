@@ -90,9 +90,20 @@ def scores_from_report(report: Mapping[str, Any]) -> ScoreTable:
         ids=[str(s.get("id", s["index"])) for s in samples],
         labels=torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
         scores=values,
-        risk_score=(report.get("risk") or {}).get("score"),
+        risk_score=_report_risk_score(report, names),
         directions=dict(resolve_risk(None, overrides, names).only(names)),
     )
+
+
+def _report_risk_score(report: Mapping[str, Any], names: list[str]) -> str | None:
+    """The report's risk score, if it is one of ``names``. A calibrated report ranks by
+    predicted PSNR (``risk.score: psnr``), which is no score: its configured risk score
+    (the uncalibrated ranking) stands in."""
+    risk = (report.get("risk") or {}).get("score")
+    if risk in names or not (report.get("risk") or {}).get("calibrated"):
+        return risk
+    configured = ((report.get("config") or {}).get("scores") or {}).get("risk_score")
+    return configured if configured in names else None
 
 
 def scores_from_result(
