@@ -74,7 +74,9 @@ class _Eig:
         """The eigenvalue ``[B]`` at ``end`` and its residual ‖Hv − λv‖/|λ_max| ``[B]``."""
         col = -1 if end == "max" else 0
         lam, v = self.values[:, col], self.vectors[:, :, col]
-        r = torch.linalg.vector_norm(torch.einsum("bij,bj->bi", self.H, v) - lam[:, None] * v, dim=1)
+        r = torch.linalg.vector_norm(
+            torch.einsum("bij,bj->bi", self.H, v) - lam[:, None] * v, dim=1
+        )
         top = self.values[:, -1].abs().clamp_min(torch.finfo(lam.dtype).tiny)
         return lam, r / top
 
