@@ -2,7 +2,8 @@
 
 When the input dimension d is small (``ScoreOptions.dense_max_dim``), each sample's
 Jacobian J = ∂g/∂x (P × d) costs d J·v products — fewer than one Lanczos run of the
-iterative path, which needs a J·v and a Jᵀ·u per step and sequence. From J, in float64:
+iterative path, which needs a J·v and a Jᵀ·u per step and sequence. From J (kept in the
+chunk's dtype; the d × d matrices below are formed from it and diagonalised in float64):
 
 * A = JᵀJ, H₂ = 2A and H_c = (A − w wᵀ)/‖g*‖² with w = Jᵀu, u = g*/‖g*‖ (Hong et al.
   2023, the operators of :mod:`leakaudit.scores.lavp`), diagonalised by ``eigh``;
@@ -31,8 +32,8 @@ from leakaudit.scores.plan import Plan
 
 Scores = dict[str, Tensor]
 
-#: Bytes per element of the parameter-space tangents one J·v product keeps alive (a few
-#: P-vectors per basis vector); sizes the blocks of basis vectors pushed at once.
+#: P-vectors a J·v product keeps alive per basis vector (tangents of the forward and
+#: backward passes); sizes the blocks of basis vectors pushed at once.
 _TANGENTS_PER_VECTOR = 6
 
 
@@ -43,18 +44,20 @@ def applies(options: ScoreOptions, plan: Plan, d: int) -> bool:
 
 
 def jacobian(ops: SampleOperators, memory_budget: int) -> Tensor:
-    """Every sample's J ``[B, P, d]`` from the d standard basis vectors, d J·v products
-    per sample, pushed in blocks sized so that their tangents fit ``memory_budget``."""
+    """Every sample's Jᵀ ``[B, d, P]`` (row i = J eᵢ) from the d standard basis vectors,
+    d J·v products per sample, pushed in blocks sized so that their tangents fit
+    ``memory_budget``."""
     g, d = ops.grads, ops.dim
     B, P = g.shape
     per_vector = _TANGENTS_PER_VECTOR * B * P * g.element_size()
     block = int(max(1, min(d, memory_budget // max(per_vector, 1))))
+    if block == d:
+        return ops.jv(torch.eye(d, dtype=g.dtype, device=g.device).expand(B, -1, -1))
     eye = torch.eye(d, dtype=g.dtype, device=g.device)
-    J = g.new_empty(B, P, d)
+    Jt = g.new_empty(B, d, P)
     for start in range(0, d, block):
-        E = eye[start : start + block].expand(B, -1, -1)
-        J[:, :, start : start + block] = ops.jv(E).transpose(1, 2)
-    return J
+        Jt[:, start : start + block] = ops.jv(eye[start : start + block].expand(B, -1, -1))
+    return Jt
 
 
 @dataclass
@@ -89,19 +92,18 @@ def dense_scores(ops: SampleOperators, options: ScoreOptions, plan: Plan) -> tup
         Lanczos path's.
     """
     g = ops.grads
-    J = jacobian(ops, options.memory_budget).double()
+    Jt = jacobian(ops, options.memory_budget)  # the P-sized work stays in the chunk's dtype
     gnorm = torch.linalg.vector_norm(g, dim=1)
     scores: Scores = {N.GRAD_NORM: gnorm}
     diag: Scores = {"converged": torch.ones(g.shape[0], dtype=torch.bool, device=g.device)}
-    A = torch.einsum("bpi,bpj->bij", J, J)
+    A = torch.bmm(Jt, Jt.transpose(1, 2)).double()
     gram = _Eig.of(A) if plan.l2 else None
     if gram is not None:
         _lavp(scores, diag, options, "l2", gram, plan.l2_min)
     if plan.cos:
-        g64 = g.double()
-        gn = torch.linalg.vector_norm(g64, dim=1)
-        w = torch.einsum("bpi,bp->bi", J, g64 / gn.clamp_min(torch.finfo(g.dtype).tiny)[:, None])
-        H_c = (A - w[:, :, None] * w[:, None, :]) / gn.pow(2)[:, None, None]
+        u = g / gnorm.clamp_min(torch.finfo(g.dtype).tiny)[:, None]
+        w = _apply(Jt, u)
+        H_c = (A - w[:, :, None] * w[:, None, :]) / gnorm.double().pow(2)[:, None, None]
         _lavp(scores, diag, options, "cos", _Eig.of(H_c), plan.cos_min)
         _no_cosine_without_gradient(scores, diag, gnorm <= torch.finfo(g.dtype).tiny)
     if N.LAVP_GM in options.scores:
@@ -109,7 +111,7 @@ def dense_scores(ops: SampleOperators, options: ScoreOptions, plan: Plan) -> tup
         scores[N.LAVP_GM] = (scores[l2e] * scores[cose]).clamp_min(0).sqrt()
         diag[N.converged_key(N.LAVP_GM)] = diag[N.converged_key(l2e)] & diag[N.converged_key(cose)]
     if gram is not None and (plan.trace or plan.slq):
-        _i2f(scores, diag, options, plan, J, g, gram)
+        _i2f(scores, diag, options, plan, Jt, g, gram)
     return _cast(scores, g.dtype), _cast(diag, g.dtype)
 
 
@@ -144,16 +146,16 @@ def _i2f(
     diag: Scores,
     options: ScoreOptions,
     plan: Plan,
-    J: Tensor,
+    Jt: Tensor,
     g: Tensor,
     gram: _Eig,
 ) -> None:
-    """I²F and its lower bound, exactly, from J ``[B, P, d]`` and the eigh of JᵀJ."""
+    """I²F and its lower bound, exactly, from Jᵀ ``[B, d, P]`` and the eigh of JᵀJ."""
     lam = gram.values[:, -1].clamp_min(torch.finfo(g.dtype).tiny)
     noise_var = options.defense.noise_variance(g).double()
     bias = options.defense.bias(g)
-    jt_bias = torch.einsum("bpi,bp->bi", J, bias.double()) if bias is not None else None
-    trace = J.pow(2).sum((1, 2))
+    jt_bias = _apply(Jt, bias) if bias is not None else None
+    trace = gram.H.diagonal(dim1=1, dim2=2).sum(-1)  # ‖J‖²_F
     zero = torch.zeros_like(trace)
     diag["trace_jtj"], diag["trace_jtj_se"] = trace, zero
     if plan.trace:
@@ -201,6 +203,11 @@ def _i2f_exact(
         cb = block_sq_norms(solution, options.blocks) if solution is not None else 0 * q_blocks
         diag["i2f_blocks"] = (cb + noise_var[:, None] * q_blocks).clamp_min(0).sqrt()
         diag["i2f_blocks_unit_sigma"] = q_blocks.sqrt()
+
+
+def _apply(Jt: Tensor, U: Tensor) -> Tensor:
+    """Jᵀ U for ``U`` ``[B, P]`` from the formed Jᵀ ``[B, d, P]``, as float64 ``[B, d]``."""
+    return torch.bmm(Jt, U[:, :, None])[:, :, 0].double()
 
 
 def _cast(values: Scores, dtype: torch.dtype) -> Scores:

@@ -78,7 +78,6 @@ def choose_chunk_size(
         m * (k + 6) * d + 4 * m * n_params + 8 * m * activations + 2 * n_params
     )
     if plan.lanczos and d <= options.dense_max_dim:  # the dense path (scores/dense.py):
-        # J in the working dtype and in float64, d × d matrices, d products in flight
-        per_sample = itemsize * (d * (n_params + 4 * n_params + 8 * activations))
-        per_sample += 8 * (d * n_params + 4 * d * d)
+        # J in the working dtype, d products in flight, d × d float64 matrices
+        per_sample = itemsize * d * (5 * n_params + 8 * activations) + 8 * 4 * d * d
     return int(max(1, min(MAX_CHUNK, budget // max(per_sample, 1))))
