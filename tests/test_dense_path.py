@@ -142,6 +142,20 @@ def test_batch_blocks_equal_dense_truth(size: int) -> None:
     assert float(res.batches.scores["i2f"][0]) ** 2 == pytest.approx(float(parts.sum()), rel=1e-10)
 
 
+def test_plans_needing_only_lambda_max_go_dense_only_for_smaller_inputs() -> None:
+    """λ_max alone costs a few dozen Lanczos products: dense only for d ≤ dense_max_dim/4."""
+    case = make_case("lenet-1ch", n=2)
+    d = case.X[0].numel()
+    cheap = ("lavp_l2_max", "i2f_lb")
+    assert "lanczos_steps" in scan(case, scores=cheap, dense_max_dim=4 * d - 1).diagnostics
+    on = scan(case, scores=cheap, dense_max_dim=4 * d, dtype=torch.float64)
+    assert on.products == 2 * d and "lanczos_steps" not in on.diagnostics
+    want = truth(dense(case.model, case.X[0], case.Y[0]), GaussianNoise(SIGMA))
+    assert float(on.scores["i2f_lb"][0]) == pytest.approx(want["i2f_lb"], rel=1e-10)
+    # a λ_min end makes the plan costly: dense up to dense_max_dim itself
+    assert scan(case, scores=("lavp_l2_min",), dense_max_dim=d).products == 2 * d
+
+
 def test_dense_max_dim_is_configured_and_an_accuracy_setting() -> None:
     assert ScoresConfig(dense_max_dim=0).options().dense_max_dim == 0
     assert ScoresConfig().options().dense_max_dim == ScoreOptions().dense_max_dim

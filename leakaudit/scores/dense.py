@@ -37,10 +37,19 @@ Scores = dict[str, Tensor]
 _TANGENTS_PER_VECTOR = 6
 
 
+#: Plans that need only λ_max (``lavp_*_max``, ``i2f_lb``) take a few dozen Lanczos
+#: products per sample: the dense path pays off for them only up to this fraction of
+#: ``dense_max_dim`` (measured in docs/performance.md).
+CHEAP_PLAN_FRACTION = 4
+
+
 def applies(options: ScoreOptions, plan: Plan, d: int) -> bool:
     """Whether a chunk of d-dimensional inputs is scored densely: some spectral work is
-    planned and 1 ≤ d ≤ ``dense_max_dim`` (0 disables the dense path)."""
-    return plan.lanczos and d <= options.dense_max_dim
+    planned and d ≤ ``dense_max_dim`` (0 disables the dense path), or, for a plan that
+    needs no λ_min and no I²F quadrature, d ≤ ``dense_max_dim`` // 4."""
+    costly = plan.slq or plan.l2_min or plan.cos_min
+    limit = options.dense_max_dim if costly else options.dense_max_dim // CHEAP_PLAN_FRACTION
+    return plan.lanczos and d <= limit
 
 
 def jacobian(ops: SampleOperators, memory_budget: int) -> Tensor:
