@@ -60,6 +60,24 @@ def test_every_score_equals_dense_truth_in_float64(name: str) -> None:
         assert float(res.diagnostics["residual_l2_max"][i]) < 1e-12
 
 
+def test_autograd_backend_gives_the_same_dense_scores() -> None:
+    """The fallback's J·v (double-vjp) forms the same Jacobian as torch.func's."""
+    case = make_case("relubn-1ch", n=2)
+    f = scan(case, dtype=torch.float64, backend="func")
+    a = scan(case, dtype=torch.float64, backend="autograd")
+    assert a.backend == "autograd" and a.products == f.products == 2 * case.X[0].numel()
+    for key in f.scores:
+        torch.testing.assert_close(a.scores[key], f.scores[key], rtol=1e-10, atol=0)
+
+
+def test_zero_gradient_gives_nan_cosine_scores_not_an_error() -> None:
+    case = make_case("mlp-1ch", n=2)
+    res = scan(case, dtype=torch.float64, loss=lambda out, y: 0.0 * out.sum())
+    assert bool((res.scores["grad_norm"] == 0).all())
+    assert bool(res.scores["lavp_cos_max"].isnan().all())
+    assert not bool(res.diagnostics["converged"].any())
+
+
 @pytest.mark.parametrize(
     "defense", [Pruning(ratio=0.7), DPClipNoise(clip=0.5, sigma=0.2)], ids=["pruning", "dp"]
 )

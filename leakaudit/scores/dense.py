@@ -112,7 +112,9 @@ def dense_scores(ops: SampleOperators, options: ScoreOptions, plan: Plan) -> tup
     if plan.cos:
         u = g / gnorm.clamp_min(torch.finfo(g.dtype).tiny)[:, None]
         w = _apply(Jt, u)
-        H_c = (A - w[:, :, None] * w[:, None, :]) / gnorm.double().pow(2)[:, None, None]
+        g2 = gnorm.double().pow(2)
+        g2 = torch.where(g2 > 0, g2, torch.ones_like(g2))  # g* = 0: NaN below, not eigh's
+        H_c = (A - w[:, :, None] * w[:, None, :]) / g2[:, None, None]
         _lavp(scores, diag, options, "cos", _Eig.of(H_c), plan.cos_min)
         _no_cosine_without_gradient(scores, diag, gnorm <= torch.finfo(g.dtype).tiny)
     if N.LAVP_GM in options.scores:
