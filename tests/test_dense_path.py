@@ -44,7 +44,7 @@ def scan(case, **kw):
 def test_every_score_equals_dense_truth_in_float64(name: str) -> None:
     case = make_case(name, n=2)
     res = scan(case, dtype=torch.float64)
-    assert "lanczos_steps" not in res.diagnostics  # served by the dense path
+    assert bool((res.diagnostics["lanczos_steps"] == 0).all())  # served by the dense path
     assert bool(res.diagnostics["converged"].all())
     for i in range(2):
         want = truth(dense(case.model, case.X[i], case.Y[i]), GaussianNoise(SIGMA))
@@ -106,7 +106,8 @@ def test_float32_dense_path_agrees_with_the_lanczos_path(name: str) -> None:
     relative 1e-3 for the top eigenvalues and I²F, 1e-3·λ_max for λ_min."""
     case = make_case(name, n=3)
     fast, slow = scan(case), scan(case, dense_max_dim=0)
-    assert "lanczos_steps" in slow.diagnostics and "lanczos_steps" not in fast.diagnostics
+    assert bool((slow.diagnostics["lanczos_steps"] > 0).all())
+    assert bool((fast.diagnostics["lanczos_steps"] == 0).all())
     for key in fast.scores:
         a, b = fast.scores[key], slow.scores[key]
         if key.endswith("_min"):
@@ -133,8 +134,8 @@ def test_dense_max_dim_is_a_threshold_on_d() -> None:
     case = make_case("lenet-1ch", n=2)
     d = case.X[0].numel()
     at, below = scan(case, dense_max_dim=d), scan(case, dense_max_dim=d - 1)
-    assert at.products == 2 * d and "lanczos_steps" not in at.diagnostics
-    assert "lanczos_steps" in below.diagnostics
+    assert at.products == 2 * d and bool((at.diagnostics["lanczos_steps"] == 0).all())
+    assert bool((below.diagnostics["lanczos_steps"] > 0).all())
     grad_only = scan(case, scores=("grad_norm",))  # no spectral work, no products
     assert grad_only.products == 0
 
@@ -147,7 +148,7 @@ def test_batch_blocks_equal_dense_truth(size: int) -> None:
     opts = ScoreOptions(dtype=torch.float64, defense=defense, scores=("i2f",), device="cpu")
     data = TensorDataset(case.X, case.Y)
     res = score_batches(case.model, data, Batching(size, shuffle=False), opts)
-    assert "lanczos_steps" not in res.batches.diagnostics
+    assert bool((res.batches.diagnostics["lanczos_steps"] == 0).all())
     D = dense_batch(case.model, case.X, case.Y)
     A = D.A
     eps = 1e-3 * torch.linalg.eigvalsh(A)[-1]
@@ -165,9 +166,10 @@ def test_plans_needing_only_lambda_max_go_dense_only_for_smaller_inputs() -> Non
     case = make_case("lenet-1ch", n=2)
     d = case.X[0].numel()
     cheap = ("lavp_l2_max", "i2f_lb")
-    assert "lanczos_steps" in scan(case, scores=cheap, dense_max_dim=4 * d - 1).diagnostics
+    off = scan(case, scores=cheap, dense_max_dim=4 * d - 1)
+    assert bool((off.diagnostics["lanczos_steps"] > 0).all())
     on = scan(case, scores=cheap, dense_max_dim=4 * d, dtype=torch.float64)
-    assert on.products == 2 * d and "lanczos_steps" not in on.diagnostics
+    assert on.products == 2 * d and bool((on.diagnostics["lanczos_steps"] == 0).all())
     want = truth(dense(case.model, case.X[0], case.Y[0]), GaussianNoise(SIGMA))
     assert float(on.scores["i2f_lb"][0]) == pytest.approx(want["i2f_lb"], rel=1e-10)
     # a λ_min end makes the plan costly: dense up to dense_max_dim itself

@@ -11,8 +11,9 @@ chunk's dtype; the d × d matrices below are formed from it and diagonalised in 
   Σ f(λ_i) with f(λ) = λ/(λ + ε)², and the bias image (A + εI)⁻¹Jᵀb from the
   eigenvectors — no estimator, so every standard error is zero.
 
-Residuals are the true ‖H v − θ v‖/θ_max of the eigenpairs; no random vector is drawn,
-so the seed plays no part and the values do not depend on how samples are chunked.
+Residuals are the true ‖H v − θ v‖/θ_max of the eigenpairs and ``lanczos_steps`` is 0;
+no random vector is drawn, so the seed plays no part and the values do not depend on how
+samples are chunked.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def dense_scores(ops: SampleOperators, options: ScoreOptions, plan: Plan) -> tup
     gnorm = torch.linalg.vector_norm(g, dim=1)
     scores: Scores = {N.GRAD_NORM: gnorm}
     diag: Scores = {"converged": torch.ones(g.shape[0], dtype=torch.bool, device=g.device)}
+    diag["lanczos_steps"] = torch.zeros(g.shape[0], dtype=torch.long, device=g.device)
     A = torch.bmm(Jt, Jt.transpose(1, 2)).double()
     gram = _Eig.of(A) if plan.l2 else None
     if gram is not None:
