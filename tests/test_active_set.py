@@ -90,7 +90,9 @@ def test_cg_computes_samples_with_running_rows_only() -> None:
 def test_a_scans_products_do_not_depend_on_the_chunk_size() -> None:
     # Demo positions 2, 9, 12, 16, 17 settle after 16 Lanczos steps, 0, 1, 3, 4 after 24.
     model, X, Y = _demo_model_and_digits([0, 2, 9, 1, 12, 16, 3, 17, 4])
-    base = dict(dtype=torch.float64, scores=ALL_SCORES, defense=GaussianNoise(0.01))
+    base = dict(  # the Lanczos path (d = 64 would otherwise be scored densely)
+        dtype=torch.float64, scores=ALL_SCORES, defense=GaussianNoise(0.01), dense_max_dim=0
+    )
     runs = {s: score_samples(model, (X, Y), ScoreOptions(chunk_size=s, **base)) for s in (1, 9)}
     assert runs[1].products > 0
     assert runs[9].products == runs[1].products
@@ -105,6 +107,8 @@ def test_progress_reports_samples_as_they_finish() -> None:
     # (16 steps), the four slow ones when theirs do (24 steps).
     model, X, Y = _demo_model_and_digits([0, 2, 9, 1, 12, 16, 3, 17, 4])
     seen: list[int] = []
-    opts = ScoreOptions(dtype=torch.float64, scores=ALL_SCORES, defense=GaussianNoise(0.01))
+    opts = ScoreOptions(
+        dtype=torch.float64, scores=ALL_SCORES, defense=GaussianNoise(0.01), dense_max_dim=0
+    )
     score_samples(model, (X, Y), opts, progress=seen.append)
     assert seen == [5, 4]

@@ -21,6 +21,8 @@ from tests.ground_truth import dense_batch, make_case
 
 
 def exact(d: int, **kw) -> ScoreOptions:
+    """Exhausted Krylov spaces on the Lanczos path (tests/test_dense_path.py: the dense one)."""
+    kw.setdefault("dense_max_dim", 0)
     return ScoreOptions(dtype=torch.float64, max_iter=d, n_probes=d, tol=1e-12, tol_min=1e-12, **kw)
 
 
@@ -107,7 +109,8 @@ def test_random_probes_parts_add_up_to_the_batch_i2f() -> None:
     d = 4 * case.X[0].numel()
     sigma = 0.05
     opts = ScoreOptions(dtype=torch.float64, scores=("i2f",), n_probes=6, max_iter=d,
-                        tol=1e-10, defense=GaussianNoise(sigma))  # fmt: skip
+                        tol=1e-10, defense=GaussianNoise(sigma),
+                        dense_max_dim=0)  # fmt: skip  # random probes: the Lanczos path
     data = TensorDataset(case.X, case.Y)
     res = score_batches(case.model, data, Batching(4, shuffle=False), opts)
     blocks = res.batches.diagnostics["i2f_blocks"]

@@ -41,8 +41,9 @@ CONVERSIONS: dict[str, tuple[str, Any]] = {
 #: The ``scores`` keys that are engine options; the rest (risk score, directions) are the
 #: report's, and ``tol_min``, ``loss``, ``check_every`` are Python-API-only options.
 SHARED = (
-    "select", "gm_end", "n_probes", "max_iter", "tol", "damping", "damping_mode", "seed",
-    "device", "dtype", "chunk_size", "memory_budget", "backend", "model_mode",
+    "select", "gm_end", "n_probes", "max_iter", "tol", "dense_max_dim", "damping",
+    "damping_mode", "seed", "device", "dtype", "chunk_size", "memory_budget", "backend",
+    "model_mode",
 )  # fmt: skip
 
 
@@ -77,7 +78,8 @@ def test_drift_is_caught_when_one_side_changes() -> None:
 def test_the_bridge_carries_every_shared_key() -> None:
     raw = {
         "select": ["grad_norm", "i2f"], "risk_score": "i2f", "gm_end": "min", "n_probes": 3,
-        "max_iter": 7, "tol": 1e-6, "damping": 1e-2, "damping_mode": "absolute", "seed": 5,
+        "max_iter": 7, "tol": 1e-6, "dense_max_dim": 0, "damping": 1e-2,
+        "damping_mode": "absolute", "seed": 5,
         "device": "cpu", "dtype": "float64", "chunk_size": 4, "memory_budget": "512MB",
         "backend": "autograd", "model_mode": "train",
     }  # fmt: skip

@@ -13,7 +13,11 @@ from leakaudit.scores.engine import FallbackWarning, score_samples
 from leakaudit.scores.options import ScoreOptions
 from tests.ground_truth import dense, digits, make_case
 
-F64 = dict(dtype=torch.float64, max_iter=24, n_probes=4, defense=GaussianNoise(0.1))
+# dense_max_dim=0: these tests are about the Lanczos path (tests/test_dense_path.py has
+# the exact dense one that would otherwise serve these small inputs).
+F64 = dict(
+    dtype=torch.float64, max_iter=24, n_probes=4, defense=GaussianNoise(0.1), dense_max_dim=0
+)
 
 
 def _same(a, b, rtol=1e-9) -> None:

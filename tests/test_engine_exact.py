@@ -10,7 +10,9 @@ from tests.ground_truth import CASES, dense, make_case
 
 
 def exact_options(d: int, **kw) -> ScoreOptions:
-    """Float64, enough Lanczos steps and probes for the Krylov spaces to be exhausted."""
+    """Float64, enough Lanczos steps and probes for the Krylov spaces to be exhausted; the
+    Lanczos path even on these small inputs (the dense path: tests/test_dense_path.py)."""
+    kw.setdefault("dense_max_dim", 0)
     return ScoreOptions(dtype=torch.float64, max_iter=d, n_probes=d, tol=1e-12, tol_min=1e-12, **kw)
 
 

@@ -54,8 +54,10 @@ MODELS = ["demo", "lenet-1ch", "relubn-3ch"]
 @pytest.mark.parametrize("name", MODELS)
 def test_i2f_matches_dense_truth_at_default_settings(name: str) -> None:
     model, X, Y, truth = _case(name)
-    opts = ScoreOptions(defense=GaussianNoise(SIGMA))
-    res = score_samples(model, (X.float(), Y), opts)  # float32, 8 probes: the defaults
+    # float32, 8 probes: the defaults, on the Lanczos path (these inputs are small enough
+    # for the exact dense one, tested in tests/test_dense_path.py)
+    opts = ScoreOptions(defense=GaussianNoise(SIGMA), dense_max_dim=0)
+    res = score_samples(model, (X.float(), Y), opts)
     checks = [("i2f_lb", 0, "i2f_lb_se"), ("i2f", 1, "i2f_se"), ("trace_jtj", 2, "trace_jtj_se")]
     for key, col, se_key in checks:
         got = res.scores.get(key, res.diagnostics.get(key))
@@ -78,7 +80,9 @@ def test_deflated_trace_error_is_covered(name: str, max_iter: int) -> None:
     is T's trace plus Hutchinson on the deflated remainder, within 4 standard errors of
     the truth."""
     model, X, Y, truth = _case(name)
-    opts = ScoreOptions(defense=GaussianNoise(SIGMA), max_iter=max_iter, scores=("i2f_lb",))
+    opts = ScoreOptions(
+        defense=GaussianNoise(SIGMA), max_iter=max_iter, scores=("i2f_lb",), dense_max_dim=0
+    )
     res = score_samples(model, (X, Y), opts)
     est, se = res.diagnostics["trace_jtj"].numpy(), res.diagnostics["trace_jtj_se"].numpy()
     want = truth[:, 2]
@@ -90,7 +94,7 @@ def test_deflated_trace_error_is_covered(name: str, max_iter: int) -> None:
 def test_traces_do_not_depend_on_chunking(scores: tuple[str, ...]) -> None:
     model, X, Y, _ = _case("relubn-3ch")
     data = (X[:6], Y[:6])
-    opts = dict(defense=GaussianNoise(SIGMA), scores=scores, dtype=torch.float64)
+    opts = dict(defense=GaussianNoise(SIGMA), scores=scores, dtype=torch.float64, dense_max_dim=0)
     a = score_samples(model, data, ScoreOptions(chunk_size=6, **opts))
     b = score_samples(model, data, ScoreOptions(chunk_size=1, **opts))
     for key in scores:

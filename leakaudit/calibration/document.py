@@ -36,7 +36,7 @@ class CalibrationFileError(ValueError):
 #: Score settings that change the values a calibration's map reads: a scan must match them.
 VALUE_SETTINGS = ("dtype", "damping", "damping_mode", "gm_end", "model_mode")
 #: Settings that change only the accuracy of those values: a mismatch is a warning.
-ACCURACY_SETTINGS = ("n_probes", "max_iter", "tol", "tol_min")
+ACCURACY_SETTINGS = ("n_probes", "max_iter", "tol", "tol_min", "dense_max_dim")
 #: Scores whose value depends on the defence (the others are the undefended gradient's).
 DEFENSE_SCORES = ("i2f", "i2f_lb")
 

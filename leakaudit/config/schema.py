@@ -152,6 +152,7 @@ class ScoresConfig:
     n_probes: int = field(default=_engine_default("n_probes"))
     max_iter: int = field(default=_engine_default("max_iter"))
     tol: float = field(default=_engine_default("tol"))
+    dense_max_dim: int = field(default=_engine_default("dense_max_dim"))
     damping: float = field(default=_engine_default("damping"))
     damping_mode: DampingMode = field(default=_engine_default("damping_mode"))
     seed: int = field(default=_engine_default("seed"))

@@ -50,6 +50,7 @@ scores:
   n_probes: 8              # random probes of the I²F trace estimators
   max_iter: 80             # Lanczos steps per operator
   tol: 1.0e-4              # relative residual for convergence
+  dense_max_dim: 256       # inputs of at most this many values: exact dense scores (0: off)
   damping: 1.0e-3          # I²F damping: ε = damping·λ_max(JᵀJ), or ε = damping if absolute
   damping_mode: relative   # relative | absolute (the I²F paper's fixed ε)
   seed: 0

@@ -98,6 +98,13 @@ class AutogradOperators:
         with self._count.add(U.shape[0]), torch.enable_grad():
             return torch.stack([s.jt(u) for s, u in zip(self._samples, U)])
 
+    def jv(self, V: Tensor) -> Tensor:
+        """J V for ``V`` ``[B, m, d]``: ``[B, m, P]``."""
+        with self._count.add(V.shape[0], V.shape[1]), torch.enable_grad():
+            return torch.stack(
+                [torch.stack([s.jv(v).detach() for v in Vs]) for s, Vs in zip(self._samples, V)]
+            )
+
     def jnorm2(self, V: Tensor) -> Tensor:
         with self._count.add(V.shape[0], V.shape[1]), torch.enable_grad():
             return torch.stack(

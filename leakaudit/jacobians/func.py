@@ -111,6 +111,11 @@ class FuncOperators:
         with self._count.add(U.shape[0]):
             return vmap(one)(self._X, self._Y, U)
 
+    def jv(self, V: Tensor) -> Tensor:
+        """J V for ``V`` ``[B, m, d]``: ``[B, m, P]``."""
+        with self._count.add(V.shape[0], V.shape[1]):
+            return vmap(self._jv_one)(self._X, self._Y, V)
+
     def jnorm2(self, V: Tensor) -> Tensor:
         def one(x: Tensor, y: Tensor, Vs: Tensor) -> Tensor:
             return self._jv_one(x, y, Vs).pow(2).sum(-1)

@@ -6,6 +6,7 @@ J = ∂g/∂x is P × d for each sample (SPEC.md). It is never formed: a
 * ``grads``      the flat per-sample gradients g(x*), ``[B, P]``;
 * ``gram(V)``    JᵀJ V for m vectors per sample, ``[B, m, d] → [B, m, d]``;
 * ``jt(U)``      Jᵀ U, ``[B, P] → [B, d]``;
+* ``jv(V)``      J V for m vectors per sample, ``[B, m, d] → [B, m, P]``;
 * ``jnorm2(V)``  ‖J v‖² for m vectors per sample, ``[B, m, d] → [B, m]``;
 * ``dim``        d;
 * ``products``   how many single-sample products (one J·v or one Jᵀ·u each) were
@@ -62,6 +63,10 @@ class SampleOperators(Protocol):
 
     def jt(self, U: Tensor) -> Tensor:
         """Jᵀ U: ``U`` is ``[B, P]``; returns ``[B, d]``."""
+        ...
+
+    def jv(self, V: Tensor) -> Tensor:
+        """J V: ``V`` is ``[B, m, d]``; returns ``[B, m, P]``."""
         ...
 
     def jnorm2(self, V: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 The chunk's matching Hessians and damped Gram are operators
 (:mod:`leakaudit.scores.lavp`, :mod:`leakaudit.linalg.operators`); this module runs
 Lanczos over them, reads the scores off the spectra and records per-sample diagnostics.
+Small inputs (d ≤ ``dense_max_dim``) are scored exactly instead (:mod:`.dense`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from leakaudit.linalg.operators import (
     MatmatOperator,
 )
 from leakaudit.linalg.trace import mean_and_se, probe_vectors, quadrature
+from leakaudit.scores import dense
 from leakaudit.scores import names as N
 from leakaudit.scores.attribution import block_local, block_parts, block_sq_norms
 from leakaudit.scores.convergence import Convergence
@@ -139,7 +141,9 @@ def score_chunk(
     """
     chunk = _Chunk.start(ops, indices, options, plan)
     chunk.progress = Progress(progress, len(indices))
-    if plan.lanczos:
+    if dense.applies(options, plan, ops.dim):
+        chunk.scores, chunk.diag = dense.dense_scores(ops, options, plan)
+    elif plan.lanczos:
         spectrum = _spectrum(chunk)
         _lavp(chunk, spectrum)
         if plan.l2 and (plan.trace or plan.slq):

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from leakaudit.errors import ConfigError
+from leakaudit.scores import dense
 from leakaudit.scores.options import ScoreOptions
 from leakaudit.scores.plan import Plan
 
@@ -77,4 +78,7 @@ def choose_chunk_size(
     per_sample = itemsize * (
         m * (k + 6) * d + 4 * m * n_params + 8 * m * activations + 2 * n_params
     )
+    if dense.applies(options, plan, d):  # the dense path:
+        # J in the working dtype, d products in flight, d × d float64 matrices
+        per_sample = itemsize * d * (5 * n_params + 8 * activations) + 8 * 4 * d * d
     return int(max(1, min(MAX_CHUNK, budget // max(per_sample, 1))))

@@ -95,6 +95,10 @@ class ScoreOptions:
             (:mod:`leakaudit.jacobians.updates`; torch.func backend only; each Jacobian
             product differentiates through all E steps). 1: the gradient (FedSGD).
         local_lr: η of those steps.
+        dense_max_dim: inputs of at most this many dimensions d are scored exactly: each
+            sample's Jacobian J (P × d) is formed from d J·v products and every score is
+            read off dense d × d eigendecompositions (:mod:`leakaudit.scores.dense`);
+            larger inputs use Lanczos. 0 disables the dense path.
     """
 
     scores: tuple[str, ...] = ALL_SCORES
@@ -118,6 +122,7 @@ class ScoreOptions:
     blocks: int = 1
     local_steps: int = 1
     local_lr: float = 0.1
+    dense_max_dim: int = 256
 
     def __post_init__(self) -> None:
         """Check every option; the config's ``scores`` section is checked by these too.
@@ -138,6 +143,11 @@ class ScoreOptions:
             "n_probes",
             f"must be a multiple of blocks ({self.blocks}) to give each block its probes, "
             f"got {self.n_probes}",
+        )
+        _require(
+            self.dense_max_dim >= 0,
+            "dense_max_dim",
+            f"must be >= 0 (0 disables the dense path), got {self.dense_max_dim}",
         )
         _require(self.tol > 0, "tol", f"must be > 0, got {self.tol}")
         _require(self.damping > 0, "damping", f"must be > 0, got {self.damping}")

@@ -40,7 +40,9 @@ def test_scores_do_not_depend_on_the_chunk_size() -> None:
     # Demo positions 2, 9, 12, 16 and 17 settle after 16 Lanczos steps, 0, 1, 3 and 4
     # need 24: in a shared chunk the quick ones used to run on with the slow ones.
     model, X, Y = _demo_model_and_digits([0, 2, 9, 1, 12, 16, 3, 17, 4])
-    base = dict(dtype=torch.float64, scores=ALL_SCORES, defense=GaussianNoise(0.01))
+    base = dict(  # the Lanczos path (d = 64 would be scored densely)
+        dtype=torch.float64, scores=ALL_SCORES, defense=GaussianNoise(0.01), dense_max_dim=0
+    )
     runs = {
         size: score_samples(model, (X, Y), ScoreOptions(chunk_size=size, **base))
         for size in (1, 7, None)
@@ -59,7 +61,9 @@ def test_scores_do_not_depend_on_the_chunk_size() -> None:
 def test_dp_bias_solve_does_not_depend_on_the_chunk_size() -> None:
     # DP clipping has a bias term: its damped Gram system is solved by CG per sample.
     case = make_case("relubn-1ch", n=5)
-    base = dict(dtype=torch.float64, scores=("i2f",), defense=DPClipNoise(clip=0.05, sigma=0.01))
+    base = dict(  # the Lanczos path and CG (d = 36 would be scored densely)
+        dtype=torch.float64, scores=("i2f",), defense=DPClipNoise(0.05, 0.01), dense_max_dim=0
+    )
     a = score_samples(case.model, (case.X, case.Y), ScoreOptions(chunk_size=1, **base))
     b = score_samples(case.model, (case.X, case.Y), ScoreOptions(chunk_size=5, **base))
     # The same CG steps per sample; what remains is float64 rounding of the batched
@@ -125,7 +129,9 @@ def test_unconverged_values_are_marked_approximate_in_reports() -> None:
 
     model, X, Y = _demo_model_and_digits([0, 10, 20, 30])
     # Two Lanczos steps cannot resolve λ_min of a 64-dimensional operator.
-    opts = ScoreOptions(scores=ALL_SCORES, max_iter=2, check_every=1, defense=GaussianNoise(0.01))
+    opts = ScoreOptions(
+        scores=ALL_SCORES, max_iter=2, check_every=1, defense=GaussianNoise(0.01), dense_max_dim=0
+    )
     result = score_samples(model, (X.float(), Y), opts)
     flags = result.diagnostics[converged_key("lavp_l2_min")]
     assert not bool(flags.all())
