@@ -15,7 +15,6 @@ rule fits nothing, but the best of several such ρ is optimistic.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +22,7 @@ from scipy import stats
 
 from leakaudit.calibration.candidates import Candidate, Scores, singles
 from leakaudit.calibration.monotone import MonotoneMap
+from leakaudit.metrics.agreement import bootstrap_ci as agreement_ci
 
 
 class CalibrationError(ValueError):
@@ -108,33 +108,8 @@ def bootstrap_ci(
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 4 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return None
-
-    def rho(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-        rx = stats.rankdata(x, axis=axis)
-        ry = stats.rankdata(y, axis=axis)
-        rx = rx - rx.mean(axis=axis, keepdims=True)
-        ry = ry - ry.mean(axis=axis, keepdims=True)
-        den = np.sqrt((rx**2).sum(axis=axis) * (ry**2).sum(axis=axis))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray((rx * ry).sum(axis=axis) / den)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stats.bootstrap(
-            (a[ok], b[ok]),
-            rho,
-            paired=True,
-            vectorized=True,
-            n_resamples=n_resamples,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        )
-    vals = res.bootstrap_distribution
-    defined = vals[np.isfinite(vals)]
-    if defined.size < 2:
-        return None
-    low, high = np.percentile(defined, [2.5, 97.5])
-    return float(low), float(high)
+    ci, _ = agreement_ci(a[ok], b[ok], "spearman", n_resamples=n_resamples, seed=seed)
+    return ci
 
 
 def folds(n: int, k: int, seed: int) -> list[np.ndarray]:
