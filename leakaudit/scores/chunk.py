@@ -27,13 +27,20 @@ from leakaudit.scores import dense
 from leakaudit.scores import names as N
 from leakaudit.scores.attribution import block_local, block_parts, block_sq_norms
 from leakaudit.scores.convergence import Convergence
-from leakaudit.scores.i2f import damped_gram_filter, epsilon, i2f_from_moments
+from leakaudit.scores.i2f import (
+    damped_gram_filter,
+    epsilon,
+    i2f_from_moments,
+    require_lambda_max,
+)
 from leakaudit.scores.lavp import (
-    L2_SCALE,
     CosineMatchingHessian,
     Ends,
     MatchingHessians,
     extreme,
+    geometric_mean,
+    no_cosine_without_gradient,
+    record_end,
     true_residuals,
 )
 from leakaudit.scores.options import ScoreOptions
@@ -233,29 +240,11 @@ def _lavp(chunk: _Chunk, spectrum: _Spectrum) -> None:
     residuals = true_residuals(spectrum.hessians, spectrum.run, spectrum.ritz, spectrum.ends)
     for (op, end), (value, _, _) in spectrum.ends.items():
         top = spectrum.ends[op, "max"][0].abs().clamp_min(chunk.tiny)
-        name = N.lavp_name(op, end)
-        residual = diag[N.residual_key(name)] = residuals[op, end] / top
-        ok = residual <= 10 * o.tol
-        if end == "min":  # PSD operator: 0 ≤ λ_min ≤ θ_min certifies the error bound
-            ok = (residual <= o.tol_min) | (value <= o.tol_min * top)
-        diag[N.converged_key(name)] = ok
-        chunk.scores[name] = (L2_SCALE if op == "l2" else 1.0) * value
+        residual = residuals[op, end] / top
+        record_end(chunk.scores, diag, o, op, end, value, residual, top)
     if chunk.plan.cos:
-        _no_cosine_without_gradient(chunk)
-    if N.LAVP_GM in o.scores:
-        l2e, cose = N.lavp_name("l2", o.gm_end), N.lavp_name("cos", o.gm_end)
-        chunk.scores[N.LAVP_GM] = (chunk.scores[l2e] * chunk.scores[cose]).clamp_min(0).sqrt()
-        diag[N.converged_key(N.LAVP_GM)] = diag[N.converged_key(l2e)] & diag[N.converged_key(cose)]
-
-
-def _no_cosine_without_gradient(chunk: _Chunk) -> None:
-    """The cosine loss is undefined where g* = 0: its scores are NaN, not converged."""
-    bad = chunk.gnorm <= chunk.tiny
-    for end in ("max", "min"):
-        name = N.lavp_name("cos", end)
-        if name in chunk.scores:
-            chunk.scores[name] = chunk.scores[name].masked_fill(bad, float("nan"))
-            chunk.diag[N.converged_key(name)] &= ~bad
+        no_cosine_without_gradient(chunk.scores, diag, chunk.gnorm <= chunk.tiny)
+    geometric_mean(chunk.scores, diag, o)
 
 
 def _i2f(chunk: _Chunk, spectrum: _Spectrum) -> None:
@@ -275,11 +264,7 @@ def _i2f(chunk: _Chunk, spectrum: _Spectrum) -> None:
         diag["i2f_lb_se"] = num_se / lam
     if chunk.plan.slq:
         _i2f_slq(chunk, spectrum, traces, epsilon(o, lam), noise_var, jt_bias)
-    lam_ok = diag[N.converged_key(N.LAVP_L2_MAX)]
-    for name in (N.I2F_LB, N.I2F):
-        if name in chunk.scores:
-            key = N.converged_key(name)
-            diag[key] = lam_ok & diag.get(key, lam_ok)
+    require_lambda_max(chunk.scores, diag)
 
 
 def _trace(chunk: _Chunk, spectrum: _Spectrum) -> Traces:

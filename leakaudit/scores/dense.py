@@ -26,12 +26,15 @@ from torch import Tensor
 from leakaudit.jacobians.protocol import SampleOperators
 from leakaudit.scores import names as N
 from leakaudit.scores.attribution import block_sq_norms
-from leakaudit.scores.i2f import damped_gram_filter, epsilon, i2f_from_moments
-from leakaudit.scores.lavp import L2_SCALE
+from leakaudit.scores.i2f import (
+    damped_gram_filter,
+    epsilon,
+    i2f_from_moments,
+    require_lambda_max,
+)
+from leakaudit.scores.lavp import Scores, geometric_mean, no_cosine_without_gradient, record_end
 from leakaudit.scores.options import ScoreOptions
 from leakaudit.scores.plan import Plan
-
-Scores = dict[str, Tensor]
 
 #: P-vectors a J·v product keeps alive per basis vector (tangents of the forward and
 #: backward passes); sizes the blocks of basis vectors pushed at once.
@@ -118,11 +121,8 @@ def dense_scores(ops: SampleOperators, options: ScoreOptions, plan: Plan) -> tup
         g2 = torch.where(g2 > 0, g2, torch.ones_like(g2))  # g* = 0: NaN below, not eigh's
         H_c = (A - w[:, :, None] * w[:, None, :]) / g2[:, None, None]
         _lavp(scores, diag, options, "cos", _Eig.of(H_c), plan.cos_min)
-        _no_cosine_without_gradient(scores, diag, gnorm <= torch.finfo(g.dtype).tiny)
-    if N.LAVP_GM in options.scores:
-        l2e, cose = N.lavp_name("l2", options.gm_end), N.lavp_name("cos", options.gm_end)
-        scores[N.LAVP_GM] = (scores[l2e] * scores[cose]).clamp_min(0).sqrt()
-        diag[N.converged_key(N.LAVP_GM)] = diag[N.converged_key(l2e)] & diag[N.converged_key(cose)]
+        no_cosine_without_gradient(scores, diag, gnorm <= torch.finfo(g.dtype).tiny)
+    geometric_mean(scores, diag, options)
     if gram is not None and (plan.trace or plan.slq):
         _i2f(scores, diag, options, plan, Jt, g, gram)
     return _cast(scores, g.dtype), _cast(diag, g.dtype)
@@ -133,25 +133,10 @@ def _lavp(
 ) -> None:
     """LAVP of one operator (``"l2"``: eig of JᵀJ, scaled by 2; ``"cos"``: eig of H_c),
     certified by the same rule as the Lanczos path's Ritz values."""
+    top = eig.values[:, -1].abs()
     for end in ("max", "min") if with_min else ("max",):
         value, residual = eig.end(end)
-        name = N.lavp_name(op, end)
-        diag[N.residual_key(name)] = residual
-        ok = residual <= 10 * options.tol
-        if end == "min":
-            top = eig.values[:, -1].abs()
-            ok = (residual <= options.tol_min) | (value <= options.tol_min * top)
-        diag[N.converged_key(name)] = ok
-        scores[name] = (L2_SCALE if op == "l2" else 1.0) * value
-
-
-def _no_cosine_without_gradient(scores: Scores, diag: Scores, bad: Tensor) -> None:
-    """The cosine loss is undefined where g* = 0: its scores are NaN, not converged."""
-    for end in ("max", "min"):
-        name = N.lavp_name("cos", end)
-        if name in scores:
-            scores[name] = scores[name].masked_fill(bad, float("nan"))
-            diag[N.converged_key(name)] &= ~bad
+        record_end(scores, diag, options, op, end, value, residual, top)
 
 
 def _i2f(
@@ -177,11 +162,7 @@ def _i2f(
         scores[N.I2F_LB], diag["i2f_lb_se"] = num / lam, zero
     if plan.slq:
         _i2f_exact(scores, diag, options, gram, epsilon(options, lam), noise_var, jt_bias)
-    lam_ok = diag[N.converged_key(N.LAVP_L2_MAX)]
-    for name in (N.I2F_LB, N.I2F):
-        if name in scores:
-            key = N.converged_key(name)
-            diag[key] = lam_ok & diag.get(key, lam_ok)
+    require_lambda_max(scores, diag)
 
 
 def _i2f_exact(

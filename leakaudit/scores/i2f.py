@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from leakaudit.scores import names as N
+
 if TYPE_CHECKING:
     from leakaudit.scores.options import ScoreOptions
 
@@ -67,6 +69,16 @@ def i2f_from_moments(
     value = (bias_term + noise_var * trace).clamp_min(0).sqrt()
     se = noise_var * trace_se / (2 * value.clamp_min(torch.finfo(value.dtype).tiny))
     return value, torch.where(noise_var > 0, se, torch.zeros_like(se))
+
+
+def require_lambda_max(scores: dict[str, Tensor], diag: dict[str, Tensor]) -> None:
+    """``i2f`` and ``i2f_lb`` divide by or damp with λ_max: each converges only where
+    λ_max did (and its own solve, where it has one)."""
+    lam_ok = diag[N.converged_key(N.LAVP_L2_MAX)]
+    for name in (N.I2F_LB, N.I2F):
+        if name in scores:
+            key = N.converged_key(name)
+            diag[key] = lam_ok & diag.get(key, lam_ok)
 
 
 def sigma_needed(i2f_unit_sigma: np.ndarray, target_error: float) -> np.ndarray:

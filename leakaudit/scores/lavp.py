@@ -12,18 +12,70 @@ batched operators (:class:`~leakaudit.linalg.operators.BatchedOperator`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from leakaudit.linalg.lanczos import LanczosRun, Ritz
 from leakaudit.linalg.operators import BatchedOperator
+from leakaudit.scores import names as N
+
+if TYPE_CHECKING:
+    from leakaudit.scores.options import ScoreOptions
 
 #: H₂ = L2_SCALE · JᵀJ. The engine runs Lanczos on JᵀJ itself (the operator I²F needs too)
 #: and applies the scale where the L2 score is formed.
 L2_SCALE = 2.0
 
+#: score or diagnostic name → ``[B]``
+Scores = dict[str, Tensor]
+
 #: (operator, end), e.g. ("l2", "max") → (value [B], winning sequence [B], Ritz column [B])
 Ends = dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]]
+
+
+def record_end(
+    scores: Scores,
+    diag: Scores,
+    options: ScoreOptions,
+    op: str,
+    end: str,
+    value: Tensor,
+    residual: Tensor,
+    top: Tensor,
+) -> None:
+    """Score ``lavp_<op>_<end>`` from the eigenvalue ``value`` of JᵀJ (``"l2"``, scaled
+    by :data:`L2_SCALE`) or of H_c (``"cos"``), with its relative ``residual`` and the
+    certificate both the Lanczos and the dense path use: λ_max converges when its residual
+    is ≤ 10·tol; λ_min (PSD operator: 0 ≤ λ_min ≤ θ_min) when its residual is ≤ tol_min or
+    θ_min itself is ≤ tol_min·``top`` (|λ_max| of the same operator)."""
+    name = N.lavp_name(op, end)
+    diag[N.residual_key(name)] = residual
+    ok = residual <= 10 * options.tol
+    if end == "min":
+        ok = (residual <= options.tol_min) | (value <= options.tol_min * top)
+    diag[N.converged_key(name)] = ok
+    scores[name] = (L2_SCALE if op == "l2" else 1.0) * value
+
+
+def no_cosine_without_gradient(scores: Scores, diag: Scores, bad: Tensor) -> None:
+    """The cosine loss is undefined where g* = 0 (``bad``): its scores are NaN, not
+    converged."""
+    for end in ("max", "min"):
+        name = N.lavp_name("cos", end)
+        if name in scores:
+            scores[name] = scores[name].masked_fill(bad, float("nan"))
+            diag[N.converged_key(name)] &= ~bad
+
+
+def geometric_mean(scores: Scores, diag: Scores, options: ScoreOptions) -> None:
+    """``lavp_gm`` = √(L2 × cosine LAVP) at ``options.gm_end``, converged when both are."""
+    if N.LAVP_GM not in options.scores:
+        return
+    l2e, cose = N.lavp_name("l2", options.gm_end), N.lavp_name("cos", options.gm_end)
+    scores[N.LAVP_GM] = (scores[l2e] * scores[cose]).clamp_min(0).sqrt()
+    diag[N.converged_key(N.LAVP_GM)] = diag[N.converged_key(l2e)] & diag[N.converged_key(cose)]
 
 
 def l2_matching_hessian(gram: BatchedOperator) -> BatchedOperator:
