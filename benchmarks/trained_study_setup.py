@@ -103,9 +103,10 @@ def make_model(setting: Setting) -> nn.Module:
     raise ValueError(f"unknown arch {setting.arch!r}; choose mlp or cnn")
 
 
-def train(setting: Setting, x: Tensor, y: Tensor) -> nn.Module:
-    """Train the setting's model on ``(x, y)`` with Adam (lr 1e-2, batch 32), seeded."""
-    model = make_model(setting)
+def train(setting: Setting, x: Tensor, y: Tensor, model: nn.Module | None = None) -> nn.Module:
+    """Train the setting's model (or ``model``, initialised by the caller) on ``(x, y)``
+    with Adam (lr 1e-2, batch 32), seeded."""
+    model = make_model(setting) if model is None else model
     gen = torch.Generator().manual_seed(setting.seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, setting.epochs)

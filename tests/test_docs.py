@@ -20,7 +20,9 @@ because they scan with the shipped defaults (80 Lanczos steps, 8 probes; the dem
 200 samples), which takes minutes on a 2-core CI machine. The caps — ``max_iter`` 12
 and ``n_probes`` 2 for every ``ScoreOptions``, the demo at one sample per class, 2
 attack iterations per budget — change the numbers, not what is parsed, loaded, written
-or gated; the engine's numbers are tested against dense ground truths elsewhere.
+or gated; the engine's numbers are tested against dense ground truths elsewhere. Blocks
+that ``calibrate`` run the attacks at their real budgets: calibration needs attacks that
+recover samples (docs/calibration.md runs it on a model they break, with ``--n 16``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ PYTHON_DOCS = ("docs/index.md", "docs/python-api.md")
 #: ``data.npz`` / ``data.pt`` the same six images as tensors ``[6, 3, 8, 8]``,
 #: ``model.pt`` / ``model.safetensors`` a ``lenet`` state_dict for them (3 classes),
 #: ``leakaudit.yaml`` a config scanning ``data/`` with ``model.pt``,
-#: ``report.json`` / ``scan.json`` that config's scan report (made when a block names it).
+#: ``report.json`` / ``scan.json`` that config's scan report (made when a block names it),
+#: ``sample_configs/`` the repository's sample configs (the trained digits MLP is complete).
 FIXTURES = (
     "data",
     "data.npz",
@@ -68,7 +71,13 @@ FIXTURES = (
     "leakaudit.yaml",
     "report.json",
     "scan.json",
+    "sample_configs",
 )
+
+#: The real attack budgets: blocks that ``calibrate`` run them uncapped (a capped attack
+#: recovers nothing, and calibrate then exits 1 by design).
+REAL_IG_BUDGETS = dict(ig.IG_BUDGETS)
+REAL_DLG_ITERATIONS = dict(dlg.DLG_ITERATIONS)
 
 #: Fixture names that hold a scan report.
 REPORTS = ("report.json", "scan.json")
@@ -199,6 +208,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(state, root / "model.pt")
     save_file(state, str(root / "model.safetensors"))
     (root / "leakaudit.yaml").write_text(CONFIG)
+    shutil.copytree(ROOT / "sample_configs", root / "sample_configs")
     return root
 
 
@@ -299,6 +309,10 @@ def check_outputs(cmd: Command, result: Result, cwd: Path) -> None:
         figure = _written(cmd, "--figure")
         if figure:
             assert (cwd / figure).stat().st_size > 0, f"{where}: no figure at {figure}"
+    elif command == "calibrate" and cmd.expected_exit == 0:
+        assert "held-out Spearman ρ" in result.stdout, f"{where}: no held-out ρ\n{result.stdout}"
+        path = cwd / (_written(cmd, "--output") or _written(cmd, "-o") or "calibration.json")
+        assert json.loads(path.read_text())["status"] == "calibrated", f"{where}: {path.name}"
     elif cmd.expected_exit == 2:
         assert result.stderr.startswith("error: "), f"{where}: no one-line error on stderr"
 
@@ -341,6 +355,11 @@ def test_documented_commands_run(
 ) -> None:
     if any(name in c.argv for c in block for name in REPORTS):
         _fixture_reports(workspace)
+    if any(c.argv[:1] == ("calibrate",) for c in block):
+        for budget, real in REAL_IG_BUDGETS.items():
+            monkeypatch.setitem(ig.IG_BUDGETS, budget, real)
+        for budget, iters in REAL_DLG_ITERATIONS.items():
+            monkeypatch.setitem(dlg.DLG_ITERATIONS, budget, iters)
     run_block(block, workspace, tmp_path, monkeypatch)
 
 

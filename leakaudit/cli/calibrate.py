@@ -20,6 +20,14 @@ from leakaudit.guards import check_run_outputs
 from leakaudit.report.escape import count
 from leakaudit.report.files import check_writable, write_atomic
 
+#: Printed when the demo's attacks fail: where to see calibration work instead.
+DEMO_HINT = (
+    "the demo LeNet resists these attacks at this budget. To see calibration work on a "
+    "trained model the attack breaks, run from a leakaudit checkout: leakaudit calibrate "
+    "--config sample_configs/digits_mlp.yaml --attacks ig --budget fast --n 16 "
+    "(docs/calibration.md)"
+)
+
 
 def calibrate_command(
     ctx: typer.Context,
@@ -78,6 +86,8 @@ def calibrate_command(
             )
         _write(cal, output)
         if not cal.usable:
+            if demo:
+                warning_line(DEMO_HINT)
             raise typer.Exit(1)
 
 
