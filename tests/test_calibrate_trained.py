@@ -1,11 +1,12 @@
 """``leakaudit calibrate`` end to end on a TRAINED model whose attack really recovers samples.
 
 The model is the trained-model study's MLP (docs/reproduction.md, "Trained models";
-benchmarks/trained_study_setup.py), trained on the train split of scikit-learn's digits,
-shipped as safetensors with a ``file.py:build`` factory (tests/trained_mlp.py). The
-samples are test-split digits it never saw. Inverting Gradients at the ``fast`` budget
-recovers part of them, not all, so there is a real ranking to learn and to check on
-samples the calibration never attacked.
+benchmarks/trained_study_setup.py), trained on the train split of scikit-learn's digits and
+shipped in sample_configs/ as safetensors with a ``file.py:build`` factory
+(sample_configs/digits_mlp.yaml; tests/test_sample_trained.py checks it is bit for bit
+what the study trains). The samples are 64 test-split digits it never saw. Inverting
+Gradients at the ``fast`` budget recovers part of them, not all, so there is a real ranking
+to learn and to check on samples the calibration never attacked.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-import torch
-import yaml
-from safetensors.torch import save_file
 from scipy import stats
 from typer.testing import CliRunner
 
-from benchmarks.trained_study_setup import Setting, accuracy, split, train
 from leakaudit import api
 from leakaudit.calibration.crossval import bootstrap_ci
 from leakaudit.calibration.recovery import recovery
 from leakaudit.cli import app
 from leakaudit.report.schema import load_schema
-from tests.trained_mlp import FACTORY
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_configs" / "digits_mlp.yaml"
+FACTORY = f"{ROOT / 'sample_configs' / 'digits_mlp.py'}:build"
 
 #: Test-split digits in the scanned pool; the calibration attacks 16 of them.
 POOL = 64
@@ -62,44 +62,11 @@ def test_bootstrap_ci_ignores_resamples_where_rho_is_undefined():
     assert ci[0] == pytest.approx(lo, abs=0.06) and ci[1] == pytest.approx(hi, abs=0.06)
 
 
-def _test_positions() -> list[int]:
-    """The study's test split as positions in ``load_digits()`` (same split as
-    :func:`benchmarks.trained_study_setup.split`)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    target = load_digits().target
-    _, test = train_test_split(
-        np.arange(len(target)), test_size=0.25, random_state=0, stratify=target
-    )
-    return [int(i) for i in test]
-
-
 @pytest.fixture(scope="module")
-def trained_client(tmp_path_factory) -> Path:
-    """The study's ``mlp-s0`` trained on the train split (test accuracy ≈ 0.97), saved as
-    safetensors; a config scanning ``POOL`` test digits with no defence. Returns the
-    config path."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the study trained (1 torch thread)
-    try:
-        xtr, ytr, xte, yte = split()
-        setting = Setting("mlp", 0, n=POOL, sigma=0.0, idlg_iters=0, ig_iters=200)
-        model = train(setting, xtr, ytr)
-    finally:
-        torch.set_num_threads(threads)
-    assert accuracy(model, xte, yte) > 0.95  # a trained model, not a random one
-    root = tmp_path_factory.mktemp("trained")
-    weights = root / "mlp.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    config = {
-        "model": {"name": FACTORY, "checkpoint": str(weights)},
-        "data": {"kind": "digits", "indices": _test_positions()[:POOL]},
-        "defense": {"kind": "none"},
-    }
-    path = root / "leakaudit.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+def trained_client() -> Path:
+    """The shipped sample config: the study's ``mlp-s0`` (test accuracy 0.976) scanning
+    ``POOL`` test digits with no defence."""
+    return SAMPLE
 
 
 @pytest.mark.slow
