@@ -8,6 +8,7 @@ is constant. The interval comes from residuals measured on *held-out* samples (s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,8 +22,9 @@ class MonotoneMap:
     Attributes:
         knots: ``[K]`` increasing feature values.
         values: ``[K]`` fitted PSNR at the knots (non-decreasing).
-        residual_low: lower quantile of held-out residuals (measured − predicted), dB.
-        residual_high: upper quantile, dB.
+        residual_low: lower end from held-out residuals (measured − predicted), dB
+            (see :meth:`with_interval`).
+        residual_high: upper end, dB.
         coverage: the nominal coverage of [low, high] (e.g. 0.8).
     """
 
@@ -48,14 +50,24 @@ class MonotoneMap:
         return cls(knots, np.asarray(fitted, dtype=np.float64))
 
     def with_interval(self, residuals: np.ndarray, coverage: float = 0.8) -> MonotoneMap:
-        """The same map with the central ``coverage`` interval of held-out ``residuals``."""
-        r = np.asarray(residuals, dtype=np.float64)
+        """The same map with a ``coverage`` interval from held-out ``residuals``.
+
+        Split-conformal order statistics (Vovk, Gammerman and Shafer 2005; Lei et al. 2018,
+        "Distribution-free predictive inference for regression"): with n residuals and
+        α = 1 − coverage, the ⌊(n+1)α/2⌋-th and ⌈(n+1)(1−α/2)⌉-th smallest (clamped to
+        the smallest and largest). A new exchangeable residual falls inside with
+        probability ≥ ``coverage`` (at n = 16 and 80%: the whole range, 15/17 ≈ 0.88);
+        interpolated quantiles fall short at small n (0.71 at n = 16).
+        """
+        r = np.sort(np.asarray(residuals, dtype=np.float64))
         r = r[np.isfinite(r)]
         if r.size == 0:
             raise ValueError("no finite held-out residuals")
         tail = (1.0 - coverage) / 2.0
-        low, high = np.quantile(r, [tail, 1.0 - tail])
-        return MonotoneMap(self.knots, self.values, float(low), float(high), coverage)
+        n = r.size
+        low = min(max(math.floor((n + 1) * tail + 1e-9), 1), n)
+        high = max(min(math.ceil((n + 1) * (1.0 - tail) - 1e-9), n), 1)
+        return MonotoneMap(self.knots, self.values, float(r[low - 1]), float(r[high - 1]), coverage)
 
     def __call__(self, feature: np.ndarray) -> np.ndarray:
         """Predicted PSNR ``[N]``; NaN features give NaN."""
