@@ -105,4 +105,3 @@ def _replayed_noise(task, global_arrays: ArrayRecord, reply: ArrayRecord, partit
         if clean[k].is_floating_point()
     ]
     return np.concatenate(diffs)
-

@@ -22,7 +22,9 @@ from server_app import AuditedFedAvg, federate
 CLIENTS = 2
 
 
-def simulate(rounds: int, strategy: AuditedFedAvg | None = None, num_cpus: int = 2) -> AuditedFedAvg:
+def simulate(
+    rounds: int, strategy: AuditedFedAvg | None = None, num_cpus: int = 2
+) -> AuditedFedAvg:
     """Runs the federation; returns the server's strategy (its ``audits``)."""
     strategy = strategy or AuditedFedAvg()
     server = ServerApp()

@@ -72,6 +72,14 @@ BatchSize = Annotated[
         "(seeded shuffle); each sample keeps its block of the batch's I²F.",
     ),
 ]
+LocalSteps = Annotated[
+    int | None,
+    typer.Option(
+        help="Score the FedAvg update of E local SGD steps on each sample (or batch) "
+        "instead of its gradient (torch.func backend).",
+    ),
+]
+LocalLr = Annotated[float | None, typer.Option(help="Learning rate η of the local steps.")]
 ScanSeed = Annotated[int | None, typer.Option(help="Seed of probes and start vectors.")]
 FailOn = Annotated[
     list[str] | None,
@@ -144,6 +152,8 @@ def scan_command(
     n_probes: NProbes = None,
     chunk_size: ChunkSize = None,
     batch_size: BatchSize = None,
+    local_steps: LocalSteps = None,
+    local_lr: LocalLr = None,
     seed: ScanSeed = None,
     fail_on: FailOn = None,
     max_fraction: MaxFraction = 0.0,
