@@ -571,6 +571,7 @@ def validate(
     """
     config = _as_config(config, None)[0]
     dev, options = _attack_device(attacks, budget, device), score_options(config)
+    _attacks_invert_gradients(options)
     inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
     _check_has_score(table, risk_score)
     with _config_errors():
@@ -612,6 +613,15 @@ def _attack_device(attacks: Sequence[str], budget: str, device: str) -> torch.de
         check_attacks(list(attacks))
         check_budget(budget)
     return resolve_device(device)
+
+
+def _attacks_invert_gradients(options: ScoreOptions) -> None:
+    """Refuse scores of a multi-step update where attacks on one gradient judge them."""
+    if options.local_steps != 1:
+        raise ConfigError(
+            f"scores.local_steps: the attacks invert one gradient, so validate and calibrate "
+            f"score it too: set local_steps to 1 (got {options.local_steps})"
+        )
 
 
 def _configured(config: ScanConfig, options: ScoreOptions) -> dict[str, Any]:
@@ -720,6 +730,7 @@ def calibrate(
     _check_folds(n_samples, folds)
     dev = _attack_device(attacks, budget, device)  # before any work
     options = score_options(config)
+    _attacks_invert_gradients(options)
     inputs = load_inputs(config)
     subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
     full = _scored(inputs, replace(options, scores=ALL_SCORES), subset, scan_progress)

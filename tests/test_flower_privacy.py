@@ -38,6 +38,6 @@ def test_two_local_steps_sigma_needed_matches_dense() -> None:
 
 
 def test_local_steps_need_the_policy_lr() -> None:
-    with pytest.raises(ValueError, match="local_lr=0.1.*lr=0.5"):
+    with pytest.raises(ValueError, match=r"local_lr=0\.1.*lr=0\.5"):
         RoundPolicy(lr=LR, options=ScoreOptions(scores=("i2f",), local_steps=3, local_lr=0.1))
     RoundPolicy(lr=LR, options=ScoreOptions(scores=("i2f",), local_steps=1, local_lr=0.1))

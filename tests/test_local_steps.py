@@ -163,3 +163,12 @@ def test_scan_refuses_local_steps_with_the_autograd_backend(tmp_path) -> None:
     assert_refused(result, "scores.local_steps", "torch.func")
     with pytest.raises(ConfigError, match=r"local_steps.*torch\.func"):
         with_overrides(demo_config(), {"scores.backend": "autograd", "scores.local_steps": 3})
+
+
+@pytest.mark.parametrize("command", ["validate", "calibrate"])
+def test_attack_commands_refuse_local_steps(tmp_path, command: str) -> None:
+    """validate and calibrate judge scores by attacks on one gradient: an update's scores
+    would be judged against the wrong attack."""
+    config = _demo_yaml(tmp_path, **{"scores.local_steps": 2})
+    result = CliRunner().invoke(app, [command, "--config", config, "--no-progress"])
+    assert_refused(result, "scores.local_steps", "one gradient")
