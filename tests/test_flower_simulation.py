@@ -43,7 +43,6 @@ def example(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # flwr extends it
     monkeypatch.setenv("FLWR_TELEMETRY_ENABLED", "0")
-    monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
     import run_simulation
     import task
 
