@@ -31,6 +31,13 @@ Indices = Annotated[
     str | None, typer.Option(help="Attack these dataset positions instead (1,5,9).")
 ]
 RiskScore = Annotated[str | None, typer.Option(help="Score that orders the selection.")]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Attack the gradients of batches of B samples as the client's loader forms "
+        "them (as scan --batch-size); each batch's B inputs are reconstructed jointly.",
+    ),
+]
 Figure = Annotated[Path | None, typer.Option(help="Write the PNG figure here.")]
 HtmlOut = Annotated[
     Path | None,
@@ -75,6 +82,7 @@ def validate_command(
     n_samples: NSamples = 32,
     indices: Indices = None,
     risk_score: RiskScore = None,
+    batch_size: BatchSize = None,
     figure: Figure = None,
     html: HtmlOut = None,
     json_path: JsonOut = None,
@@ -109,6 +117,7 @@ def validate_command(
                 seed=seed,
                 device=device.value,
                 progress=callback,
+                batch_size=batch_size,
             )
         _write(result, json_path, figure)
         if html is not None:
