@@ -43,7 +43,9 @@ def one_thread():
 def untrained_lenet() -> nn.Module:
     """The DLG LeNet (sigmoid, uniform init) for the 1×8×8 digits: easy to invert."""
     torch.manual_seed(0)
-    model = build_model("lenet", num_classes=10, in_channels=1, image_size=8, kwargs={"init": "dlg"})
+    model = build_model(
+        "lenet", num_classes=10, in_channels=1, image_size=8, kwargs={"init": "dlg"}
+    )
     return model.eval()
 
 

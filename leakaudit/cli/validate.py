@@ -106,19 +106,11 @@ def validate_command(
         opt.warn_if_trusted(cfg)
         with validate_progress(progress, scoring=raw is None) as (scoring, callback):
             result = api.validate(
-                cfg,
-                raw,
-                scan_progress=scoring,
+                cfg, raw, scan_progress=scoring, progress=callback, batch_size=batch_size,
                 attacks=[a.strip() for a in attacks.split(",") if a.strip()],
-                budget=budget.value,
-                n_samples=n_samples,
-                indices=_indices(indices),
-                risk_score=risk_score,
-                seed=seed,
-                device=device.value,
-                progress=callback,
-                batch_size=batch_size,
-            )
+                budget=budget.value, n_samples=n_samples, indices=_indices(indices),
+                risk_score=risk_score, seed=seed, device=device.value,
+            )  # fmt: skip
         _write(result, json_path, figure)
         if html is not None:
             write_atomic(html, render_validation_html(result))
