@@ -32,14 +32,6 @@ from leakaudit.validation.pairing import pair_batches
 from tests.helpers_cli import assert_refused
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def untrained_lenet() -> nn.Module:
     """The DLG LeNet (sigmoid, uniform init) for the 1×8×8 digits: easy to invert."""
     torch.manual_seed(0)
