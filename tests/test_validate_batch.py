@@ -153,3 +153,26 @@ def test_cli_validate_batch_size_writes_batches_and_refuses_bad_sizes(tmp_path: 
     bad = ["validate", "--demo", "--per-class", "2", "--no-progress", "--batch-size"]
     assert_refused(CliRunner().invoke(app, [*bad, "0"]), "--batch-size 0")
     assert_refused(CliRunner().invoke(app, [*bad, "21"]), "--batch-size 21", "20 samples")
+
+
+def test_batch_rows_are_the_loaders_whole_batches() -> None:
+    from leakaudit.validation.batched import batch_rows
+
+    batching = Batching(4, seed=2)
+    loader = batching.batches(22)  # five whole batches and one of two
+    positions = torch.arange(21, -1, -1)  # the table lists the dataset backwards
+    risk = torch.linspace(0.0, 1.0, 22, dtype=torch.float64)
+    rows, numbers = batch_rows(positions, risk, batching, 22, n_samples=9, indices=None, seed=0)
+    assert len(rows) == 12 and len(set(numbers.tolist())) == 3  # 9 rounded up to batches
+    for k in set(numbers.tolist()):
+        assert len(loader[k]) == 4
+        assert positions[rows[numbers == k]].tolist() == loader[k]
+    last = loader[-1][0]  # in the batch of two: never attacked
+    with pytest.raises(ValueError, match=f"sample {last} is not in a whole scored batch"):
+        batch_rows(positions, risk, batching, 22, n_samples=9, indices=[last], seed=0)
+    wanted = [loader[3][1], loader[0][2], loader[3][0]]
+    rows, numbers = batch_rows(positions, risk, batching, 22, n_samples=9, indices=wanted, seed=0)
+    assert numbers.tolist() == [3] * 4 + [0] * 4
+    assert positions[rows].tolist() == loader[3] + loader[0]
+    with pytest.raises(ValueError, match="larger than the 22 samples"):
+        batch_rows(positions, risk, Batching(23), 22, n_samples=9, indices=None, seed=0)
