@@ -42,7 +42,13 @@ from leakaudit.calibration.recovery import (
     best_over_attacks,
 )
 from leakaudit.calibration.stratify import stratified_subset
-from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
+from leakaudit.config import (
+    ScanConfig,
+    config_from_dict,
+    load_config,
+    parse_bytes,
+    with_overrides,
+)
 from leakaudit.config.selection import Selection, resolve_selection
 from leakaudit.distributed import Sharded, score_sharded
 from leakaudit.errors import ConfigError, InputError
@@ -541,6 +547,7 @@ def validate(
     device: str = "auto",
     progress: ProgressFn | None = None,
     scan_progress: ProgressFn | None = None,
+    batch_size: int | None = None,
 ) -> ValidationResult:
     """Attack a stratified subset of the configured samples and measure which score
     predicts how well they are reconstructed: what ``leakaudit validate`` runs.
@@ -553,42 +560,46 @@ def validate(
         scores: the scan's scores: a :class:`Report` or its JSON document (its checkpoint
             must be the configured one, checked by SHA-256), or a :class:`ScoreResult` of
             this configuration; ``None`` scores the data now.
-        attacks, budget: attack names (``dlg``, ``idlg``, ``ig``) and their iteration
-            preset (``fast``, ``standard`` or ``paper``).
+        attacks, budget: attack names (``dlg``, ``idlg``, ``ig``); iteration preset.
         n_samples, indices: samples to attack, stratified by risk; or dataset positions.
         risk_score: orders the selection (default: the scan's risk score).
         seed: seeds selection, defence noise, attacks and bootstrap.
         device: where to attack: ``auto``, ``cpu`` or ``cuda``.
         progress, scan_progress: ``(done, total)`` of the attacks in iterations, and of
             the scoring in samples when ``scores`` is ``None``.
+        batch_size: B (default: ``scores.batch_size``): attack the gradients of the
+            batches ``scan`` batches, with the batch scan's scores (docs/validate.md).
 
-    Returns:
-        The :class:`ValidationResult`; it never prints.
+    Returns: the :class:`ValidationResult`; it never prints.
 
     Raises:
         ConfigError: a bad configuration, attack, budget, score or index (exit 2).
         InputError: bad inputs, or a report that did not scan this checkpoint (exit 2).
     """
-    config = _as_config(config, None)[0]
+    config = _with_batch_size(_as_config(config, None)[0], batch_size)
     dev, options = _attack_device(attacks, budget, device), score_options(config)
     _attacks_invert_gradients(options)
     inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
     _check_has_score(table, risk_score)
     with _config_errors():
         return validate_scores(
-            inputs.model,
-            inputs.dataset,
-            table,
-            n_samples=n_samples,
-            indices=indices,
-            risk_score=risk_score,
-            seed=seed,
-            attacks=attacks,
-            budget=budget,
-            device=dev,
-            progress=progress,
-            **_configured(config, options),
-        )
+            inputs.model, inputs.dataset, table, n_samples=n_samples, indices=indices,
+            risk_score=risk_score, seed=seed, attacks=attacks, budget=budget, device=dev,
+            progress=progress, batching=config.scores.batching(), **_configured(config, options),
+        )  # fmt: skip
+
+
+def _with_batch_size(config: ScanConfig, batch_size: int | None) -> ScanConfig:
+    """``config`` with ``scores.batch_size`` set to ``batch_size`` when it is given.
+
+    Raises:
+        ConfigError: a batch size below 1.
+    """
+    if batch_size is None:
+        return config
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
+    return with_overrides(config, {"scores.batch_size": batch_size})
 
 
 def _check_has_score(table: ScoreTable, risk_score: str | None) -> None:
@@ -661,7 +672,24 @@ def _inputs_and_scores(
     inputs = load_inputs(config)
     if isinstance(report, Mapping):
         _check_report_model(config, report, inputs.checkpoint_sha256)
+    _check_batch_size(config, report, len(inputs.dataset))
     return inputs, _score_table(config, inputs, options, report, progress)
+
+
+def _check_batch_size(config: ScanConfig, report: Any, size: int) -> None:
+    """Refuse, before any scoring, a batch size larger than the data, or a scan report
+    whose batches (none: B = 1) are not the ones to attack."""
+    batch = config.scores.batch_size
+    if batch is not None and batch > size:
+        raise ConfigError(f"--batch-size {batch}: larger than the {size} samples of the data")
+    if not isinstance(report, Mapping):
+        return
+    scanned = ((report.get("config") or {}).get("scores") or {}).get("batch_size")
+    if (scanned or 1) != (batch or 1):
+        raise InputError(
+            f"--report: the scan scored batches of {scanned or 1}, not {batch or 1}: "
+            "rescan with the same --batch-size, or omit --report to score now"
+        )
 
 
 def _check_report_model(config: ScanConfig, report: Mapping[str, Any], sha: str | None) -> None:
@@ -690,7 +718,13 @@ def _score_table(
             raise InputError(f"--report: {exc}") from None
     if scores is None:
         advance = _counting(progress, len(inputs.ids))
-        scores = score_samples(inputs.model, inputs.dataset, options, progress=advance)
+        batching = config.scores.batching()
+        if batching is None:
+            scores = score_samples(inputs.model, inputs.dataset, options, progress=advance)
+        else:  # the batch scan's rows: each sample's I²F block, its batch's other scores
+            data = inputs.dataset
+            batched = score_batches(inputs.model, data, batching, options, progress=advance)
+            scores = batched.per_sample()
     return scores_from_result(scores, inputs.ids, config.scores.risk_score)
 
 

@@ -31,6 +31,13 @@ Indices = Annotated[
     str | None, typer.Option(help="Attack these dataset positions instead (1,5,9).")
 ]
 RiskScore = Annotated[str | None, typer.Option(help="Score that orders the selection.")]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Attack the gradients of batches of B samples as the client's loader forms "
+        "them (as scan --batch-size); each batch's B inputs are reconstructed jointly.",
+    ),
+]
 Figure = Annotated[Path | None, typer.Option(help="Write the PNG figure here.")]
 HtmlOut = Annotated[
     Path | None,
@@ -75,6 +82,7 @@ def validate_command(
     n_samples: NSamples = 32,
     indices: Indices = None,
     risk_score: RiskScore = None,
+    batch_size: BatchSize = None,
     figure: Figure = None,
     html: HtmlOut = None,
     json_path: JsonOut = None,
@@ -98,18 +106,11 @@ def validate_command(
         opt.warn_if_trusted(cfg)
         with validate_progress(progress, scoring=raw is None) as (scoring, callback):
             result = api.validate(
-                cfg,
-                raw,
-                scan_progress=scoring,
+                cfg, raw, scan_progress=scoring, progress=callback, batch_size=batch_size,
                 attacks=[a.strip() for a in attacks.split(",") if a.strip()],
-                budget=budget.value,
-                n_samples=n_samples,
-                indices=_indices(indices),
-                risk_score=risk_score,
-                seed=seed,
-                device=device.value,
-                progress=callback,
-            )
+                budget=budget.value, n_samples=n_samples, indices=_indices(indices),
+                risk_score=risk_score, seed=seed, device=device.value,
+            )  # fmt: skip
         _write(result, json_path, figure)
         if html is not None:
             write_atomic(html, render_validation_html(result))
