@@ -44,7 +44,8 @@ from leakaudit.calibration.recovery import (
 from leakaudit.calibration.stratify import stratified_subset
 from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
 from leakaudit.config.selection import Selection, resolve_selection
-from leakaudit.distributed import Sharded, score_sharded
+from leakaudit.distributed import Sharded, process_group, score_sharded
+from leakaudit.distributed.attacks import ShardedAttacks
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.gate import Baseline
 from leakaudit.report.baseline import check_same_setup, read_baseline
@@ -571,23 +572,28 @@ def validate(
     """
     config = _as_config(config, None)[0]
     dev, options = _attack_device(attacks, budget, device), score_options(config)
-    inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
-    _check_has_score(table, risk_score)
-    with _config_errors():
-        return validate_scores(
-            inputs.model,
-            inputs.dataset,
-            table,
-            n_samples=n_samples,
-            indices=indices,
-            risk_score=risk_score,
-            seed=seed,
-            attacks=attacks,
-            budget=budget,
-            device=dev,
-            progress=progress,
-            **_configured(config, options),
-        )
+    with process_group(dev):  # under torchrun: the ranks share the attacks
+        inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
+        _check_has_score(table, risk_score)
+        spread = ShardedAttacks(dev, progress)
+        with _config_errors():
+            result = validate_scores(
+                inputs.model,
+                inputs.dataset,
+                table,
+                n_samples=n_samples,
+                indices=indices,
+                risk_score=risk_score,
+                seed=seed,
+                attacks=attacks,
+                budget=budget,
+                device=dev,
+                progress=spread.relay,
+                spread=spread,
+                **_configured(config, options),
+            )
+    result.config["distributed"] = spread.section
+    return result
 
 
 def _check_has_score(table: ScoreTable, risk_score: str | None) -> None:
@@ -720,22 +726,26 @@ def calibrate(
     _check_folds(n_samples, folds)
     dev = _attack_device(attacks, budget, device)  # before any work
     options = score_options(config)
-    inputs = load_inputs(config)
-    subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
-    full = _scored(inputs, replace(options, scores=ALL_SCORES), subset, scan_progress)
-    with _config_errors():
-        result = validate_scores(
-            inputs.model,
-            inputs.dataset,
-            scores_from_result(full, inputs.ids, config.scores.risk_score),
-            indices=subset,
-            seed=seed,
-            attacks=attacks,
-            budget=budget,
-            device=dev,
-            progress=progress,
-            **_configured(config, options),
-        )
+    with process_group(dev):  # under torchrun: the ranks share the attacks
+        inputs = load_inputs(config)
+        subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
+        full = _scored(inputs, replace(options, scores=ALL_SCORES), subset, scan_progress)
+        spread = ShardedAttacks(dev, progress)
+        with _config_errors():
+            result = validate_scores(
+                inputs.model,
+                inputs.dataset,
+                scores_from_result(full, inputs.ids, config.scores.risk_score),
+                indices=subset,
+                seed=seed,
+                attacks=attacks,
+                budget=budget,
+                device=dev,
+                progress=spread.relay,
+                spread=spread,
+                **_configured(config, options),
+            )
+    result.config["distributed"] = spread.section
     quality = _best_recovery(result, min_psnr_db, min_gain_db)
     scores = {k: v.numpy() for k, v in result.scores.items()}
     meta = _calibration_meta(config, inputs, result, attacks, budget, options)
@@ -814,6 +824,7 @@ def _calibration_meta(
             "budget": budget,
             "seed": result.config.get("seed"),
             "quality": "best PSNR over the attacks, per sample",
+            "distributed": result.config.get("distributed"),
         },
         "defense": {"kind": config.defense.kind, **config.defense.params},
     }

@@ -15,7 +15,7 @@ from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
 from leakaudit.cli.resolve import resolve_config
-from leakaudit.distributed import refuse_sharding
+from leakaudit.distributed import current_world, quiet_unless_main
 from leakaudit.guards import check_run_outputs
 from leakaudit.report.escape import count
 from leakaudit.report.files import check_writable, write_atomic
@@ -56,13 +56,16 @@ def calibrate_command(
     `leakaudit scan --calibration calibration.json`. Exit codes: 0 calibrated, 1 the
     attacks recovered too few samples to calibrate, 2 bad input, 3 runtime failure."""
     with handle_errors(debug):
-        refuse_sharding("calibrate")
+        main = current_world().main  # under torchrun, rank 0 shows progress and writes
         if output != "-":
             check_writable(output)
         cfg = resolve_config("calibrate", ctx.params, opt.INPUT_KEYS)
         check_run_outputs(cfg, {"--output": None if output == "-" else output}, config)
         opt.warn_if_trusted(cfg)
-        with validate_progress(progress, scoring=True) as (scoring, callback):
+        with (
+            validate_progress(progress and main, scoring=True) as (scoring, callback),
+            quiet_unless_main(),
+        ):
             cal = api.calibrate(
                 cfg,
                 n_samples=n,
@@ -76,8 +79,9 @@ def calibrate_command(
                 progress=callback,
                 scan_progress=scoring,
             )
-        _write(cal, output)
-        if not cal.usable:
+        if main:
+            _write(cal, output)
+        if main and not cal.usable:
             raise typer.Exit(1)
 
 

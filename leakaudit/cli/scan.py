@@ -3,9 +3,6 @@ write the report, exit with the gate's code."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +17,12 @@ from leakaudit.cli.output import write_outputs
 from leakaudit.cli.progress import scan_progress
 from leakaudit.cli.resolve import resolve_config
 from leakaudit.config import ScanConfig
-from leakaudit.distributed import current_world, partial_files, remove_partials
+from leakaudit.distributed import (
+    current_world,
+    partial_files,
+    quiet_unless_main,
+    remove_partials,
+)
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
 from leakaudit.gate import expired_warning
 from leakaudit.guards import check_scan_outputs
@@ -221,7 +223,7 @@ def run_scan(
     if main:
         opt.warn_if_trusted(cfg)
     try:
-        with scan_progress(show_progress and main) as callback, _quiet_unless(main):
+        with scan_progress(show_progress and main) as callback, quiet_unless_main():
             report = api.scan(
                 cfg,
                 progress=callback,
@@ -243,15 +245,6 @@ def run_scan(
     if sidecar:
         remove_partials(sidecar)
     _verdict(report)
-
-
-@contextmanager
-def _quiet_unless(main: bool) -> Iterator[None]:
-    """Warnings shown by rank 0 only: the other ranks' are the same."""
-    with warnings.catch_warnings():
-        if not main:
-            warnings.simplefilter("ignore")
-        yield
 
 
 def _check_outputs(

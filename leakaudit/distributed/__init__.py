@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from leakaudit.distributed.exchange import all_gather_payloads
 from leakaudit.distributed.rows import payload_rows, rows_payload
-from leakaudit.errors import ConfigError, InputError
+from leakaudit.errors import InputError
 from leakaudit.resume import (
     DigestingDataset,
     PartialResults,
@@ -100,19 +100,13 @@ def current_world() -> World:
     )
 
 
-def refuse_sharding(command: str) -> None:
-    """Refuse to run ``command``, which does not shard its work, under torchrun: every
-    rank would run all of it and write the same outputs.
-
-    Raises:
-        ConfigError: ``WORLD_SIZE`` > 1 (exit 2).
-    """
-    world = current_world()
-    if world.size > 1:
-        raise ConfigError(
-            f"{command} does not shard over torchrun ranks (world size {world.size}): "
-            "run it in one process (docs/scaling.md)"
-        )
+@contextmanager
+def quiet_unless_main() -> Iterator[None]:
+    """Warnings raised inside are shown by rank 0 only: the other ranks' are the same."""
+    with warnings.catch_warnings():
+        if not current_world().main:
+            warnings.simplefilter("ignore")
+        yield
 
 
 def shard(total: int, world: World, block: int = 1) -> list[int]:
@@ -430,8 +424,8 @@ __all__ = [
     "current_world",
     "partial_files",
     "process_group",
+    "quiet_unless_main",
     "rank_file",
-    "refuse_sharding",
     "remove_partials",
     "score_sharded",
     "shard",
