@@ -204,8 +204,7 @@ def score_sharded(
             remove_partials(sidecar)  # stale records of another run must not mix in
         _barrier(world)
         mine = _score_shard(model, dataset, ids, options, key, world, counter, resume_path, sidecar)
-        if progress is not None:
-            counter.wait_all(progress)
+        counter.wait_all(progress)  # every rank says it is done; rank 0 shows the count
         digests = {"digests": mine.partial.digests}
         sent = rows_payload(mine.partial.result, digests, _stats(mine, world))
         shards = [payload_rows(p) for p in all_gather_payloads(sent, world.size)]
@@ -326,11 +325,14 @@ class _Counter:
         if self.progress is not None:
             self.progress(done, self.total)
 
-    def wait_all(self, progress: ProgressFn) -> None:
-        """On rank 0, keep showing the global count until every rank has finished."""
+    def wait_all(self, progress: ProgressFn | None) -> None:
+        """Say this rank has finished; with ``progress`` (rank 0), keep showing the global
+        count until every rank has finished."""
         if self.store is None:
             return
         self.store.add(self.ranks_key, 1)
+        if progress is None:
+            return
         while self.store.add(self.ranks_key, 0) < self.world.size:
             progress(self.store.add(self.done_key, 0), self.total)
             time.sleep(0.2)

@@ -85,8 +85,7 @@ class ShardedAttacks:
             )
         mine = {k: run(u) for k, u in enumerate(units) if k % world.size == world.rank}
         self._flush(time.monotonic())
-        if world.size > 1:
-            self.counter.wait_all(self.counter.progress or (lambda done, total: None))
+        self.counter.wait_all(self.counter.progress)
         sent = _payload(mine, units, world)
         payloads = all_gather_payloads(sent, world.size)
         self.section = {
