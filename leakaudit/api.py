@@ -46,6 +46,7 @@ from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_by
 from leakaudit.config.selection import Selection, resolve_selection
 from leakaudit.distributed import Sharded, process_group, score_sharded
 from leakaudit.distributed.attacks import ShardedAttacks
+from leakaudit.distributed.batches import ShardedBatches
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.gate import Baseline
 from leakaudit.report.baseline import check_same_setup, read_baseline
@@ -273,7 +274,7 @@ def _score_resumably(
 class _Scored(NamedTuple):
     """A scan's rows, how many were resumed, their content hashes (hex) and ids, the
     batch scan's ``summary.batches`` (None for a per-sample scan), and the sharded scan's
-    ``summary.distributed`` (None for a batch scan, which is not sharded)."""
+    ``summary.distributed``."""
 
     result: ScoreResult
     resumed: int
@@ -281,6 +282,13 @@ class _Scored(NamedTuple):
     ids: list[str]
     batches: dict[str, Any] | None
     distributed: dict[str, Any] | None = None
+
+
+#: A batch scan refuses partial results (one line, exit 2).
+BATCH_NO_PARTIALS = (
+    "--resume/--partial: a batch scan (--batch-size) keeps no partial results; "
+    "run it without them (under torchrun its batches are still sharded over the ranks)"
+)
 
 
 def _score_scan(
@@ -292,7 +300,7 @@ def _score_scan(
     partial_path: str | Path | None,
 ) -> _Scored:
     """The scan's rows: per sample (resumable), or per batch when ``scores.batch_size`` is
-    set (not checkpointed)."""
+    set (not checkpointed); both sharded over the ranks of a torchrun job."""
     batching = config.scores.batching()
     if batching is None:
         sharded = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
@@ -302,7 +310,11 @@ def _score_scan(
         )
     members = batching.batches(len(inputs.ids))
     advance = _counting(progress, sum(len(m) for m in members))
-    scored = score_batches(inputs.model, inputs.dataset, batching, options, progress=advance)
+    sharding = ShardedBatches()
+    with process_group(resolve_device(options.device)):  # one group for every run
+        scored = score_batches(
+            inputs.model, inputs.dataset, batching, options, progress=advance, score=sharding
+        )
     rows = scored.per_sample()
     positions = rows.indices.tolist()
     content = [sample_digest(*inputs.dataset[i]).hex() for i in positions]
@@ -313,7 +325,8 @@ def _score_scan(
         "drop_last": batching.drop_last,
         "dropped_samples": len(inputs.ids) - len(positions),
     }
-    return _Scored(rows, 0, content, [inputs.ids[i] for i in positions], summary)
+    ids = [inputs.ids[i] for i in positions]
+    return _Scored(rows, 0, content, ids, summary, sharding.section())
 
 
 def _warnings(config: ScanConfig) -> list[str]:
@@ -365,7 +378,8 @@ def scan(
             file means there is nothing to resume and the scan starts afresh.
         partial_path: where to checkpoint partial results after each chunk (default:
             ``resume_path``). The caller removes it once the report is saved. An
-            existing file there must be a partial-results file (it is replaced).
+            existing file there must be a partial-results file (it is replaced). A
+            batch scan (``scores.batch_size``) refuses both: it keeps no partial results.
         base_dir: the report stores file paths relative to this directory (default:
             the config file's, else the current one; :mod:`leakaudit.report.paths`).
         images: PNGs of the inputs of the ``images`` riskiest and safest samples in
@@ -379,6 +393,8 @@ def scan(
             results of other settings or data.
     """
     config, base_dir = _as_config(config, base_dir)
+    if config.scores.batch_size is not None and (resume_path or partial_path):
+        raise ConfigError(BATCH_NO_PARTIALS)
     start = time.perf_counter()
     options, calibration, selection = _scan_options(config)  # CUDA absent: fails here
     baseline = _read_baseline(config)

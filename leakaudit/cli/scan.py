@@ -218,7 +218,10 @@ def run_scan(
     (the other ranks exit 0 once their shard is delivered: docs/scaling.md)."""
     world = current_world()
     main = world.main
-    resume = resume or world.restart > 0  # torchrun --max-restarts: continue the job
+    batch = cfg.scores.batch_size is not None  # a batch scan keeps no partial results
+    if batch and (resume or partial):
+        raise ConfigError(api.BATCH_NO_PARTIALS)
+    resume = resume or (world.restart > 0 and not batch)  # torchrun --max-restarts
     sidecar = _check_outputs(cfg, resume, partial, quiet=not main)
     if main:
         opt.warn_if_trusted(cfg)
@@ -257,6 +260,8 @@ def _check_outputs(
         if path and path != "-":
             check_writable(path)
     sidecar = partial or (f"{out.json}.partial.pt" if out.json and out.json != "-" else None)
+    if cfg.scores.batch_size is not None:
+        return None  # a batch scan keeps no partial results
     if resume and sidecar is None:
         raise ConfigError("--resume needs --json PATH or --partial PATH to find partial results")
     if sidecar:
