@@ -38,7 +38,9 @@ def calibrate_command(
     defense: opt.DefenseFlag = None,
     attacks: opt.Attacks = "idlg,ig",
     budget: opt.BudgetFlag = opt.Budget.standard,
-    n: Annotated[int, typer.Option("--n", min=6, help="Samples to attack.")] = 32,
+    n: Annotated[
+        int, typer.Option("--n", "--n-samples", min=6, help="Samples to attack.")
+    ] = 32,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 4,
     min_psnr: Annotated[float, typer.Option(help="PSNR (dB) that counts as recovered.")] = 15.0,
     min_gain: Annotated[

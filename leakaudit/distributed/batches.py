@@ -11,12 +11,13 @@ process group for the runs.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from leakaudit.distributed import ProgressFn, score_sharded
+from leakaudit.distributed import IdleRankWarning, ProgressFn, score_sharded
 from leakaudit.scores.options import ScoreOptions, ScoreResult
 
 
@@ -42,7 +43,10 @@ class ShardedBatches:
         """Score every batch of ``data`` (a dataset of batches) over the ranks."""
         ids = [str(k) for k in range(len(data))]
         show = _increments(progress) if progress is not None else None
-        sharded = score_sharded(model, data, ids, options, "", progress=show)
+        with warnings.catch_warnings():
+            if self.runs:  # the last, smaller batch alone: of course some ranks idle
+                warnings.simplefilter("ignore", IdleRankWarning)
+            sharded = score_sharded(model, data, ids, options, "", progress=show)
         self.runs.append((sharded.section, options.blocks))
         return sharded.result
 
