@@ -378,8 +378,7 @@ def scan(
             file means there is nothing to resume and the scan starts afresh.
         partial_path: where to checkpoint partial results after each chunk (default:
             ``resume_path``). The caller removes it once the report is saved. An
-            existing file there must be a partial-results file (it is replaced). A
-            batch scan (``scores.batch_size``) refuses both: it keeps no partial results.
+            existing file there must be a partial-results file (replaced); batch scans refuse both.
         base_dir: the report stores file paths relative to this directory (default:
             the config file's, else the current one; :mod:`leakaudit.report.paths`).
         images: PNGs of the inputs of the ``images`` riskiest and safest samples in
@@ -393,10 +392,8 @@ def scan(
             results of other settings or data.
     """
     config, base_dir = _as_config(config, base_dir)
-    if config.scores.batch_size is not None and (resume_path or partial_path):
-        raise ConfigError(BATCH_NO_PARTIALS)
     start = time.perf_counter()
-    options, calibration, selection = _scan_options(config)  # CUDA absent: fails here
+    options, calibration, selection = _scan_options(config, resume_path or partial_path)
     baseline = _read_baseline(config)
     with _recorded_warnings() as caught:  # also printed by the CLI; kept in the report
         inputs = load_inputs(config)
@@ -488,9 +485,14 @@ def _counting(progress: ProgressFn | None, total: int, start: int = 0) -> Callab
     return advance
 
 
-def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None, Selection]:
+def _scan_options(
+    config: ScanConfig, partials: str | Path | None = None
+) -> tuple[ScoreOptions, Calibration | None, Selection]:
     """The engine's options for the scores the scan computes (:func:`resolve_selection`),
-    the calibration, and the selection (what is computed, and why)."""
+    the calibration, and the selection (what is computed, and why). Fails early when
+    CUDA is asked for but absent, or a batch scan is given partial results."""
+    if config.scores.batch_size is not None and partials:
+        raise ConfigError(BATCH_NO_PARTIALS)
     calibration = _read_calibration(config)
     chosen = calibration.chosen if calibration is not None else None
     selection = resolve_selection(config, chosen.scores if chosen is not None else ())
@@ -591,23 +593,42 @@ def validate(
     with process_group(dev):  # under torchrun: the ranks share the attacks
         inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
         _check_has_score(table, risk_score)
-        spread = ShardedAttacks(dev, progress)
-        with _config_errors():
-            result = validate_scores(
-                inputs.model,
-                inputs.dataset,
-                table,
-                n_samples=n_samples,
-                indices=indices,
-                risk_score=risk_score,
-                seed=seed,
-                attacks=attacks,
-                budget=budget,
-                device=dev,
-                progress=spread.relay,
-                spread=spread,
-                **_configured(config, options),
-            )
+        return _attack_sharded(
+            inputs,
+            table,
+            dev,
+            progress,
+            n_samples=n_samples,
+            indices=indices,
+            risk_score=risk_score,
+            seed=seed,
+            attacks=attacks,
+            budget=budget,
+            **_configured(config, options),
+        )
+
+
+def _attack_sharded(
+    inputs: Inputs,
+    table: ScoreTable,
+    device: torch.device,
+    progress: ProgressFn | None,
+    **kwargs: Any,
+) -> ValidationResult:
+    """:func:`validate_scores` with its attacks spread over the ranks of a torchrun job
+    (all here outside one; inside :func:`process_group`); the result's ``distributed``
+    section says who attacked what."""
+    spread = ShardedAttacks(device, progress)
+    with _config_errors():
+        result = validate_scores(
+            inputs.model,
+            inputs.dataset,
+            table,
+            device=device,
+            progress=spread.relay,
+            spread=spread,
+            **kwargs,
+        )
     result.config["distributed"] = spread.section
     return result
 
@@ -746,22 +767,17 @@ def calibrate(
         inputs = load_inputs(config)
         subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
         full = _scored(inputs, replace(options, scores=ALL_SCORES), subset, scan_progress)
-        spread = ShardedAttacks(dev, progress)
-        with _config_errors():
-            result = validate_scores(
-                inputs.model,
-                inputs.dataset,
-                scores_from_result(full, inputs.ids, config.scores.risk_score),
-                indices=subset,
-                seed=seed,
-                attacks=attacks,
-                budget=budget,
-                device=dev,
-                progress=spread.relay,
-                spread=spread,
-                **_configured(config, options),
-            )
-    result.config["distributed"] = spread.section
+        result = _attack_sharded(
+            inputs,
+            scores_from_result(full, inputs.ids, config.scores.risk_score),
+            dev,
+            progress,
+            indices=subset,
+            seed=seed,
+            attacks=attacks,
+            budget=budget,
+            **_configured(config, options),
+        )
     quality = _best_recovery(result, min_psnr_db, min_gain_db)
     scores = {k: v.numpy() for k, v in result.scores.items()}
     meta = _calibration_meta(config, inputs, result, attacks, budget, options)

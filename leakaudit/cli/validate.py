@@ -85,7 +85,7 @@ def validate_command(
 ) -> None:
     """Run real gradient inversion attacks on a stratified subset and report which score
     predicts reconstruction quality. Exit codes: 0 ok, 2 bad input, 3 runtime failure."""
-    with handle_errors(debug):
+    with handle_errors(debug), quiet_unless_main():
         main = current_world().main  # under torchrun, rank 0 shows progress and writes
         _check_writable(json_path, figure, html)
         raw = read_report(report) if report is not None else None
@@ -96,10 +96,7 @@ def validate_command(
         if figure is not None:
             _check_plots()
         opt.warn_if_trusted(cfg)
-        with (
-            validate_progress(progress and main, scoring=raw is None) as (scoring, callback),
-            quiet_unless_main(),
-        ):
+        with validate_progress(progress and main, scoring=raw is None) as (scoring, callback):
             result = api.validate(
                 cfg,
                 raw,

@@ -153,8 +153,7 @@ def validate(
         ids: display ids per input position.
         device: where to attack: ``auto`` (CUDA when available), ``cpu``, ``cuda``.
         progress: ``progress(done, total)`` in attack iterations.
-        spread: runs the attack units (:data:`Spread`): all here by default; a sharded
-            run spreads them over processes and gets the same result.
+        spread: runs the attack units (:data:`Spread`), all in this process by default.
         attacks, defense, budget, space, attack_configs, batch_size, seed, n_resamples,
             use_lpips: as :class:`AttackSettings` describes them (``defense``: none,
             ``space``: ``[0, 1]``, when not given).
