@@ -15,12 +15,14 @@ from typer.testing import CliRunner
 
 import leakaudit
 from leakaudit.api import load_inputs, scan
+from leakaudit.attacks import attack_config
 from leakaudit.cli import app
 from leakaudit.config import with_overrides
 from leakaudit.demo import DEMO_CHECKPOINT, demo_config
 from leakaudit.distributed.exchange import Payload, PayloadError, decode, encode
 from leakaudit.distributed.rows import payload_rows, rows_payload
 from leakaudit.errors import ConfigError
+from leakaudit.report.formats import FormatName
 from leakaudit.scores.options import ScoreResult
 from leakaudit.validation.run import AttackUnit, UnitResult, run_here, validate
 from tests.helpers_cli import assert_refused
@@ -36,6 +38,10 @@ BATCH_SCAN = [
     "scan", "--demo", "--first", "18", "--batch-size", "4", "--scores",
     "grad_norm,lavp_l2_max,i2f", "--max-iter", "8", "--n-probes", "4", "--chunk-size", "1",
 ]  # fmt: skip
+BATCH_SETTINGS = {
+    "data.first": 18, "scores.batch_size": 4, "scores.select": ["grad_norm", "lavp_l2_max", "i2f"],
+    "scores.max_iter": 8, "scores.n_probes": 4, "scores.chunk_size": 1,
+}  # fmt: skip
 
 
 def _rows() -> ScoreResult:
@@ -114,10 +120,10 @@ def test_no_rank_exchanges_pickled_objects() -> None:
 def test_attack_units_are_independent_of_where_and_in_which_order_they_run() -> None:
     # What makes sharding exact: each unit (attack × batch) is seeded alone, so units
     # run in any order (or on another rank) give the results of one run.
-    inputs = load_inputs(with_overrides(demo_config(), {"data.first": 6}))
-    x = torch.stack([torch.as_tensor(inputs.dataset[i][0]) for i in range(6)])
-    y = torch.tensor([int(inputs.dataset[i][1]) for i in range(6)])
-    scores = {"grad_norm": torch.linspace(0, 1, 6, dtype=torch.float64)}
+    inputs = load_inputs(with_overrides(demo_config(), {"data.first": 4}))
+    x = torch.stack([torch.as_tensor(inputs.dataset[i][0]) for i in range(4)])
+    y = torch.tensor([int(inputs.dataset[i][1]) for i in range(4)])
+    scores = {"grad_norm": torch.linspace(0, 1, 4, dtype=torch.float64)}
     seen: list[AttackUnit] = []
 
     def backwards(units: list[AttackUnit], run: Any) -> list[UnitResult]:
@@ -125,12 +131,13 @@ def test_attack_units_are_independent_of_where_and_in_which_order_they_run() -> 
         done = {k: run(units[k]) for k in reversed(range(len(units)))}
         return [done[k] for k in range(len(units))]
 
-    args: dict[str, Any] = {"attacks": ["dlg", "idlg"], "budget": "fast", "batch_size": 2,
-                            "n_samples": 6, "n_resamples": 50, "use_lpips": False}  # fmt: skip
+    short = {a: attack_config(a, "fast", iterations=10) for a in ("dlg", "idlg")}
+    args: dict[str, Any] = {"attacks": ["dlg", "idlg"], "attack_configs": short, "batch_size": 2,
+                            "n_samples": 4, "n_resamples": 20, "use_lpips": False}  # fmt: skip
     one = validate(inputs.model, x, y, scores, spread=run_here, **args)
     other = validate(inputs.model, x, y, scores, spread=backwards, **args)
     assert [(u.attack, u.batch, u.samples) for u in seen] == [
-        (a, k, 2) for a in ("dlg", "idlg") for k in range(3)
+        (a, k, 2) for a in ("dlg", "idlg") for k in range(2)
     ]
     for a in ("dlg", "idlg"):
         assert torch.equal(one.reconstructions[a], other.reconstructions[a])
@@ -138,28 +145,8 @@ def test_attack_units_are_independent_of_where_and_in_which_order_they_run() -> 
     assert [r.to_dict() for r in one.agreement] == [r.to_dict() for r in other.agreement]
 
 
-def _without_timing(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
+def _without(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in keys}
-
-
-@pytest.mark.slow
-def test_torchrun_validate_equals_one_process(tmp_path: Path) -> None:
-    one = CliRunner().invoke(app, [*VALIDATE, "--json", str(tmp_path / "one.json"),
-                                   "--no-progress"])  # fmt: skip
-    assert one.exit_code == 0, one.output
-    run = run_torchrun(tmp_path, [*VALIDATE, "--json", "two.json"])  # rank 0's progress bar on
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.count("strongest rank correlation") == 2  # one sentence per attack, once
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "two.json"]
-    single = json.loads((tmp_path / "one.json").read_text())["validation"]
-    merged = json.loads((tmp_path / "two.json").read_text())["validation"]
-    timing = ("seconds", "distributed")
-    assert _without_timing(merged, *timing) == _without_timing(single, *timing)
-    assert single["distributed"]["world_size"] == 1
-    dist = merged["distributed"]
-    assert dist["world_size"] == 2 and dist["process_group"] == "gloo"
-    assert [(r["rank"], r["units"], r["samples"]) for r in dist["ranks"]] == [(0, 1, 4), (1, 1, 4)]
-    assert all(r["samples_per_second"] > 0 for r in dist["ranks"])
 
 
 def _fast_config(path: Path) -> Path:
@@ -173,39 +160,63 @@ def _fast_config(path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_torchrun_calibrate_equals_one_process(tmp_path: Path) -> None:
-    # Thresholds so low that every sample counts as recovered: the whole fit is compared.
-    args = ["calibrate", "--config", str(_fast_config(tmp_path / "c.yaml")), "--n-samples", "6",
-            "--folds", "2", "--attacks", "dlg,idlg", "--budget", "fast", "--min-psnr", "1",
-            "--min-gain", "-50"]  # fmt: skip
-    one = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.json"), "--no-progress"])
+def _single_process(tmp_path: Path, calibrate: list[str]) -> dict[str, Any]:
+    """The three commands' outputs in this process: validate, calibrate, batch scan."""
+    one = CliRunner().invoke(app, [*VALIDATE, "--json", str(tmp_path / "v1.json"),
+                                   "--no-progress"])  # fmt: skip
     assert one.exit_code == 0, one.output
-    run = run_torchrun(tmp_path, [*args, "-o", "two.json"])
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.count("calibration written") == 1
-    single = json.loads((tmp_path / "one.json").read_text())
-    merged = json.loads((tmp_path / "two.json").read_text())
+    cal = CliRunner().invoke(app, [*calibrate, "-o", str(tmp_path / "c1.json"), "--no-progress"])
+    assert cal.exit_code == 0, cal.output
+    batch = scan(with_overrides(demo_config(), BATCH_SETTINGS))
+    return {
+        "validation": json.loads((tmp_path / "v1.json").read_text())["validation"],
+        "calibration": json.loads((tmp_path / "c1.json").read_text()),
+        "batch": json.loads(FormatName.json.to_format().render(batch)),
+    }
+
+
+@pytest.mark.slow
+def test_torchrun_validate_calibrate_and_batch_scan_equal_one_process(tmp_path: Path) -> None:
+    # Thresholds so low that every sample counts as recovered: the whole fit is compared.
+    calibrate = ["calibrate", "--config", str(_fast_config(tmp_path / "c.yaml")), "--n-samples",
+                 "6", "--folds", "2", "--attacks", "dlg,idlg", "--budget", "fast",
+                 "--min-psnr", "1", "--min-gain", "-50"]  # fmt: skip
+    single = _single_process(tmp_path, calibrate)
+    # One torchrun job (one start-up) runs the three commands; rank 0's progress bars on.
+    jobs = [[*VALIDATE, "--json", "v2.json"], [*calibrate, "-o", "c2.json"],
+            [*BATCH_SCAN, "--json", "b2.json"]]  # fmt: skip
+    script = str(Path(__file__).with_name("torchrun_job.py"))
+    run = run_torchrun(tmp_path, [json.dumps(jobs)], program=[script])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.findall(r"^exit (\d+)$", run.stdout, re.M) == ["0", "0", "1"]  # gate fails
+    assert run.stdout.count("strongest rank correlation") == 2  # once per attack: rank 0
+    assert run.stdout.count("calibration written") == 1 and run.stderr.count("gate failed") == 1
+    outputs = ["b2.json", "c.yaml", "c1.json", "c2.json", "v1.json", "v2.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == outputs  # no partial results
+    _same_validation(single["validation"], json.loads((tmp_path / "v2.json").read_text()))
+    _same_calibration(single["calibration"], json.loads((tmp_path / "c2.json").read_text()))
+    _same_batch_scan(single["batch"], json.loads((tmp_path / "b2.json").read_text()))
+
+
+def _same_validation(single: dict[str, Any], merged: dict[str, Any]) -> None:
+    merged = merged["validation"]
+    assert _without(merged, "seconds", "distributed") == _without(single, "seconds", "distributed")
+    assert single["distributed"]["world_size"] == 1
+    dist = merged["distributed"]
+    assert dist["world_size"] == 2 and dist["process_group"] == "gloo"
+    assert [(r["rank"], r["units"], r["samples"]) for r in dist["ranks"]] == [(0, 1, 4), (1, 1, 4)]
+    assert all(r["samples_per_second"] > 0 for r in dist["ranks"])
+
+
+def _same_calibration(single: dict[str, Any], merged: dict[str, Any]) -> None:
     assert single["status"] == "calibrated"
     dist = merged["attack"].pop("distributed")
     assert single["attack"].pop("distributed")["world_size"] == 1
-    assert _without_timing(merged, "created") == _without_timing(single, "created")
+    assert _without(merged, "created") == _without(single, "created")
     assert [(r["units"], r["samples"]) for r in dist["ranks"]] == [(1, 6), (1, 6)]
 
 
-@pytest.mark.slow
-def test_torchrun_batch_scan_equals_one_process(tmp_path: Path) -> None:
-    cfg = with_overrides(demo_config(), {"data.first": 18, "scores.batch_size": 4,
-        "scores.select": ["grad_norm", "lavp_l2_max", "i2f"], "scores.max_iter": 8,
-        "scores.n_probes": 4, "scores.chunk_size": 1})  # fmt: skip
-    from leakaudit.report.formats import FormatName
-
-    single = json.loads(FormatName.json.to_format().render(scan(cfg)))
-    run = run_torchrun(tmp_path, [*BATCH_SCAN, "--json", "report.json"])  # progress bar on
-    assert run.returncode == 1, run.stderr[-2000:]  # the demo's gate fails, on rank 0 only
-    assert run.stderr.count("gate failed") == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no partials
-    merged = json.loads((tmp_path / "report.json").read_text())
+def _same_batch_scan(single: dict[str, Any], merged: dict[str, Any]) -> None:
     assert merged["samples"] == single["samples"]  # every batch's scores, bitwise
     assert merged["risk"] == single["risk"]
     assert merged["summary"]["batches"] == single["summary"]["batches"]

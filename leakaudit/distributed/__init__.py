@@ -342,6 +342,8 @@ class _Counter:
 #: The store of the process group this module joined, while it lasts: a scan or an
 #: attack run inside :func:`process_group` shares that group (and counts in its store).
 _JOINED: list[Any] = []
+#: Groups this process has joined: every rank joins them in the same order.
+_GROUPS = itertools.count()
 
 
 @contextmanager
@@ -371,8 +373,10 @@ def _process_group(world: World, device: torch.device) -> Iterator[_Counter]:
     if device.type == "cuda":
         _use_local_gpu(world)
     store, rank, size = next(dist.rendezvous("env://"))
-    # torchrun's store outlives a restart: keys of the failed attempt must not be read.
-    store = dist.PrefixStore(f"leakaudit/attempt{world.restart}", store)
+    # torchrun's store outlives a restart and this group: keys of a failed attempt, or of
+    # a group this process joined before (one per command), must not be read.
+    prefix = f"leakaudit/attempt{world.restart}/group{next(_GROUPS)}"
+    store = dist.PrefixStore(prefix, store)
     dist.init_process_group(_backend(device), store=store, rank=rank, world_size=size)
     _JOINED.append(store)
     try:
