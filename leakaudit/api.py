@@ -47,6 +47,7 @@ from leakaudit.config.selection import Selection, resolve_selection
 from leakaudit.distributed import Sharded, process_group, score_sharded
 from leakaudit.distributed.attacks import ShardedAttacks
 from leakaudit.distributed.batches import ShardedBatches
+from leakaudit.distributed.subsets import score_positions
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.gate import Baseline
 from leakaudit.report.baseline import check_same_setup, read_baseline
@@ -58,7 +59,6 @@ from leakaudit.report.png import image_png
 from leakaudit.report.redact import Redactor, redact_key
 from leakaudit.resume import fingerprint, sample_digest, weights_digest
 from leakaudit.scores.batches import score_batches
-from leakaudit.scores.data import Positioned
 from leakaudit.scores.engine import resolve_device, score_samples
 from leakaudit.scores.names import ALL_SCORES, GRAD_NORM
 from leakaudit.scores.options import ScoreOptions, ScoreResult
@@ -721,9 +721,9 @@ def _score_table(
             return scores_from_report(scores)
         except ValueError as exc:
             raise InputError(f"--report: {exc}") from None
-    if scores is None:
-        advance = _counting(progress, len(inputs.ids))
-        scores = score_samples(inputs.model, inputs.dataset, options, progress=advance)
+    if scores is None:  # sharded under torchrun, as the attacks are
+        every = range(len(inputs.ids))
+        scores = score_positions(inputs.model, inputs.dataset, every, options, progress=progress)
     return scores_from_result(scores, inputs.ids, config.scores.risk_score)
 
 
@@ -805,7 +805,8 @@ def _calibration_subset(
     inputs: Inputs, options: ScoreOptions, n_samples: int, folds: int, seed: int
 ) -> Any:
     """``n_samples`` positions stratified over the gradient norm (scored for all samples)."""
-    cheap = score_samples(inputs.model, inputs.dataset, replace(options, scores=(GRAD_NORM,)))
+    every, norm = range(len(inputs.ids)), replace(options, scores=(GRAD_NORM,))
+    cheap = score_positions(inputs.model, inputs.dataset, every, norm)
     subset = stratified_subset({GRAD_NORM: cheap.scores[GRAD_NORM].numpy()}, n_samples, seed)
     if len(subset) < 3 * folds:
         raise ConfigError(
@@ -818,11 +819,9 @@ def _calibration_subset(
 def _scored(
     inputs: Inputs, options: ScoreOptions, positions: list[int], progress: ProgressFn | None
 ) -> ScoreResult:
-    """Scores of some samples, each seeded by its dataset position as in a full scan."""
-    advance = _counting(progress, len(positions))
-    return score_samples(
-        inputs.model, Positioned(inputs.dataset, positions), options, progress=advance
-    )
+    """Scores of some samples, each seeded by its dataset position as in a full scan
+    (sharded under torchrun)."""
+    return score_positions(inputs.model, inputs.dataset, positions, options, progress=progress)
 
 
 def _calibration_meta(
