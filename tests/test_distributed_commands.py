@@ -150,12 +150,13 @@ def _without(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def _fast_config(path: Path) -> Path:
-    """The demo model on 6 digits, Lanczos cut to 8 steps: the cheapest calibration."""
+    """The demo model on 6 digits, Lanczos cut to 8 steps: the cheapest calibration; chunks
+    of 2 samples spread its scoring over both ranks (rank 0: 4 samples, rank 1: 2)."""
     path.write_text(
         "model: {name: lenet, num_classes: 10, in_channels: 1, image_size: 8, "
         f"checkpoint: '{DEMO_CHECKPOINT}'}}\n"
         "data: {kind: digits, mean: [0.3], std: [0.4], first: 6}\n"
-        "scores: {max_iter: 8, n_probes: 2}\n"
+        "scores: {max_iter: 8, n_probes: 2, chunk_size: 2}\n"
     )
     return path
 
