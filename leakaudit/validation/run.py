@@ -167,6 +167,7 @@ def validate(
     use_lpips: bool = True,
     progress: ProgressFn | None = None,
     client_batch: int | None = None,
+    spread: Spread | None = None,
 ) -> ValidationResult:
     """Attack a subset of samples and measure how each score predicts reconstruction.
 
@@ -184,6 +185,7 @@ def validate(
         progress: ``progress(done, total)`` in attack iterations.
         client_batch: B: the server sees client batches of B consecutive inputs, all
             attacked (:func:`select_batches`; ``selection``, ``n_samples`` unused).
+        spread: runs the attack units (:data:`Spread`), all in this process by default.
         attacks, defense, budget, space, attack_configs, batch_size, seed, n_resamples,
             use_lpips: as :class:`AttackSettings` describes them (``defense``: none,
             ``space``: ``[0, 1]``, when not given).
@@ -201,7 +203,7 @@ def validate(
     idx, chosen = _select(scores, risk, selection, n_samples, settings)
     picked = _Picked.take(idx, inputs, labels, {s: scores[s] for s in order}, ids, settings.device)
     net = copy.deepcopy(model).to(settings.device).eval()
-    attacked = _attack(net, picked.x, picked.y, settings, progress)
+    attacked = _attack(net, picked.x, picked.y, settings, progress, spread or run_here)
     return _result(picked, risk, settings, chosen, attacked)
 
 
@@ -342,22 +344,60 @@ class _Attacked:
 
 @dataclass
 class _Progress:
-    """Attack progress over every attack and batch, in iterations."""
+    """Attack progress over every attack and batch, in iterations run here (units may run
+    in any order, or in another process: :data:`Spread`)."""
 
     report: ProgressFn | None
     total: int
     done: int = 0
 
-    def batch(self, iterations: int) -> ProgressFn:
-        """The callback of the next batch, which runs ``iterations`` iterations."""
-        base = self.done
-        self.done += iterations
+    def batch(self, iterations: int) -> tuple[ProgressFn, Callable[[], None]]:
+        """The callback of the next batch, which runs ``iterations`` iterations, and the
+        call that counts the rest of them once the batch has ended (early or not)."""
+        seen = 0
 
         def tick(done: int, total: int) -> None:
+            nonlocal seen
+            self.done += done - seen
+            seen = done
             if self.report is not None:
-                self.report(base + done, self.total)
+                self.report(self.done, self.total)
 
-        return tick
+        return tick, lambda: tick(iterations, iterations)
+
+
+@dataclass(frozen=True)
+class AttackUnit:
+    """One attack on one batch of the selected samples: the work a process can take.
+
+    Attributes:
+        attack: the attack's name; ``batch``: the batch's number; ``samples``: its size.
+        iterations: the attack's iterations (its progress total).
+    """
+
+    attack: str
+    batch: int
+    samples: int
+    iterations: int
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """A unit's reconstructions and the seconds it took."""
+
+    result: AttackResult
+    seconds: float
+
+
+#: ``spread(units, run)``: ``run(unit)`` of every unit, in order. :func:`run_here` runs
+#: them all in this process; a sharded run (``leakaudit.distributed.attacks``) runs some
+#: here and receives the others. Each unit is seeded alone, so the results are the same.
+Spread = Callable[[list[AttackUnit], Callable[[AttackUnit], UnitResult]], list[UnitResult]]
+
+
+def run_here(units: list[AttackUnit], run: Callable[[AttackUnit], UnitResult]) -> list[UnitResult]:
+    """Every unit, one after another, in this process."""
+    return [run(u) for u in units]
 
 
 @dataclass
@@ -385,30 +425,48 @@ class _Attacker:
     batches: list[slice]
     progress: _Progress
 
-    def run(self, name: str, config: AttackConfig) -> list[AttackResult]:
-        """Attack ``name`` with ``config`` on every batch."""
-        iterations = getattr(config, "iterations", 1)
-        k = self.settings.group or 1
+    def units(self) -> list[AttackUnit]:
+        """Every attack on every batch, attack by attack."""
         return [
-            run_attack(
-                name,
-                self.net,
-                self.observed[b.start // k : b.stop // k],
-                input_shape=tuple(self.x.shape[1:]),
-                num_classes=self.num_classes,
-                space=self.settings.space,
-                labels=self.y[b],
-                config=config,
-                seed=self.settings.seed,
-                progress=self.progress.batch(iterations),
-                group=k,
-            )
-            for b in self.batches
+            AttackUnit(a, i, len(range(*b.indices(self.x.shape[0]))), _iterations(cfg))
+            for a, cfg in self.settings.configs.items()
+            for i, b in enumerate(self.batches)
         ]
+
+    def run(self, unit: AttackUnit) -> UnitResult:
+        """Attack ``unit.attack`` on batch ``unit.batch`` (seeded by the run's seed alone)."""
+        b = self.batches[unit.batch]
+        k = self.settings.group or 1
+        tick, finish = self.progress.batch(unit.iterations)
+        start = time.perf_counter()
+        result = run_attack(
+            unit.attack,
+            self.net,
+            self.observed[b.start // k : b.stop // k],
+            input_shape=tuple(self.x.shape[1:]),
+            num_classes=self.num_classes,
+            space=self.settings.space,
+            labels=self.y[b],
+            config=self.settings.configs[unit.attack],
+            seed=self.settings.seed,
+            progress=tick,
+            group=k,
+        )
+        finish()
+        return UnitResult(result, time.perf_counter() - start)
+
+
+def _iterations(config: AttackConfig) -> int:
+    return int(getattr(config, "iterations", 1))
 
 
 def _attack(
-    net: nn.Module, x: Tensor, y: Tensor, settings: AttackSettings, progress: ProgressFn | None
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    settings: AttackSettings,
+    progress: ProgressFn | None,
+    spread: Spread = run_here,
 ) -> _Attacked:
     """Run each attack on the defended gradients of ``x`` and measure quality.
 
@@ -419,6 +477,7 @@ def _attack(
             sees it (its noise seeded by ``settings.seed``), the input space
             (reconstructions are compared in [0, 1]), the batch size and the client's.
         progress: ``progress(done, total)`` in attack iterations over all attacks.
+        spread: runs the units (every attack on every batch): here, or sharded.
     """
     with torch.no_grad():
         num_classes = int(net(x[:1]).shape[1])
@@ -430,17 +489,18 @@ def _attack(
         settings.defense.apply(batch_mean(observed_gradients(net, x[b], y[b], num_classes), k), gen)
         for b in batches
     ]
-    iterations = sum(getattr(c, "iterations", 1) for c in settings.configs.values())
+    iterations = sum(_iterations(c) for c in settings.configs.values())
     ticks = _Progress(progress, iterations * len(batches))
     given = _given_labels(y, k)
     attacker = _Attacker(net, x, given, torch.cat(defended), num_classes, settings, batches, ticks)
+    units = attacker.units()
+    done = spread(units, attacker.run)
     originals = settings.space.to_unit(x).clamp(0, 1).cpu()
     out = _Attacked()
-    for a, cfg in settings.configs.items():
-        start = time.perf_counter()
-        parts = attacker.run(a, cfg)
-        out.seconds[a] = time.perf_counter() - start
-        joined = _joined(parts, settings.space)
+    for a in settings.configs:
+        parts = [r for u, r in zip(units, done) if u.attack == a]
+        out.seconds[a] = sum(r.seconds for r in parts)
+        joined = _joined([r.result for r in parts], settings.space)
         paired = pair_batches(joined[0], originals, k)
         out.reconstructions[a], out.labels[a], out.losses[a] = (t[paired] for t in joined)
         out.quality[a], qnotes = quality_metrics(
