@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -27,6 +28,8 @@ from leakaudit.scores.options import ScoreResult
 from leakaudit.validation.run import AttackUnit, UnitResult, run_here, validate
 from tests.helpers_cli import assert_refused
 from tests.helpers_torchrun import run_torchrun
+
+SCHEMAS = Path(leakaudit.__file__).parent / "schemas"
 
 #: 6 digits, two cheap attacks (two units: one per rank).
 VALIDATE = [
@@ -194,6 +197,9 @@ def test_torchrun_validate_calibrate_and_batch_scan_equal_one_process(tmp_path: 
     assert run.stdout.count("calibration written") == 1 and run.stderr.count("gate failed") == 1
     outputs = ["b2.json", "c.yaml", "c1.json", "c2.json", "v1.json", "v2.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == outputs  # no partial results
+    for name, schema in [("v2.json", "validation"), ("c2.json", "calibration")]:
+        doc = json.loads((tmp_path / name).read_text())  # the distributed sections included
+        jsonschema.validate(doc, json.loads((SCHEMAS / f"{schema}.schema.json").read_text()))
     _same_validation(single["validation"], json.loads((tmp_path / "v2.json").read_text()))
     _same_calibration(single["calibration"], json.loads((tmp_path / "c2.json").read_text()))
     _same_batch_scan(single["batch"], json.loads((tmp_path / "b2.json").read_text()))
