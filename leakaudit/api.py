@@ -42,9 +42,18 @@ from leakaudit.calibration.recovery import (
     best_over_attacks,
 )
 from leakaudit.calibration.stratify import stratified_subset
-from leakaudit.config import ScanConfig, config_from_dict, load_config, parse_bytes
+from leakaudit.config import (
+    ScanConfig,
+    config_from_dict,
+    load_config,
+    parse_bytes,
+    with_overrides,
+)
 from leakaudit.config.selection import Selection, resolve_selection
-from leakaudit.distributed import Sharded, score_sharded
+from leakaudit.distributed import Sharded, process_group, score_sharded
+from leakaudit.distributed.attacks import ShardedAttacks
+from leakaudit.distributed.batches import ShardedBatches
+from leakaudit.distributed.subsets import score_positions
 from leakaudit.errors import ConfigError, InputError
 from leakaudit.gate import Baseline
 from leakaudit.report.baseline import check_same_setup, read_baseline
@@ -56,7 +65,6 @@ from leakaudit.report.png import image_png
 from leakaudit.report.redact import Redactor, redact_key
 from leakaudit.resume import fingerprint, sample_digest, weights_digest
 from leakaudit.scores.batches import score_batches
-from leakaudit.scores.data import Positioned
 from leakaudit.scores.engine import resolve_device, score_samples
 from leakaudit.scores.names import ALL_SCORES, GRAD_NORM
 from leakaudit.scores.options import ScoreOptions, ScoreResult
@@ -272,7 +280,7 @@ def _score_resumably(
 class _Scored(NamedTuple):
     """A scan's rows, how many were resumed, their content hashes (hex) and ids, the
     batch scan's ``summary.batches`` (None for a per-sample scan), and the sharded scan's
-    ``summary.distributed`` (None for a batch scan, which is not sharded)."""
+    ``summary.distributed``."""
 
     result: ScoreResult
     resumed: int
@@ -280,6 +288,13 @@ class _Scored(NamedTuple):
     ids: list[str]
     batches: dict[str, Any] | None
     distributed: dict[str, Any] | None = None
+
+
+#: A batch scan refuses partial results (one line, exit 2).
+BATCH_NO_PARTIALS = (
+    "--resume/--partial: a batch scan (--batch-size) keeps no partial results; "
+    "run it without them (under torchrun its batches are still sharded over the ranks)"
+)
 
 
 def _score_scan(
@@ -291,7 +306,7 @@ def _score_scan(
     partial_path: str | Path | None,
 ) -> _Scored:
     """The scan's rows: per sample (resumable), or per batch when ``scores.batch_size`` is
-    set (not checkpointed)."""
+    set (not checkpointed); both sharded over the ranks of a torchrun job."""
     batching = config.scores.batching()
     if batching is None:
         sharded = _score_resumably(config, inputs, options, progress, resume_path, partial_path)
@@ -301,7 +316,11 @@ def _score_scan(
         )
     members = batching.batches(len(inputs.ids))
     advance = _counting(progress, sum(len(m) for m in members))
-    scored = score_batches(inputs.model, inputs.dataset, batching, options, progress=advance)
+    sharding = ShardedBatches()
+    with process_group(resolve_device(options.device)):  # one group for every run
+        scored = score_batches(
+            inputs.model, inputs.dataset, batching, options, progress=advance, score=sharding
+        )
     rows = scored.per_sample()
     positions = rows.indices.tolist()
     content = [sample_digest(*inputs.dataset[i]).hex() for i in positions]
@@ -312,7 +331,8 @@ def _score_scan(
         "drop_last": batching.drop_last,
         "dropped_samples": len(inputs.ids) - len(positions),
     }
-    return _Scored(rows, 0, content, [inputs.ids[i] for i in positions], summary)
+    ids = [inputs.ids[i] for i in positions]
+    return _Scored(rows, 0, content, ids, summary, sharding.section())
 
 
 def _warnings(config: ScanConfig) -> list[str]:
@@ -364,7 +384,7 @@ def scan(
             file means there is nothing to resume and the scan starts afresh.
         partial_path: where to checkpoint partial results after each chunk (default:
             ``resume_path``). The caller removes it once the report is saved. An
-            existing file there must be a partial-results file (it is replaced).
+            existing file there must be a partial-results file (replaced); batch scans refuse both.
         base_dir: the report stores file paths relative to this directory (default:
             the config file's, else the current one; :mod:`leakaudit.report.paths`).
         images: PNGs of the inputs of the ``images`` riskiest and safest samples in
@@ -379,7 +399,7 @@ def scan(
     """
     config, base_dir = _as_config(config, base_dir)
     start = time.perf_counter()
-    options, calibration, selection = _scan_options(config)  # CUDA absent: fails here
+    options, calibration, selection = _scan_options(config, resume_path or partial_path)
     baseline = _read_baseline(config)
     with _recorded_warnings() as caught:  # also printed by the CLI; kept in the report
         inputs = load_inputs(config)
@@ -471,9 +491,14 @@ def _counting(progress: ProgressFn | None, total: int, start: int = 0) -> Callab
     return advance
 
 
-def _scan_options(config: ScanConfig) -> tuple[ScoreOptions, Calibration | None, Selection]:
+def _scan_options(
+    config: ScanConfig, partials: str | Path | None = None
+) -> tuple[ScoreOptions, Calibration | None, Selection]:
     """The engine's options for the scores the scan computes (:func:`resolve_selection`),
-    the calibration, and the selection (what is computed, and why)."""
+    the calibration, and the selection (what is computed, and why). Fails early when
+    CUDA is asked for but absent, or a batch scan is given partial results."""
+    if config.scores.batch_size is not None and partials:
+        raise ConfigError(BATCH_NO_PARTIALS)
     calibration = _read_calibration(config)
     chosen = calibration.chosen if calibration is not None else None
     selection = resolve_selection(config, chosen.scores if chosen is not None else ())
@@ -541,6 +566,7 @@ def validate(
     device: str = "auto",
     progress: ProgressFn | None = None,
     scan_progress: ProgressFn | None = None,
+    batch_size: int | None = None,
 ) -> ValidationResult:
     """Attack a stratified subset of the configured samples and measure which score
     predicts how well they are reconstructed: what ``leakaudit validate`` runs.
@@ -553,41 +579,71 @@ def validate(
         scores: the scan's scores: a :class:`Report` or its JSON document (its checkpoint
             must be the configured one, checked by SHA-256), or a :class:`ScoreResult` of
             this configuration; ``None`` scores the data now.
-        attacks, budget: attack names (``dlg``, ``idlg``, ``ig``) and their iteration
-            preset (``fast``, ``standard`` or ``paper``).
+        attacks, budget: attack names (``dlg``, ``idlg``, ``ig``); iteration preset.
         n_samples, indices: samples to attack, stratified by risk; or dataset positions.
         risk_score: orders the selection (default: the scan's risk score).
         seed: seeds selection, defence noise, attacks and bootstrap.
         device: where to attack: ``auto``, ``cpu`` or ``cuda``.
         progress, scan_progress: ``(done, total)`` of the attacks in iterations, and of
             the scoring in samples when ``scores`` is ``None``.
+        batch_size: B (default: ``scores.batch_size``): attack the gradients of the
+            batches ``scan`` batches, with the batch scan's scores (docs/validate.md).
 
-    Returns:
-        The :class:`ValidationResult`; it never prints.
+    Returns: the :class:`ValidationResult`; it never prints.
 
     Raises:
         ConfigError: a bad configuration, attack, budget, score or index (exit 2).
         InputError: bad inputs, or a report that did not scan this checkpoint (exit 2).
     """
-    config = _as_config(config, None)[0]
+    config = _with_batch_size(_as_config(config, None)[0], batch_size)
     dev, options = _attack_device(attacks, budget, device), score_options(config)
-    inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
-    _check_has_score(table, risk_score)
+    _attacks_invert_gradients(options)
+    with process_group(dev):  # under torchrun: the ranks share the attacks
+        inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
+        _check_has_score(table, risk_score)
+        return _attack_sharded(
+            inputs, table, dev, progress, n_samples=n_samples, indices=indices,
+            risk_score=risk_score, seed=seed, attacks=attacks, budget=budget,
+            batching=config.scores.batching(), **_configured(config, options),
+        )  # fmt: skip
+
+
+def _with_batch_size(config: ScanConfig, batch_size: int | None) -> ScanConfig:
+    """``config`` with ``scores.batch_size`` set to ``batch_size`` when it is given.
+
+    Raises:
+        ConfigError: a batch size below 1.
+    """
+    if batch_size is None:
+        return config
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
+    return with_overrides(config, {"scores.batch_size": batch_size})
+
+
+def _attack_sharded(
+    inputs: Inputs,
+    table: ScoreTable,
+    device: torch.device,
+    progress: ProgressFn | None,
+    **kwargs: Any,
+) -> ValidationResult:
+    """:func:`validate_scores` with its attacks spread over the ranks of a torchrun job
+    (all here outside one; inside :func:`process_group`); the result's ``distributed``
+    section says who attacked what."""
+    spread = ShardedAttacks(device, progress)
     with _config_errors():
-        return validate_scores(
+        result = validate_scores(
             inputs.model,
             inputs.dataset,
             table,
-            n_samples=n_samples,
-            indices=indices,
-            risk_score=risk_score,
-            seed=seed,
-            attacks=attacks,
-            budget=budget,
-            device=dev,
-            progress=progress,
-            **_configured(config, options),
+            device=device,
+            progress=spread.relay,
+            spread=spread,
+            **kwargs,
         )
+    result.config["distributed"] = spread.section
+    return result
 
 
 def _check_has_score(table: ScoreTable, risk_score: str | None) -> None:
@@ -612,6 +668,15 @@ def _attack_device(attacks: Sequence[str], budget: str, device: str) -> torch.de
         check_attacks(list(attacks))
         check_budget(budget)
     return resolve_device(device)
+
+
+def _attacks_invert_gradients(options: ScoreOptions) -> None:
+    """Refuse scores of a multi-step update where attacks on one gradient judge them."""
+    if options.local_steps != 1:
+        raise ConfigError(
+            f"scores.local_steps: the attacks invert one gradient, so validate and calibrate "
+            f"score it too: set local_steps to 1 (got {options.local_steps})"
+        )
 
 
 def _configured(config: ScanConfig, options: ScoreOptions) -> dict[str, Any]:
@@ -651,7 +716,24 @@ def _inputs_and_scores(
     inputs = load_inputs(config)
     if isinstance(report, Mapping):
         _check_report_model(config, report, inputs.checkpoint_sha256)
+    _check_batch_size(config, report, len(inputs.dataset))
     return inputs, _score_table(config, inputs, options, report, progress)
+
+
+def _check_batch_size(config: ScanConfig, report: Any, size: int) -> None:
+    """Refuse, before any scoring, a batch size larger than the data, or a scan report
+    whose batches (none: B = 1) are not the ones to attack."""
+    batch = config.scores.batch_size
+    if batch is not None and batch > size:
+        raise ConfigError(f"--batch-size {batch}: larger than the {size} samples of the data")
+    if not isinstance(report, Mapping):
+        return
+    scanned = ((report.get("config") or {}).get("scores") or {}).get("batch_size")
+    if (scanned or 1) != (batch or 1):
+        raise InputError(
+            f"--report: the scan scored batches of {scanned or 1}, not {batch or 1}: "
+            "rescan with the same --batch-size, or omit --report to score now"
+        )
 
 
 def _check_report_model(config: ScanConfig, report: Mapping[str, Any], sha: str | None) -> None:
@@ -678,9 +760,19 @@ def _score_table(
             return scores_from_report(scores)
         except ValueError as exc:
             raise InputError(f"--report: {exc}") from None
-    if scores is None:
-        advance = _counting(progress, len(inputs.ids))
-        scores = score_samples(inputs.model, inputs.dataset, options, progress=advance)
+    if scores is None:  # sharded under torchrun, as the attacks are
+        batching = config.scores.batching()
+        if batching is None:
+            every = range(len(inputs.ids))
+            data = inputs.dataset
+            scores = score_positions(inputs.model, data, every, options, progress=progress)
+        else:  # the batch scan's rows: each sample's I²F block, its batch's other scores
+            advance = _counting(progress, len(inputs.ids))
+            batched = score_batches(
+                inputs.model, inputs.dataset, batching, options, progress=advance,
+                score=ShardedBatches(),
+            )  # fmt: skip
+            scores = batched.per_sample()
     return scores_from_result(scores, inputs.ids, config.scores.risk_score)
 
 
@@ -720,20 +812,20 @@ def calibrate(
     _check_folds(n_samples, folds)
     dev = _attack_device(attacks, budget, device)  # before any work
     options = score_options(config)
-    inputs = load_inputs(config)
-    subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
-    full = _scored(inputs, replace(options, scores=ALL_SCORES), subset, scan_progress)
-    with _config_errors():
-        result = validate_scores(
-            inputs.model,
-            inputs.dataset,
+    _attacks_invert_gradients(options)
+    with process_group(dev):  # under torchrun: the ranks share the attacks
+        inputs = load_inputs(config)
+        subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
+        full = _scored(inputs, replace(options, scores=ALL_SCORES), subset, scan_progress)
+        result = _attack_sharded(
+            inputs,
             scores_from_result(full, inputs.ids, config.scores.risk_score),
+            dev,
+            progress,
             indices=subset,
             seed=seed,
             attacks=attacks,
             budget=budget,
-            device=dev,
-            progress=progress,
             **_configured(config, options),
         )
     quality = _best_recovery(result, min_psnr_db, min_gain_db)
@@ -763,7 +855,8 @@ def _calibration_subset(
     inputs: Inputs, options: ScoreOptions, n_samples: int, folds: int, seed: int
 ) -> Any:
     """``n_samples`` positions stratified over the gradient norm (scored for all samples)."""
-    cheap = score_samples(inputs.model, inputs.dataset, replace(options, scores=(GRAD_NORM,)))
+    every, norm = range(len(inputs.ids)), replace(options, scores=(GRAD_NORM,))
+    cheap = score_positions(inputs.model, inputs.dataset, every, norm)
     subset = stratified_subset({GRAD_NORM: cheap.scores[GRAD_NORM].numpy()}, n_samples, seed)
     if len(subset) < 3 * folds:
         raise ConfigError(
@@ -776,11 +869,9 @@ def _calibration_subset(
 def _scored(
     inputs: Inputs, options: ScoreOptions, positions: list[int], progress: ProgressFn | None
 ) -> ScoreResult:
-    """Scores of some samples, each seeded by its dataset position as in a full scan."""
-    advance = _counting(progress, len(positions))
-    return score_samples(
-        inputs.model, Positioned(inputs.dataset, positions), options, progress=advance
-    )
+    """Scores of some samples, each seeded by its dataset position as in a full scan
+    (sharded under torchrun)."""
+    return score_positions(inputs.model, inputs.dataset, positions, options, progress=progress)
 
 
 def _calibration_meta(
@@ -814,6 +905,7 @@ def _calibration_meta(
             "budget": budget,
             "seed": result.config.get("seed"),
             "quality": "best PSNR over the attacks, per sample",
+            "distributed": result.config.get("distributed"),
         },
         "defense": {"kind": config.defense.kind, **config.defense.params},
     }

@@ -43,7 +43,7 @@ CONVERSIONS: dict[str, tuple[str, Any]] = {
 SHARED = (
     "select", "gm_end", "n_probes", "max_iter", "tol", "dense_max_dim", "damping",
     "damping_mode", "seed", "device", "dtype", "chunk_size", "memory_budget", "backend",
-    "model_mode",
+    "model_mode", "local_steps", "local_lr",
 )  # fmt: skip
 
 
@@ -81,7 +81,7 @@ def test_the_bridge_carries_every_shared_key() -> None:
         "max_iter": 7, "tol": 1e-6, "dense_max_dim": 0, "damping": 1e-2,
         "damping_mode": "absolute", "seed": 5,
         "device": "cpu", "dtype": "float64", "chunk_size": 4, "memory_budget": "512MB",
-        "backend": "autograd", "model_mode": "train",
+        "backend": "func", "model_mode": "train", "local_steps": 3, "local_lr": 0.25,
     }  # fmt: skip
     cfg = config_from_dict(
         {"scores": raw, "defense": {"kind": "dp", "params": {"clip": 1, "sigma": 0.5}}}

@@ -4,9 +4,6 @@ rank dies (docs/scaling.md)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ from leakaudit.config import with_overrides
 from leakaudit.demo import demo_config
 from leakaudit.distributed import DIE_ENV, DIE_EXIT, World, partial_files, rank_file, shard
 from leakaudit.report.formats import FormatName
-from tests.helpers_cli import assert_refused
+from tests.helpers_torchrun import run_torchrun
 
 #: 12 digits, cheap scores and one Lanczos score; chunks of 2 give each rank 3 chunks.
 FLAGS = [
@@ -34,7 +31,6 @@ SETTINGS = {
     "scores.n_probes": 2,
     "scores.chunk_size": 2,
 }
-TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +42,7 @@ def single() -> dict[str, Any]:
 
 def torchrun(tmp_path: Path, *args: str, env: dict[str, str] | None = None, restarts: int = 0):
     """``torchrun --standalone --nproc-per-node=2 -m leakaudit scan ...`` in ``tmp_path``."""
-    cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", f"--max-restarts={restarts}"]
-    root = str(Path(__file__).resolve().parents[1])
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root, **(env or {})}
-    return subprocess.run(
-        [*cmd, "-m", "leakaudit", "scan", *FLAGS, *args],
-        cwd=tmp_path,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_torchrun(tmp_path, ["scan", *FLAGS, *args], env=env, restarts=restarts)
 
 
 def records(path: Path) -> list[int]:
@@ -167,16 +153,6 @@ def test_a_restarted_rank_resumes_by_itself(
     assert rendered["samples"] == single["samples"]
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")  # a fresh job starts afresh
     assert scan(cfg, partial_path=sidecar).summary["resumed_samples"] == 0
-
-
-@pytest.mark.parametrize("command", ["validate", "calibrate"])
-def test_unsharded_commands_are_refused_under_torchrun(
-    command: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Every rank would run the whole command and write the same files.
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    result = CliRunner().invoke(app, [command, "--demo"])
-    assert_refused(result, f"{command} does not shard over torchrun ranks", "world size 2")
 
 
 def test_rank_0_shows_the_count_over_all_ranks() -> None:

@@ -29,8 +29,10 @@ def train_fn(msg: Message, context: Context) -> Message:
     model = make_model()
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     x, y = local_data(context)
-    loss = train(model, x, y, seed=int(msg.metadata.group_id or 0))
-    metrics = MetricRecord({"train_loss": loss, "num-examples": len(x)})
+    # FedAvg puts the round number in the config: each round shuffles its own way.
+    loss = train(model, x, y, seed=int(msg.content["config"].get("server-round", 0)))
+    partition = int(context.node_config["partition-id"])
+    metrics = MetricRecord({"train_loss": loss, "num-examples": len(x), "partition-id": partition})
     arrays = ArrayRecord.from_torch_state_dict(model.state_dict())
     return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 

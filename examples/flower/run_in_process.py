@@ -57,7 +57,7 @@ def run(rounds: int) -> list[dict[str, float]]:
     arrays = ArrayRecord.from_torch_state_dict(make_model().state_dict())
     seen = []
     for rnd in range(1, rounds + 1):
-        content = RecordDict({"arrays": arrays, "config": ConfigRecord({})})
+        content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": rnd})})
         replies = [app(deliver(content, c.node_id, rnd, MessageType.TRAIN), c) for c in contexts]
         for c, r in zip(contexts, replies):
             if r.has_error():

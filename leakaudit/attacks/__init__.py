@@ -1,7 +1,8 @@
 """Gradient inversion attacks: DLG, iDLG and Inverting Gradients, by name.
 
-Each attack reconstructs a batch of samples as independent problems from their
-observed (possibly defended) per-sample gradients ``[B, P]``; see
+Each attack solves independent problems, one per row of the observed (possibly
+defended) gradients ``[G, P]``: a row is one sample's gradient, or the gradient of a
+client batch's mean loss whose ``group`` inputs are reconstructed jointly; see
 :mod:`leakaudit.attacks.objective` for the shared gradient-matching objective.
 """
 
@@ -102,29 +103,32 @@ def run_attack(
     config: AttackConfig | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    group: int = 1,
 ) -> AttackResult:
-    """Run attack ``name`` on each row of ``observed`` ``[B, P]``.
+    """Run attack ``name`` on each row of ``observed`` ``[G, P]``.
 
     Args:
         name: ``"dlg"``, ``"idlg"`` or ``"ig"``.
         model: the client's model, in the mode the client trains with.
-        observed: ``[B, P]`` gradients the server received (after the defence).
+        observed: ``[G, P]`` gradients the server received (after the defence).
         input_shape: shape of one input.
         num_classes: C.
         space: the model's input space (IG's pixel box).
-        labels: ``[B]`` true labels, used only by IG with ``labels="known"``.
+        labels: ``[G·group]`` labels the attacker is given (IG with ``labels="known"``;
+            iDLG on batches).
         budget: iteration preset when ``config`` is not given.
         config: explicit hyperparameters (``attack_config`` builds them).
         seed: seeds the random starts.
         progress: ``progress(done, total)`` in iterations.
+        group: inputs behind each row of ``observed`` (the client's batch size).
 
     Returns:
-        The reconstructions in model space.
+        The reconstructions ``[G·group, ...]`` in model space.
     """
     cfg = config or attack_config(name, budget)
     config_class, attack = REGISTRY[name]
     assert isinstance(cfg, config_class)
-    target = AttackTarget(model, observed, input_shape, num_classes, space, labels, seed)
+    target = AttackTarget(model, observed, input_shape, num_classes, space, labels, seed, group)
     with flush_denormals():
         return attack(target, cfg, progress)
 

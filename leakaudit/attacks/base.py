@@ -42,16 +42,21 @@ def check_budget(budget: str) -> Budget:
 class AttackTarget:
     """What the server holds when it attacks a batch: every attack's input.
 
-    Each row of ``observed`` is an independent problem.
+    Each row of ``observed`` is an independent problem: the gradient of the mean loss of
+    ``group`` inputs (one client batch, reconstructed jointly; Geiping et al. 2020 §5),
+    or of one sample when ``group`` is 1.
 
     Attributes:
         model: the client's model, in the mode the client trains with.
-        observed: ``[B, P]`` per-sample gradients the server received (after the defence).
+        observed: ``[G, P]`` gradients the server received (after the defence).
         input_shape: shape of one input, e.g. ``(C, H, W)``.
         num_classes: C.
         space: the model's input space (IG's pixel box; DLG and iDLG are unboxed).
-        labels: ``[B]`` true labels, used only by IG with ``labels="known"``.
+        labels: ``[G·group]`` labels the attacker is given: used by IG with
+            ``labels="known"``, and by iDLG when ``group`` > 1 (its label trick reads one
+            label per gradient).
         seed: seeds the random starts.
+        group: inputs behind each row of ``observed``, the client's batch size.
     """
 
     model: nn.Module
@@ -61,11 +66,17 @@ class AttackTarget:
     space: InputSpace
     labels: Tensor | None = None
     seed: int = 0
+    group: int = 1
 
     @property
     def batch_size(self) -> int:
-        """B."""
+        """G, the independent problems (rows of ``observed``)."""
         return self.observed.shape[0]
+
+    @property
+    def n_inputs(self) -> int:
+        """G·group, the inputs reconstructed."""
+        return self.observed.shape[0] * self.group
 
     def generator(self) -> torch.Generator:
         """A fresh CPU generator seeded with :attr:`seed`, for :func:`random_start`."""
@@ -74,15 +85,18 @@ class AttackTarget:
 
 @dataclass(frozen=True)
 class AttackResult:
-    """Reconstructions of a batch of samples, each attacked as an independent problem.
+    """Reconstructions of the inputs of every problem of an :class:`AttackTarget`.
 
     Attributes:
         attack: the attack's name (``"dlg"``, ``"idlg"``, ``"ig"``).
-        reconstruction: ``[B, ...]`` candidate inputs in the model's input space.
-        labels: ``[B]`` int64, the label each reconstruction was matched with (jointly
-            optimised for DLG, inferred for iDLG, given or inferred for IG).
-        matching_loss: ``[B]`` the attack's own gradient-matching distance at the end
-            (L2 for DLG/iDLG, 1 − cos for IG, without the TV prior).
+        reconstruction: ``[G·group, ...]`` candidate inputs in the model's input space,
+            problem by problem (a batch's candidates in no particular order).
+        labels: ``[G·group]`` int64, the label each reconstruction was matched with
+            (jointly optimised for DLG, inferred or given for iDLG, given or inferred for
+            IG).
+        matching_loss: ``[G·group]`` the attack's own gradient-matching distance at the
+            end, its problem's for each input (L2 for DLG/iDLG, 1 − cos for IG, without
+            the TV prior).
         iterations: optimiser iterations run (per restart for IG).
         config: the hyperparameters used.
     """

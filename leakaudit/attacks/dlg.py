@@ -8,6 +8,7 @@ softmax(label logits).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,7 @@ from leakaudit.attacks.base import (
     random_start,
 )
 from leakaudit.attacks.lbfgs import lbfgs_minimize
-from leakaudit.attacks.objective import l2_distance, make_per_sample_grads
+from leakaudit.attacks.objective import batch_mean, l2_distance, make_per_sample_grads
 
 #: L-BFGS iterations per budget. The reference calls ``torch.optim.LBFGS.step`` 300
 #: times, each running up to 20 iterations: at most 6000.
@@ -62,10 +63,14 @@ def l2_matching_attack(
 ) -> AttackResult:
     """L2 gradient matching with L-BFGS; labels optimised jointly when ``labels`` is None.
 
+    A problem's variables are its ``group`` candidate inputs (and label logits), so a
+    batch's candidates are optimised jointly against its one gradient, and problems stay
+    independent (:mod:`leakaudit.attacks.lbfgs`).
+
     Args:
         name: attack name for the result.
-        target: the model and the ``[B, P]`` observed gradients (``space`` is unused).
-        labels: ``[B]`` fixed labels, or ``None`` to optimise soft labels (DLG).
+        target: the model and the ``[G, P]`` observed gradients (``space`` is unused).
+        labels: ``[G·group]`` fixed labels, or ``None`` to optimise soft labels (DLG).
         config: optimiser settings.
         progress: ``progress(done, total)`` per iteration.
 
@@ -73,54 +78,60 @@ def l2_matching_attack(
         The reconstructions in model space.
     """
     observed, input_shape, num_classes = target.observed, target.input_shape, target.num_classes
-    b = target.batch_size
-    d = 1
-    for s in input_shape:
-        d *= s
-    generator = target.generator()
+    n, k, d = target.n_inputs, target.group, math.prod(input_shape)
     per_sample = make_per_sample_grads(target.model)
-    x0 = random_start((b, d), generator, observed)
     joint = labels is None
-    if joint:
-        x0 = torch.cat([x0, random_start((b, num_classes), generator, observed)], dim=1)
-    else:
-        assert labels is not None
+    x0 = _start(target, d, joint)
+    if labels is not None:
         fixed = torch.nn.functional.one_hot(labels.long(), num_classes).to(observed)
+    width = x0.shape[1]
 
     def soft_labels(v: Tensor) -> Tensor:
         return torch.softmax(v[:, d:], dim=-1) if joint else fixed
 
-    def objective(v: Tensor) -> Tensor:
-        inputs = v[:, :d].reshape(b, *input_shape)
-        return l2_distance(per_sample(inputs, soft_labels(v)), observed)
+    def objective(rows: Tensor) -> Tensor:
+        v = rows.reshape(n, width)
+        inputs = v[:, :d].reshape(n, *input_shape)
+        return l2_distance(batch_mean(per_sample(inputs, soft_labels(v)), k), observed)
 
     res = lbfgs_minimize(
         objective,
-        x0,
+        x0.reshape(target.batch_size, k * width),
         iterations=config.iterations,
         lr=config.lr,
         history=config.history,
         line_search=config.line_search,
         progress=progress,
     )
-    used = soft_labels(res.x).argmax(dim=-1) if joint else labels
+    v = res.x.reshape(n, width)
+    used = soft_labels(v).argmax(dim=-1) if joint else labels
     assert used is not None
     return AttackResult(
         attack=name,
-        reconstruction=res.x[:, :d].reshape(b, *input_shape).detach(),
+        reconstruction=v[:, :d].reshape(n, *input_shape).detach(),
         labels=used.detach().long(),
-        matching_loss=res.loss.detach(),
+        matching_loss=res.loss.detach().repeat_interleave(k),
         iterations=res.iterations,
         config=config_dict(config),
     )
 
 
+def _start(target: AttackTarget, d: int, joint: bool) -> Tensor:
+    """Each input's random start ``[n, d]``, its label logits' appended when ``joint``."""
+    generator, n = target.generator(), target.n_inputs
+    x0 = random_start((n, d), generator, target.observed)
+    if not joint:
+        return x0
+    logits = random_start((n, target.num_classes), generator, target.observed)
+    return torch.cat([x0, logits], dim=1)
+
+
 def dlg_attack(
     target: AttackTarget, config: DLGConfig | None = None, progress: Progress | None = None
 ) -> AttackResult:
-    """Run DLG on each row of ``target.observed`` ``[B, P]`` (unboxed: ``space`` is unused).
+    """Run DLG on each row of ``target.observed`` ``[G, P]`` (unboxed: ``space`` is unused).
 
     Returns:
-        Reconstructions ``[B, *input_shape]`` and the argmax of the optimised labels.
+        Reconstructions ``[G·group, *input_shape]`` and the argmax of the optimised labels.
     """
     return l2_matching_attack("dlg", target, None, config or DLGConfig(), progress)

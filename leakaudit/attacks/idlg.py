@@ -65,10 +65,22 @@ def infer_labels(model: nn.Module, observed: Tensor, num_classes: int) -> Tensor
 def idlg_attack(
     target: AttackTarget, config: DLGConfig | None = None, progress: Progress | None = None
 ) -> AttackResult:
-    """Run iDLG on each row of ``target.observed`` ``[B, P]`` (unboxed, like the reference).
+    """Run iDLG on each row of ``target.observed`` ``[G, P]`` (unboxed, like the reference).
+
+    The label trick reads the one label of a single sample's gradient; on batches
+    (``target.group`` > 1) the attacker is given the labels instead (``target.labels``),
+    so iDLG is then L2 matching with known labels.
 
     Returns:
-        Reconstructions ``[B, *input_shape]`` and the inferred labels.
+        Reconstructions ``[G·group, *input_shape]`` and the inferred (or given) labels.
+
+    Raises:
+        ValueError: a batch target without labels.
     """
-    labels = infer_labels(target.model, target.observed, target.num_classes)
+    if target.group == 1:
+        labels = infer_labels(target.model, target.observed, target.num_classes)
+    elif target.labels is None:
+        raise ValueError("iDLG on batches needs the batch's labels (its trick reads one)")
+    else:
+        labels = target.labels.to(target.observed.device).long()
     return l2_matching_attack("idlg", target, labels, config or DLGConfig(), progress)

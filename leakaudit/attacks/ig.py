@@ -5,7 +5,8 @@ gradient, projects x̂ onto the valid pixel box after every step, decays the ste
 by 10× at 3/8, 5/8 and 7/8 of the iterations, and keeps, per sample, the restart with
 the lowest final matching loss (cosine term only). All restarts of all samples run as
 one batch of independent problems: Adam acts element-wise, so the batch does not
-couple them.
+couple them. A problem may be a client batch: its candidates are matched jointly
+against the gradient of their mean loss (:func:`~leakaudit.attacks.objective.batch_mean`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from leakaudit.attacks.base import (
     random_start,
 )
 from leakaudit.attacks.idlg import infer_labels
-from leakaudit.attacks.objective import cosine_distance, make_per_sample_grads, total_variation
+from leakaudit.attacks.objective import (
+    batch_mean,
+    cosine_distance,
+    make_per_sample_grads,
+    total_variation,
+)
 
 #: (iterations, restarts) per budget; "paper" is the reference configuration's 4800
 #: iterations and 1 restart (raise ``restarts`` for a stronger, costlier attack).
@@ -79,27 +85,31 @@ class IGConfig:
 def ig_attack(
     target: AttackTarget, config: IGConfig | None = None, progress: Progress | None = None
 ) -> AttackResult:
-    """Run Inverting Gradients on each row of ``target.observed`` ``[B, P]``.
+    """Run Inverting Gradients on each row of ``target.observed`` ``[G, P]``.
+
+    A batch's ``group`` candidates are matched jointly against its one gradient (TV: their
+    mean).
 
     Args:
         target: the model, the observed gradients, the input space whose box the
-            candidates are clamped to, and the ``[B]`` true labels (required when
+            candidates are clamped to, and the ``[G·group]`` labels (required when
             ``config.labels == "known"``).
         config: hyperparameters.
         progress: ``progress(done, total)`` per Adam step (all restarts run together).
 
     Returns:
-        The best restart per sample, in model space.
-    """
+        The best restart per problem, in model space."""
     cfg = config or IGConfig()
-    model, observed, space = target.model, target.observed, target.space
-    input_shape, num_classes = target.input_shape, target.num_classes
+    space, k, r = target.space, target.group, cfg.restarts
     used = _labels(target, cfg)
-    b, r = target.batch_size, cfg.restarts
-    goal = observed.repeat(r, 1)  # [R·B, P]: every restart matches its sample's gradient
-    onehot = F.one_hot(used.repeat(r), num_classes).to(observed)
-    per_sample = make_per_sample_grads(model)
-    x = random_start((r * b, *input_shape), target.generator(), observed)
+    goal = target.observed.repeat(r, 1)  # [R·G, P]: every restart matches its gradient
+    onehot = F.one_hot(used.repeat(r), target.num_classes).to(target.observed)
+    per_sample = make_per_sample_grads(target.model)
+
+    def matching(x: Tensor) -> Tensor:
+        return cosine_distance(batch_mean(per_sample(x, onehot), k), goal)
+
+    x = random_start((r * target.n_inputs, *target.input_shape), target.generator(), goal)
     if cfg.boxed:
         x = space.clamp(x)
     x.requires_grad_(True)
@@ -110,8 +120,8 @@ def ig_attack(
     for it in range(cfg.iterations):
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            loss = cosine_distance(per_sample(x, onehot), goal) + cfg.tv * total_variation(x)
-            (grad,) = torch.autograd.grad(loss.sum(), x)
+            tv = batch_mean(total_variation(x)[:, None], k)[:, 0]
+            (grad,) = torch.autograd.grad((matching(x) + cfg.tv * tv).sum(), x)
         x.grad = grad.sign() if cfg.signed else grad
         opt.step()
         sched.step()
@@ -122,8 +132,8 @@ def ig_attack(
             progress(it + 1, cfg.iterations)
 
     with torch.no_grad():
-        final = cosine_distance(per_sample(x, onehot), goal)
-    rec, loss = _best_restart(x.detach(), final, r)
+        final = matching(x)
+    rec, loss = _best_restart(x.detach(), final, r, k)
     return AttackResult(
         attack="ig",
         reconstruction=rec,
@@ -135,27 +145,38 @@ def ig_attack(
 
 
 def _labels(target: AttackTarget, cfg: IGConfig) -> Tensor:
-    """The ``[B]`` labels IG matches with: the true ones, or those iDLG reads off."""
+    """The ``[G·group]`` labels IG matches with: the given ones, or those iDLG reads off
+    (one sample per gradient only).
+
+    Raises:
+        ValueError: ``"known"`` without labels, or ``"infer"`` on batches.
+    """
     if cfg.labels == "infer":
+        if target.group > 1:
+            raise ValueError("IG labels='infer' reads one label per gradient: not on batches")
         return infer_labels(target.model, target.observed, target.num_classes)
     if target.labels is None:
         raise ValueError("IG with labels='known' needs the true labels")
     return target.labels.to(target.observed.device).long()
 
 
-def _best_restart(x: Tensor, loss: Tensor, restarts: int) -> tuple[Tensor, Tensor]:
-    """Per sample, the restart with the lowest matching loss.
+def _best_restart(
+    x: Tensor, loss: Tensor, restarts: int, group: int = 1
+) -> tuple[Tensor, Tensor]:
+    """Per problem, the restart with the lowest matching loss.
 
     Args:
-        x: ``[R·B, ...]`` final candidates, restart-major.
-        loss: ``[R·B]`` their matching losses.
+        x: ``[R·G·group, ...]`` final candidates, restart-major, then problem by problem.
+        loss: ``[R·G]`` the problems' matching losses.
         restarts: R.
+        group: inputs per problem.
 
     Returns:
-        The ``[B, ...]`` best candidates and their ``[B]`` losses.
+        The ``[G·group, ...]`` best candidates and their problems' ``[G·group]`` losses.
     """
-    b = x.shape[0] // restarts
-    by_restart = loss.view(restarts, b)
+    g = loss.shape[0] // restarts
+    by_restart = loss.view(restarts, g)
     best = by_restart.argmin(dim=0)
-    cols = torch.arange(b, device=x.device)
-    return x.view(restarts, b, *x.shape[1:])[best, cols], by_restart[best, cols]
+    cols = torch.arange(g, device=x.device)
+    picked = x.view(restarts, g, group, *x.shape[1:])[best, cols]
+    return picked.flatten(0, 1), by_restart[best, cols].repeat_interleave(group)

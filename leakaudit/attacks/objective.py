@@ -57,6 +57,25 @@ def make_per_sample_grads(model: nn.Module) -> PerSampleGrads:
     return batched
 
 
+def batch_mean(g: Tensor, group: int) -> Tensor:
+    """The gradient of each batch's mean loss from its inputs' gradients.
+
+    The mean loss's gradient is the mean of the per-sample gradients (the model is in
+    eval mode: no statistic couples the samples), so consecutive runs of ``group`` rows
+    are averaged.
+
+    Args:
+        g: ``[G·group, P]`` per-sample gradients, batch by batch.
+        group: samples per batch; 1 returns ``g`` itself.
+
+    Returns:
+        ``[G, P]``.
+    """
+    if group == 1:
+        return g
+    return g.reshape(-1, group, g.shape[-1]).mean(dim=1)
+
+
 def l2_distance(g: Tensor, target: Tensor) -> Tensor:
     """Squared Euclidean distance ‖g − g*‖² per sample (DLG, iDLG); ``[B, P]`` → ``[B]``."""
     return (g - target).pow(2).sum(dim=-1)

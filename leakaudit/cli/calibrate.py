@@ -15,10 +15,13 @@ from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
 from leakaudit.cli.resolve import resolve_config
-from leakaudit.distributed import refuse_sharding
+from leakaudit.distributed import current_world, quiet_unless_main
 from leakaudit.guards import check_run_outputs
 from leakaudit.report.escape import count
 from leakaudit.report.files import check_writable, write_atomic
+
+#: ``--n-samples`` too: torchrun's parser takes ``--n`` for an abbreviation of its flags.
+NSamples = Annotated[int, typer.Option("--n", "--n-samples", min=6, help="Samples to attack.")]
 
 #: Printed when the demo's attacks fail: where to see calibration work instead.
 DEMO_HINT = (
@@ -46,7 +49,7 @@ def calibrate_command(
     defense: opt.DefenseFlag = None,
     attacks: opt.Attacks = "idlg,ig",
     budget: opt.BudgetFlag = opt.Budget.standard,
-    n: Annotated[int, typer.Option("--n", min=6, help="Samples to attack.")] = 32,
+    n: NSamples = 32,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 4,
     min_psnr: Annotated[float, typer.Option(help="PSNR (dB) that counts as recovered.")] = 15.0,
     min_gain: Annotated[
@@ -63,14 +66,14 @@ def calibrate_command(
     """Learn which score predicts a real attack on THIS model and map it to PSNR; then
     `leakaudit scan --calibration calibration.json`. Exit codes: 0 calibrated, 1 the
     attacks recovered too few samples to calibrate, 2 bad input, 3 runtime failure."""
-    with handle_errors(debug):
-        refuse_sharding("calibrate")
+    with handle_errors(debug), quiet_unless_main():
+        main = current_world().main  # under torchrun, rank 0 shows progress and writes
         if output != "-":
             check_writable(output)
         cfg = resolve_config("calibrate", ctx.params, opt.INPUT_KEYS)
         check_run_outputs(cfg, {"--output": None if output == "-" else output}, config)
         opt.warn_if_trusted(cfg)
-        with validate_progress(progress, scoring=True) as (scoring, callback):
+        with validate_progress(progress and main, scoring=True) as (scoring, callback):
             cal = api.calibrate(
                 cfg,
                 n_samples=n,
@@ -84,11 +87,17 @@ def calibrate_command(
                 progress=callback,
                 scan_progress=scoring,
             )
-        _write(cal, output)
-        if not cal.usable:
-            if demo:
-                warning_line(DEMO_HINT)
-            raise typer.Exit(1)
+        if main:
+            _finish(cal, output, demo)
+
+
+def _finish(cal: Calibration, output: str, demo: bool) -> None:
+    """Write the results; exit 1 when there was nothing to calibrate (the demo's hint)."""
+    _write(cal, output)
+    if not cal.usable:
+        if demo:
+            warning_line(DEMO_HINT)
+        raise typer.Exit(1)
 
 
 def _write(cal: Calibration, output: str) -> None:

@@ -117,6 +117,8 @@ SCAN_KEYS: Keys = {
     "n_probes": ("scores.n_probes", None),
     "chunk_size": ("scores.chunk_size", None),
     "batch_size": ("scores.batch_size", None),
+    "local_steps": ("scores.local_steps", None),
+    "local_lr": ("scores.local_lr", None),
     "seed": ("scores.seed", None),
     "target_error": ("defense.target_error", None),
     "top_k": ("output.top_k", None),

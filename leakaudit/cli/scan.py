@@ -3,9 +3,6 @@ write the report, exit with the gate's code."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +17,12 @@ from leakaudit.cli.output import write_outputs
 from leakaudit.cli.progress import scan_progress
 from leakaudit.cli.resolve import resolve_config
 from leakaudit.config import ScanConfig
-from leakaudit.distributed import current_world, partial_files, remove_partials
+from leakaudit.distributed import (
+    current_world,
+    partial_files,
+    quiet_unless_main,
+    remove_partials,
+)
 from leakaudit.errors import EXIT_GATE_FAILED, ConfigError, RuntimeFailure
 from leakaudit.gate import expired_warning
 from leakaudit.guards import check_scan_outputs
@@ -72,6 +74,14 @@ BatchSize = Annotated[
         "(seeded shuffle); each sample keeps its block of the batch's I²F.",
     ),
 ]
+LocalSteps = Annotated[
+    int | None,
+    typer.Option(
+        help="Score the FedAvg update of E local SGD steps on each sample (or batch) "
+        "instead of its gradient (torch.func backend).",
+    ),
+]
+LocalLr = Annotated[float | None, typer.Option(help="Learning rate η of the local steps.")]
 ScanSeed = Annotated[int | None, typer.Option(help="Seed of probes and start vectors.")]
 FailOn = Annotated[
     list[str] | None,
@@ -144,6 +154,8 @@ def scan_command(
     n_probes: NProbes = None,
     chunk_size: ChunkSize = None,
     batch_size: BatchSize = None,
+    local_steps: LocalSteps = None,
+    local_lr: LocalLr = None,
     seed: ScanSeed = None,
     fail_on: FailOn = None,
     max_fraction: MaxFraction = 0.0,
@@ -216,12 +228,15 @@ def run_scan(
     (the other ranks exit 0 once their shard is delivered: docs/scaling.md)."""
     world = current_world()
     main = world.main
-    resume = resume or world.restart > 0  # torchrun --max-restarts: continue the job
+    batch = cfg.scores.batch_size is not None  # a batch scan keeps no partial results
+    if batch and (resume or partial):
+        raise ConfigError(api.BATCH_NO_PARTIALS)
+    resume = resume or (world.restart > 0 and not batch)  # torchrun --max-restarts
     sidecar = _check_outputs(cfg, resume, partial, quiet=not main)
     if main:
         opt.warn_if_trusted(cfg)
     try:
-        with scan_progress(show_progress and main) as callback, _quiet_unless(main):
+        with scan_progress(show_progress and main) as callback, quiet_unless_main():
             report = api.scan(
                 cfg,
                 progress=callback,
@@ -245,15 +260,6 @@ def run_scan(
     _verdict(report)
 
 
-@contextmanager
-def _quiet_unless(main: bool) -> Iterator[None]:
-    """Warnings shown by rank 0 only: the other ranks' are the same."""
-    with warnings.catch_warnings():
-        if not main:
-            warnings.simplefilter("ignore")
-        yield
-
-
 def _check_outputs(
     cfg: ScanConfig, resume: bool, partial: str | None, quiet: bool = False
 ) -> str | None:
@@ -264,6 +270,8 @@ def _check_outputs(
         if path and path != "-":
             check_writable(path)
     sidecar = partial or (f"{out.json}.partial.pt" if out.json and out.json != "-" else None)
+    if cfg.scores.batch_size is not None:
+        return None  # a batch scan keeps no partial results
     if resume and sidecar is None:
         raise ConfigError("--resume needs --json PATH or --partial PATH to find partial results")
     if sidecar:

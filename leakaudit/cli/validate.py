@@ -14,7 +14,7 @@ from leakaudit.cli import options as opt
 from leakaudit.cli.console import handle_errors, stderr_console, stdout_console, warning_line
 from leakaudit.cli.progress import validate_progress
 from leakaudit.cli.resolve import resolve_config
-from leakaudit.distributed import refuse_sharding
+from leakaudit.distributed import current_world, quiet_unless_main
 from leakaudit.errors import ConfigError
 from leakaudit.guards import check_run_outputs
 from leakaudit.report.files import check_writable, write_atomic
@@ -31,6 +31,13 @@ Indices = Annotated[
     str | None, typer.Option(help="Attack these dataset positions instead (1,5,9).")
 ]
 RiskScore = Annotated[str | None, typer.Option(help="Score that orders the selection.")]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Attack the gradients of batches of B samples as the client's loader forms "
+        "them (as scan --batch-size); each batch's B inputs are reconstructed jointly.",
+    ),
+]
 Figure = Annotated[Path | None, typer.Option(help="Write the PNG figure here.")]
 HtmlOut = Annotated[
     Path | None,
@@ -75,6 +82,7 @@ def validate_command(
     n_samples: NSamples = 32,
     indices: Indices = None,
     risk_score: RiskScore = None,
+    batch_size: BatchSize = None,
     figure: Figure = None,
     html: HtmlOut = None,
     json_path: JsonOut = None,
@@ -85,8 +93,8 @@ def validate_command(
 ) -> None:
     """Run real gradient inversion attacks on a stratified subset and report which score
     predicts reconstruction quality. Exit codes: 0 ok, 2 bad input, 3 runtime failure."""
-    with handle_errors(debug):
-        refuse_sharding("validate")
+    with handle_errors(debug), quiet_unless_main():
+        main = current_world().main  # under torchrun, rank 0 shows progress and writes
         _check_writable(json_path, figure, html)
         raw = read_report(report) if report is not None else None
         # The model and data flags reach the config through ctx.params.
@@ -96,24 +104,15 @@ def validate_command(
         if figure is not None:
             _check_plots()
         opt.warn_if_trusted(cfg)
-        with validate_progress(progress, scoring=raw is None) as (scoring, callback):
+        with validate_progress(progress and main, scoring=raw is None) as (scoring, callback):
             result = api.validate(
-                cfg,
-                raw,
-                scan_progress=scoring,
+                cfg, raw, scan_progress=scoring, progress=callback, batch_size=batch_size,
                 attacks=[a.strip() for a in attacks.split(",") if a.strip()],
-                budget=budget.value,
-                n_samples=n_samples,
-                indices=_indices(indices),
-                risk_score=risk_score,
-                seed=seed,
-                device=device.value,
-                progress=callback,
-            )
-        _write(result, json_path, figure)
-        if html is not None:
-            write_atomic(html, render_validation_html(result))
-            stderr_console().print(f"HTML report written to {html}", markup=False)
+                budget=budget.value, n_samples=n_samples, indices=_indices(indices),
+                risk_score=risk_score, seed=seed, device=device.value,
+            )  # fmt: skip
+        if main:
+            _write(result, json_path, figure, html)
 
 
 def _check_writable(*paths: str | Path | None) -> None:
@@ -133,8 +132,11 @@ def _check_plots() -> None:
         raise ConfigError(f"--figure: {PLOTS_MISSING}") from None
 
 
-def _write(result: ValidationResult, json_path: str | None, figure: Path | None) -> None:
-    """The agreement tables and sentences, the JSON (``-``: stdout) and the figure."""
+def _write(
+    result: ValidationResult, json_path: str | None, figure: Path | None, html: Path | None
+) -> None:
+    """The agreement tables and sentences, the JSON (``-``: stdout), the figure and the
+    HTML page."""
     out = stderr_console() if json_path == "-" else stdout_console()
     for table in agreement_tables(result):
         out.print(table)
@@ -153,3 +155,6 @@ def _write(result: ValidationResult, json_path: str | None, figure: Path | None)
 
         validation_figure(result, figure)
         stderr_console().print(f"figure written to {figure}", markup=False)
+    if html is not None:
+        write_atomic(html, render_validation_html(result))
+        stderr_console().print(f"HTML report written to {html}", markup=False)

@@ -162,6 +162,8 @@ class ScoresConfig:
     memory_budget: int | str = field(default=_engine_default("memory_budget"))
     backend: Backend = field(default=_engine_default("backend"))
     model_mode: ModelMode = field(default=_engine_default("model_mode"))
+    local_steps: int = field(default=_engine_default("local_steps"))
+    local_lr: float = field(default=_engine_default("local_lr"))
     batch_size: int | None = None
     batch_shuffle: bool = True
     drop_last: bool = False
@@ -187,6 +189,24 @@ class ScoresConfig:
         for name in self.directions:
             require(name in SCORES, f"directions.{name}", unknown("score", name, ALL_SCORES))
         self.options()  # the engine checks every value it takes
+        self._check_local_steps()
+
+    def _check_local_steps(self) -> None:
+        """Multi-step updates need torch.func, and a calibration maps one gradient's scores."""
+        if self.local_steps == 1:
+            return
+        require(
+            self.backend != "autograd",
+            "local_steps",
+            f"{self.local_steps} local steps need the torch.func backend "
+            "(backend: auto or func, not autograd)",
+        )
+        require(
+            self.calibration is None,
+            "local_steps",
+            "a calibration maps the scores of one gradient (calibrate attacks gradients): "
+            "drop scores.calibration / --calibration, or score with local_steps: 1",
+        )
 
     def options(self, defense: Defense | None = None) -> ScoreOptions:
         """The engine's options for this section (with ``defense``, else the engine's default).

@@ -60,6 +60,8 @@ scores:
   memory_budget: 2GiB
   backend: auto            # auto | func | autograd
   model_mode: eval         # eval | train
+  local_steps: 1           # E: score the FedAvg update of E local SGD steps (docs/federated.md)
+  local_lr: 0.1            # η of those steps
   batch_size: null         # B: score batches of B samples, as the client's loader forms them
   batch_shuffle: true      # the loader shuffles (generator seeded by seed)
   drop_last: false         # the loader drops a last batch smaller than B

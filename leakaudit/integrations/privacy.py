@@ -6,7 +6,10 @@ only (no sample ids, no images).
 Units: I²F (Zhang et al. 2023) predicts the error of inverting the *gradient* g plus
 noise N(0, σ²I). A client that sends an update Δθ = −η·g (one SGD step of learning rate
 η on the batch's mean loss) protects it equally with noise of standard deviation η·σ on
-Δθ; :attr:`RoundPolicy.lr` is that η. For several local steps this is an approximation.
+Δθ; :attr:`RoundPolicy.lr` is that η. For E local steps on the same samples (or batch),
+score the update itself: ``options`` with ``local_steps=E`` and ``local_lr=η`` (= ``lr``)
+scores u = Σₖ ∇ℓ(θₖ) = −Δθ/η, so noise σ on u is again η·σ on Δθ, exactly. Steps over
+different batches (an epoch) are still scored as one gradient: an approximation.
 """
 
 from __future__ import annotations
@@ -81,6 +84,13 @@ class RoundPolicy:
             raise ValueError(f"max_exposed must be in [0, 1], got {self.max_exposed}")
         if I2F not in self.options.scores:
             raise ValueError("the options must compute 'i2f' (the σ what-if needs it)")
+        steps, local_lr = self.options.local_steps, self.options.local_lr
+        if steps > 1 and local_lr != self.lr:
+            raise ValueError(
+                f"options.local_steps={steps} scores the update of steps of "
+                f"options.local_lr={local_lr:g}, but lr={self.lr:g} converts its noise: "
+                "set both to the client's learning rate"
+            )
 
 
 @dataclass(frozen=True)

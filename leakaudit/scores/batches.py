@@ -99,6 +99,7 @@ def score_batches(
     options: ScoreOptions | None = None,
     *,
     progress: Callable[[int], None] | None = None,
+    score: Callable[..., ScoreResult] = score_samples,
 ) -> BatchScores:
     """Score the gradient of every batch the client's loader would form.
 
@@ -111,6 +112,9 @@ def score_batches(
             ``n_probes`` rounded up to a multiple of B (each sample's block gets at least
             one probe of its own: a batch of 16 costs at least 16 probe sequences).
         progress: ``progress(n)`` with the number of samples finished, a batch at a time.
+        score: scores one run, called as :func:`~leakaudit.scores.engine.score_samples`
+            (``score(model, data, options, progress=...)``); a sharded scan passes one
+            that spreads the run's chunks over processes.
 
     The batches of one size are scored in one run (a smaller last batch in a second);
     a run seeds its random vectors by batch number within the run.
@@ -134,7 +138,7 @@ def score_batches(
         )
         data = _Range(_Batches(dataset, members), start, stop)
         count = None if progress is None else _times(progress, size)
-        part = score_samples(BatchModel(model), data, opts, progress=count)
+        part = score(BatchModel(model), data, opts, progress=count)
         part.indices = part.indices + start
         parts.append(_one_block(part) if size == 1 else part)
     return BatchScores(_join(parts), members, labels)

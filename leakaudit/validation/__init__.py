@@ -1,7 +1,11 @@
 """``validate``: run real gradient inversion attacks on a subset of samples and measure
 how well each score predicts how well they are reconstructed.
 
-- :mod:`~leakaudit.validation.selection`: which samples are attacked (stratified by risk).
+- :mod:`~leakaudit.validation.selection`: which samples are attacked (stratified by risk);
+  :mod:`~leakaudit.validation.batched`: which client batches, when the server sees
+  batch gradients (``validate --batch-size``).
+- :mod:`~leakaudit.validation.pairing`: which reconstruction of a batch is which sample
+  (the assignment that maximises total PSNR).
 - :mod:`~leakaudit.validation.run`: :func:`validate`, the attack-and-measure run.
 - :mod:`~leakaudit.validation.result`: :class:`ValidationResult`, its JSON form and the
   summary sentence per attack.

@@ -42,6 +42,9 @@ class ValidationResult:
         config: budget, defence, selection, attack hyperparameters, seed, device.
         notes: things skipped and why (e.g. LPIPS).
         seconds: attack → wall time.
+        batch_size: B when the server saw client batches' gradients, else ``None``.
+        batch: ``[n]`` int64 the client batch of each sample (the loader's batch number
+            when known), when ``batch_size`` is set.
     """
 
     indices: Tensor
@@ -60,6 +63,8 @@ class ValidationResult:
     config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    batch_size: int | None = None
+    batch: Tensor | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report's ``validation`` section (plain JSON types; undefined → ``None``)."""
@@ -70,6 +75,7 @@ class ValidationResult:
                     "index": int(self.indices[j]),
                     "id": self.ids[j],
                     "label": int(self.labels[j]),
+                    **({} if self.batch is None else {"batch": int(self.batch[j])}),
                     "scores": {k: _finite(v[j]) for k, v in self.scores.items()},
                     "attacks": {
                         a: {
@@ -87,12 +93,42 @@ class ValidationResult:
             "risk_score": self.risk_score,
             "directions": dict(self.directions),
             "n_samples": len(self.indices),
+            **self._batches(),
             "samples": samples,
             "agreement": [a.to_dict() for a in self.agreement],
             "summary": self.summary,
             "notes": list(self.notes),
             "seconds": dict(self.seconds),
         }
+
+    def _batches(self) -> dict[str, Any]:
+        """``batch_size`` and one group per client batch: its samples and, per attack,
+        the mean, smallest and largest PSNR of its paired reconstructions and its
+        matching loss; nothing when the server saw single samples."""
+        if self.batch is None:
+            return {}
+        groups = []
+        for k in dict.fromkeys(self.batch.tolist()):
+            rows = (self.batch == k).nonzero().flatten()
+            attacks = {}
+            for a, q in self.quality.items():
+                db = q[PRIMARY_METRIC][rows]
+                attacks[a] = {
+                    "psnr_mean": _finite(db.mean()),
+                    "psnr_min": _finite(db.min()),
+                    "psnr_max": _finite(db.max()),
+                    "matching_loss": _finite(self.matching_loss[a][rows[0]]),
+                }
+            members = rows.tolist()
+            groups.append(
+                {
+                    "batch": int(k),
+                    "indices": [int(self.indices[j]) for j in members],
+                    "ids": [self.ids[j] for j in members],
+                    "attacks": attacks,
+                }
+            )
+        return {"batch_size": self.batch_size, "batches": groups}
 
 
 def summarise(attack: str, records: list[Agreement], directions: dict[str, str]) -> dict[str, Any]:

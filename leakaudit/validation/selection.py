@@ -62,3 +62,30 @@ def select(
     if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= n_all:
         raise ValueError(f"indices must be non-empty and in [0, {n_all - 1}]")
     return idx[torch.argsort(-risk[idx], stable=True)], {"method": "indices"}
+
+
+def select_batches(risk: Tensor, group: int, risk_name: str) -> tuple[Tensor, dict[str, Any]]:
+    """Every client batch of ``group`` consecutive samples, riskiest batch first.
+
+    A batch is as risky as its riskiest sample (non-finite risks count as the least
+    risky); ties keep the given order, and a batch's samples stay together in their order.
+
+    Args:
+        risk: ``[n]`` oriented risk values, ``n`` a multiple of ``group``.
+        group: B, samples per batch.
+        risk_name: the score ``risk`` comes from.
+
+    Returns:
+        ``([n] int64 positions, {"method": "batches", ...})``.
+
+    Raises:
+        ValueError: ``n`` is not a positive multiple of ``group``.
+    """
+    n = risk.shape[0]
+    if n == 0 or n % group:
+        raise ValueError(f"{n} samples are not whole batches of {group}")
+    r = risk.detach().double().cpu()
+    r = torch.where(torch.isfinite(r), r, torch.tensor(-np.inf, dtype=torch.float64))
+    order = torch.argsort(-r.view(-1, group).amax(dim=1), stable=True)
+    idx = (order[:, None] * group + torch.arange(group)).flatten()
+    return idx, {"method": "batches", "by": risk_name, "batch_size": group}

@@ -18,8 +18,10 @@ from torch import Tensor, nn
 
 from leakaudit.direction import orient
 from leakaudit.errors import InputError
+from leakaudit.scores.batching import Batching
 from leakaudit.scores.names import ALL_SCORES
 from leakaudit.scores.risk import resolve_risk
+from leakaudit.validation.batched import batch_rows
 from leakaudit.validation.result import ValidationResult
 from leakaudit.validation.run import validate
 from leakaudit.validation.selection import stratified_indices
@@ -260,6 +262,7 @@ def validate_scores(
     indices: Sequence[int] | None = None,
     risk_score: str | None = None,
     seed: int = 0,
+    batching: Batching | None = None,
     **kwargs: Any,
 ) -> ValidationResult:
     """``validate`` with the scores of ``table``; only the selected samples are read.
@@ -273,11 +276,11 @@ def validate_scores(
         indices: dataset positions to attack instead (must be in the table).
         risk_score: orders the selection (default: the table's risk score, else its first).
         seed: as in :func:`validate`.
+        batching: the client's: attack its whole batches' gradients (:func:`batch_rows`).
         **kwargs: passed to :func:`validate` (attacks, defense, budget, space,
             directions over the table's, ...).
 
-    Returns:
-        The result; ``indices`` are positions in ``dataset``.
+    Returns: the result; ``indices`` are positions in ``dataset``.
     """
     source = "the scan report" if table.origin == FROM_REPORT else "the scan"
     risk_name = risk_score or table.risk_score
@@ -285,10 +288,9 @@ def validate_scores(
         raise ValueError(f"{source} has no score {risk_name!r}")
     directions = table.directions | dict(kwargs.pop("directions", None) or {})
     risk = resolve_risk(risk_name, directions, available=table.scores)
-    if indices is not None:
-        rows = _rows_of(table.positions, indices, source)
-    else:
-        rows = stratified_indices(orient(table.scores[risk.score], risk.direction), n_samples, seed)
+    risky = orient(table.scores[risk.score], risk.direction)
+    kwargs["client_batch"] = None if batching is None else batching.size
+    rows, numbers = _rows(table, risky, batching, len(dataset), n_samples, indices, seed)
     items = [dataset[int(table.positions[r])] for r in rows]
     inputs = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x, _ in items])
     labels = torch.tensor([int(y) for _, y in items], dtype=torch.long)
@@ -303,12 +305,36 @@ def validate_scores(
         seed=seed,
         **kwargs,
     )
+    if numbers is not None:
+        result.batch = numbers[result.indices]
     result.indices = table.positions[rows][result.indices]
     result.config["selection"] = (
         {"method": "indices"} if indices is not None else {"method": "stratified", "by": risk.score}
-    )
+    ) | ({} if numbers is None else {"unit": "batch", "batch_size": kwargs["client_batch"]})
     result.config["scores_from"] = table.origin
     return result
+
+
+def _rows(
+    table: ScoreTable,
+    risky: Tensor,
+    batching: Batching | None,
+    size: int,
+    n_samples: int,
+    indices: Sequence[int] | None,
+    seed: int,
+) -> tuple[Tensor, Tensor | None]:
+    """The rows of ``table`` to attack, and their client batch numbers (``None`` without
+    ``batching``): whole batches (:func:`batch_rows`), the rows of ``indices``, or
+    ``n_samples`` stratified over the oriented risk ``risky``."""
+    if batching is not None:
+        return batch_rows(
+            table.positions, risky, batching, size, n_samples=n_samples, indices=indices, seed=seed
+        )
+    if indices is not None:
+        source = "the scan report" if table.origin == FROM_REPORT else "the scan"
+        return _rows_of(table.positions, indices, source), None
+    return stratified_indices(risky, n_samples, seed), None
 
 
 def _rows_of(positions: Tensor, indices: Sequence[int], source: str) -> Tensor:

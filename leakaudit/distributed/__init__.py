@@ -2,9 +2,10 @@
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every rank loads the model
 and data and scores a disjoint, deterministic shard of the samples: blocks of one chunk
-of dataset indices, dealt round-robin (:func:`shard`). The shards are gathered over the
-process group (``gloo`` on CPU; on GPUs ``gloo`` for the gathered objects and ``nccl``
-for CUDA tensors, each rank on its ``LOCAL_RANK`` GPU). Each sample's random vectors are
+of dataset indices, dealt round-robin (:func:`shard`). The shards are exchanged as plain
+tensors, never pickled (:mod:`leakaudit.distributed.exchange`), over the process group
+(``gloo`` on CPU; on GPUs ``gloo`` for the exchanged results and ``nccl`` for CUDA
+tensors, each rank on its ``LOCAL_RANK`` GPU). Each sample's random vectors are
 seeded by its dataset index and every rank forms the chunks a single process forms, so
 the merged results are those of a single-process scan, score for score. Every rank
 returns the same merged results; only rank 0 writes output.
@@ -37,7 +38,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from leakaudit.errors import ConfigError, InputError
+from leakaudit.distributed.exchange import all_gather_payloads
+from leakaudit.distributed.rows import payload_rows, rows_payload
+from leakaudit.errors import InputError
 from leakaudit.resume import (
     DigestingDataset,
     PartialResults,
@@ -97,19 +100,13 @@ def current_world() -> World:
     )
 
 
-def refuse_sharding(command: str) -> None:
-    """Refuse to run ``command``, which does not shard its work, under torchrun: every
-    rank would run all of it and write the same outputs.
-
-    Raises:
-        ConfigError: ``WORLD_SIZE`` > 1 (exit 2).
-    """
-    world = current_world()
-    if world.size > 1:
-        raise ConfigError(
-            f"{command} does not shard over torchrun ranks (world size {world.size}): "
-            "run it in one process (docs/scaling.md)"
-        )
+@contextmanager
+def quiet_unless_main() -> Iterator[None]:
+    """Warnings raised inside are shown by rank 0 only: the other ranks' are the same."""
+    with warnings.catch_warnings():
+        if not current_world().main:
+            warnings.simplefilter("ignore")
+        yield
 
 
 def shard(total: int, world: World, block: int = 1) -> list[int]:
@@ -207,10 +204,11 @@ def score_sharded(
             remove_partials(sidecar)  # stale records of another run must not mix in
         _barrier(world)
         mine = _score_shard(model, dataset, ids, options, key, world, counter, resume_path, sidecar)
-        if progress is not None:
-            counter.wait_all(progress)
-        shards = _gather(world, (mine.partial.result, mine.partial.digests, _stats(mine, world)))
-    return _merge(shards, world, device)
+        counter.wait_all(progress)  # every rank says it is done; rank 0 shows the count
+        digests = {"digests": mine.partial.digests}
+        sent = rows_payload(mine.partial.result, digests, _stats(mine, world))
+        shards = [payload_rows(p) for p in all_gather_payloads(sent, world.size)]
+    return _merge([(r, t["digests"], s) for r, t, s in shards], world, device)
 
 
 def _score_shard(
@@ -302,7 +300,8 @@ def _merge(shards: list[Any], world: World, device: torch.device) -> Sharded:
 
 
 def _backend(device: torch.device) -> str:
-    """gloo on CPU; on GPUs nccl for CUDA tensors and gloo for the gathered objects."""
+    """gloo on CPU; on GPUs nccl for CUDA tensors and gloo for the exchanged results
+    (CPU tensors, :mod:`leakaudit.distributed.exchange`)."""
     return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
 
@@ -326,25 +325,47 @@ class _Counter:
         if self.progress is not None:
             self.progress(done, self.total)
 
-    def wait_all(self, progress: ProgressFn) -> None:
-        """On rank 0, keep showing the global count until every rank has finished."""
+    def wait_all(self, progress: ProgressFn | None) -> None:
+        """Say this rank has finished; with ``progress`` (rank 0), keep showing the global
+        count until every rank has finished."""
         if self.store is None:
             return
         self.store.add(self.ranks_key, 1)
+        if progress is None:
+            return
         while self.store.add(self.ranks_key, 0) < self.world.size:
             progress(self.store.add(self.done_key, 0), self.total)
             time.sleep(0.2)
         progress(self.store.add(self.done_key, 0), self.total)
 
 
+#: The store of the process group this module joined, while it lasts: a scan or an
+#: attack run inside :func:`process_group` shares that group (and counts in its store).
+_JOINED: list[Any] = []
+#: Groups this process has joined: every rank joins them in the same order.
+_GROUPS = itertools.count()
+
+
+@contextmanager
+def process_group(device: torch.device) -> Iterator[None]:
+    """Join the job's process group for a whole command (a no-op outside torchrun); every
+    sharded step inside shares it. Each rank uses its ``LOCAL_RANK`` GPU when ``device``
+    is CUDA."""
+    with _process_group(current_world(), device):
+        yield
+
+
 @contextmanager
 def _process_group(world: World, device: torch.device) -> Iterator[_Counter]:
-    """The job's process group (joined here unless the caller already did), with the
-    global sample counter."""
+    """The job's process group (joined here unless this module or the caller already
+    did), with the global sample counter."""
     import torch.distributed as dist
 
     if world.size == 1:
         yield _Counter(None, world)
+        return
+    if _JOINED:  # inside process_group(): the same group, counting in its store
+        yield _Counter(_JOINED[-1], world)
         return
     if dist.is_initialized():  # the caller's own group: no store to count in
         yield _Counter(None, world)
@@ -352,12 +373,16 @@ def _process_group(world: World, device: torch.device) -> Iterator[_Counter]:
     if device.type == "cuda":
         _use_local_gpu(world)
     store, rank, size = next(dist.rendezvous("env://"))
-    # torchrun's store outlives a restart: keys of the failed attempt must not be read.
-    store = dist.PrefixStore(f"leakaudit/attempt{world.restart}", store)
+    # torchrun's store outlives a restart and this group: keys of a failed attempt, or of
+    # a group this process joined before (one per command), must not be read.
+    prefix = f"leakaudit/attempt{world.restart}/group{next(_GROUPS)}"
+    store = dist.PrefixStore(prefix, store)
     dist.init_process_group(_backend(device), store=store, rank=rank, world_size=size)
+    _JOINED.append(store)
     try:
         yield _Counter(store, world)
     finally:
+        _JOINED.pop()
         dist.destroy_process_group()
 
 
@@ -378,17 +403,6 @@ def _barrier(world: World) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-def _gather(world: World, mine: Any) -> list[Any]:
-    """Every rank's ``mine``, in rank order, on every rank."""
-    if world.size == 1:
-        return [mine]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * world.size
-    dist.all_gather_object(out, mine)
-    return out
 
 
 def _die_after(world: World) -> Callable[[int], None]:
@@ -415,8 +429,9 @@ __all__ = [
     "World",
     "current_world",
     "partial_files",
+    "process_group",
+    "quiet_unless_main",
     "rank_file",
-    "refuse_sharding",
     "remove_partials",
     "score_sharded",
     "shard",
