@@ -220,7 +220,8 @@ def fast_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     def capped(self: ScoreOptions) -> None:
         check(self)
         object.__setattr__(self, "max_iter", min(self.max_iter, 12))
-        object.__setattr__(self, "n_probes", min(self.n_probes, 2))
+        # a multiple of ``blocks`` still (a batch scan gives each of its B blocks a probe)
+        object.__setattr__(self, "n_probes", min(self.n_probes, max(2, self.blocks)))
 
     monkeypatch.setattr(ScoreOptions, "__post_init__", capped)
     full_demo = demo.demo_config

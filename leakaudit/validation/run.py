@@ -183,16 +183,14 @@ def validate(
         ids: display ids per input position.
         device: where to attack: ``auto`` (CUDA when available), ``cpu``, ``cuda``.
         progress: ``progress(done, total)`` in attack iterations.
-        client_batch: B: the server sees client batches of B consecutive inputs, all
-            attacked (:func:`select_batches`; ``selection``, ``n_samples`` unused).
-        spread: runs the attack units (:data:`Spread`), all in this process by default.
+        client_batch: B: the server sees client batches of B inputs, all attacked.
+        spread: runs the attack units (:data:`Spread`); here by default.
         attacks, defense, budget, space, attack_configs, batch_size, seed, n_resamples,
             use_lpips: as :class:`AttackSettings` describes them (``defense``: none,
             ``space``: ``[0, 1]``, when not given).
 
     Raises:
-        ValueError: unknown attack, budget or score, mismatched lengths, bad indices, or
-            both ``risk`` and ``risk_score``/``directions``.
+        ValueError: bad attack, budget, score, lengths or indices; ``risk`` and ``risk_score``.
     """
     settings = AttackSettings.check(
         attacks, budget, attack_configs, defense, space, batch_size, seed, device, n_resamples,
