@@ -54,8 +54,8 @@ Scores = dict[str, Tensor]
 
 
 class Progress:
-    """Reports a chunk's samples as they finish: each when its Lanczos run freezes, the
-    rest (samples frozen by breakdown, or runs without Lanczos) when the chunk is done.
+    """Reports a chunk's samples as they finish: each when its Lanczos run stops, the
+    rest (runs without Lanczos) when the chunk is done.
 
     Args:
         callback: ``callback(n)`` with the number of samples finished since the last call.
@@ -97,6 +97,7 @@ class _Chunk:
     scores: Scores
     diag: Scores
     progress: Progress = field(default_factory=lambda: Progress(None, 0))
+    width: int | None = None
 
     @classmethod
     def start(
@@ -132,6 +133,7 @@ def score_chunk(
     options: ScoreOptions,
     plan: Plan,
     progress: Callable[[int], None] | None = None,
+    width: int | None = None,
 ) -> tuple[Scores, Scores]:
     """Selected scores and diagnostics for one chunk.
 
@@ -142,12 +144,14 @@ def score_chunk(
         plan: the work the selected scores need.
         progress: ``progress(n)`` as samples finish (see :class:`Progress`); the calls
             add up to B by the time this returns.
+        width: samples whose Lanczos runs go on at once (default: all); a sample that
+            stops hands its slot to the next (:func:`~leakaudit.linalg.lanczos.lanczos`).
 
     Returns:
         ``(scores, diagnostics)``, name → ``[B]`` tensors on the chunk's device.
     """
     chunk = _Chunk.start(ops, indices, options, plan)
-    chunk.progress = Progress(progress, len(indices))
+    chunk.progress, chunk.width = Progress(progress, len(indices)), width
     if dense.applies(options, plan, ops.dim):
         chunk.scores, chunk.diag = dense.dense_scores(ops, options, plan)
     elif plan.lanczos:
@@ -173,29 +177,18 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
         u = g / chunk.gnorm.clamp_min(chunk.tiny)[:, None]
         cosine = CosineMatchingHessian(chunk.gram, chunk.ops.jt(u), chunk.gnorm)
     hessians = MatchingHessians(chunk.gram, cosine, n_l2)
-    tracker = _Reporting(Convergence(o, p, l2, cos, d), chunk.progress)
     run = lanczos(
         hessians,
         starts.to(g.device),
         o.max_iter,
-        converged=tracker,
+        converged=Convergence(o, p, l2, cos, d),
         check_every=o.check_every,
+        width=chunk.width,
+        on_done=chunk.progress.finished,
     )
     ritz = run.ritz()
     chunk.diag["lanczos_steps"] = run.length.max(-1).values
     return _Spectrum(hessians, run, ritz, l2, cos, _extremes(ritz, p, l2, cos))
-
-
-class _Reporting:
-    """A convergence test that also reports the samples it lets stop."""
-
-    def __init__(self, test: Callable[[LanczosRun], Tensor], progress: Progress) -> None:
-        self.test, self.progress = test, progress
-
-    def __call__(self, run: LanczosRun) -> Tensor:
-        done = self.test(run)
-        self.progress.finished(done)
-        return done
 
 
 def _starts(

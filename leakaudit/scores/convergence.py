@@ -2,7 +2,9 @@
 
 A sample is done when every extreme Ritz value its scores need has a small estimated
 residual (the smallest end may instead certify itself by being tiny) and, when I²F needs
-SLQ, its quadrature estimate has stopped moving between checks.
+SLQ, its quadrature estimate has stopped moving between checks. The test is stateless:
+it reads a sample's own Lanczos coefficients only, so it can be asked about any samples,
+each at its own step.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from leakaudit.linalg.lanczos import LanczosRun
+from leakaudit.linalg.lanczos import LanczosRun, Ritz
 from leakaudit.linalg.trace import quadrature
 from leakaudit.scores.i2f import damped_gram_filter, epsilon
 from leakaudit.scores.lavp import estimated_residual, extreme
@@ -31,7 +33,6 @@ class Convergence:
         d: the input dimension (SLQ's scale).
         """
         self.o, self.p, self.l2, self.cos, self.d = options, plan, l2, cos, d
-        self.previous_quadrature: Tensor | None = None
 
     def __call__(self, run: LanczosRun) -> Tensor:
         ritz = run.ritz()
@@ -50,11 +51,15 @@ class Convergence:
                 res = estimated_residual(ritz, s, c)
                 ok &= (res <= 0.5 * self.o.tol_min * top) | (low <= 0.5 * self.o.tol_min * top)
         if self.p.slq:
-            lam = extreme(ritz, self.l2, "max")[0]
-            f = damped_gram_filter(epsilon(self.o, lam))
-            q = quadrature(ritz.values[:, self.l2], ritz.first[:, self.l2], self.d, f).mean(-1)
-            prev, self.previous_quadrature = self.previous_quadrature, q
-            if prev is None:
-                return torch.zeros_like(ok)
-            ok &= (q - prev).abs() <= self.o.tol * 10 * q.abs()
+            q = self._quadrature(ritz)
+            # The estimate one check earlier, read off the same coefficients.
+            steps = run.length.max(-1).values - self.o.check_every
+            prev = self._quadrature(run.truncated(steps).ritz())
+            ok &= (steps > 0) & ((q - prev).abs() <= self.o.tol * 10 * q.abs())
         return ok
+
+    def _quadrature(self, ritz: Ritz) -> Tensor:
+        """The SLQ estimate of tr f(A) (mean over the L2 probes), ``[B]``."""
+        lam = extreme(ritz, self.l2, "max")[0]
+        f = damped_gram_filter(epsilon(self.o, lam))
+        return quadrature(ritz.values[:, self.l2], ritz.first[:, self.l2], self.d, f).mean(-1)
