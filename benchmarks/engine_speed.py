@@ -173,7 +173,7 @@ def cost(result: ScoreResult, opts: ScoreOptions, seconds: float, product_s: flo
 def every_sample_computed():
     """Lanczos and CG compute every sample at every step, as before the active set."""
 
-    def apply_all(operator: Any, V: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def apply_all(operator: Any, V: torch.Tensor, *_: Any) -> torch.Tensor:
         return operator(V) if callable(operator) else operator @ V
 
     saved = leakaudit.linalg.lanczos.apply_active, leakaudit.linalg.cg.apply_active

@@ -159,9 +159,10 @@ def lanczos(
         start: ``[B, m, d]`` start vectors (normalised here; must be nonzero).
         max_iter: steps at most (capped at d, where the Krylov space is full).
         converged: called with the run of the samples that reach a check (every
-            ``check_every`` of *their own* steps: :meth:`LanczosRun.select`); returns a
-            bool tensor with one entry per sample of that run, True for the samples that
-            are done. Those samples stop (all their sequences) and keep their results.
+            ``check_every`` of *their own* steps: :meth:`LanczosRun.select`, coefficients
+            only); returns a bool tensor, ``[b]`` (True: the sample is done, all its
+            sequences stop) or ``[b, m]`` (True: that sequence is done and stops). A
+            stopped sequence keeps its results; a sample stops with its last sequence.
         check_every: steps between calls of ``converged``.
         width: samples running at once (default: all B). The others wait; when a sample
             stops, the next waiting one takes its slot, so the batched product stays full
@@ -188,7 +189,8 @@ def lanczos(
         if converged is not None and bool(check.any()):
             at = check.nonzero()[:, 0]
             done = converged(state.run().select(at, basis=False))
-            finished[at[done]] = True
+            state.alive[at] &= ~(done[:, None] if done.ndim == 1 else done)
+            finished |= state.running & ~state.alive.any(-1)
         state.stop(finished)
         if on_done is not None and bool(finished.any()):
             on_done(finished)
@@ -221,7 +223,7 @@ class _Slots:
         self.Q[rows[:, None], seqs, p[:, None]] = q
         self.length[rows] += alive.to(torch.int64)
         V = torch.where(self.running[:, None, None], self.q, 0)
-        w = apply_active(matvec, V, self.running)[rows]
+        w = apply_active(matvec, V, self.running, self.alive)[rows]
         a = torch.where(alive, (w * q).sum(-1), 0)
         w = w - a[..., None] * q
         before = (p - 1).clamp_min(0)
@@ -245,7 +247,7 @@ class _Slots:
     def stop(self, finished: Tensor) -> None:
         """Freeze the samples of ``finished`` (``[B]`` bool) and start waiting ones."""
         self.alive &= ~finished[:, None]
-        self.q = torch.where(finished[:, None, None], 0, self.q)
+        self.q = torch.where(self.alive[..., None], self.q, 0)
         self.running &= ~finished
         free = self.width - int(self.running.sum())
         if free > 0 and bool(self.waiting.any()):

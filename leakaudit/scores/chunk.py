@@ -188,6 +188,7 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
     )
     ritz = run.ritz()
     chunk.diag["lanczos_steps"] = run.length.max(-1).values
+    chunk.diag["lanczos_vectors"] = run.length.sum(-1)
     return _Spectrum(hessians, run, ritz, l2, cos, _extremes(ritz, p, l2, cos))
 
 
