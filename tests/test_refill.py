@@ -14,6 +14,7 @@ from leakaudit.scores.names import ALL_SCORES
 from leakaudit.scores.options import ScoreOptions
 from tests.ground_truth import digits
 from tests.security.test_chunking import _demo_model_and_digits
+from tests.test_active_set import settled_to
 from tests.test_linalg import digit_grams
 
 
@@ -28,11 +29,6 @@ def _slow_and_fast() -> torch.Tensor:
     evals[-4:] = evals[-1] * torch.tensor([0.9999, 0.99993, 0.99996, 1.0], dtype=evals.dtype)
     slow = evecs @ torch.diag(evals) @ evecs.T
     return torch.stack([fast[0], slow, fast[1], fast[2], fast[3]])
-
-
-def _top_settled(run):
-    ritz = run.ritz()
-    return ritz.residual_bound[:, 0, -1] <= 1e-9 * ritz.values[:, 0, -1].abs()
 
 
 def test_slots_refill_and_every_sample_gets_its_own_run() -> None:
@@ -53,7 +49,7 @@ def test_slots_refill_and_every_sample_gets_its_own_run() -> None:
         op,
         start,
         64,
-        converged=_top_settled,
+        converged=settled_to(1e-9),
         check_every=2,
         width=2,
         on_done=lambda m: stopped.append(m.nonzero()[:, 0].tolist()),
@@ -76,7 +72,7 @@ def test_slots_refill_and_every_sample_gets_its_own_run() -> None:
             lambda V, b=b: torch.einsum("ij,bmj->bmi", A[b], V),
             start[b : b + 1],
             64,
-            converged=_top_settled,
+            converged=settled_to(1e-9),
             check_every=2,
         )
         n = int(steps[b])
