@@ -371,7 +371,7 @@ def main() -> None:
     ap.add_argument(
         "--resnet-max-seconds",
         type=float,
-        default=150.0,
+        default=100.0,
         help="with --resnet-samples: start no new round after this many seconds",
     )
     ap.add_argument("--skip-resnet", action="store_true")
