@@ -170,12 +170,19 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
     """Run Lanczos on the matching Hessians; every sample stops on its own convergence."""
     o, p, g = chunk.options, chunk.plan, chunk.ops.grads
     d = chunk.ops.dim
-    starts, n_l2 = _starts(chunk.indices, d, o, p, g.dtype)
+    # Jᵀu, u = g*/‖g*‖: the cosine operator's rank-one part, and the direction the L2
+    # sequence starts near when only its top end is needed (Rayleigh quotient
+    # ‖JJᵀu‖²/‖Jᵀu‖²: large; a start near the top slows the bottom end down).
+    top_only = p.l2 and not (p.slq or p.l2_min)
+    jtu = None
+    if p.cos or top_only:
+        jtu = chunk.ops.jt(g / chunk.gnorm.clamp_min(chunk.tiny)[:, None])
+    starts, n_l2 = _starts(chunk.indices, d, o, p, g.dtype, jtu if top_only else None)
     l2, cos = slice(0, n_l2), slice(n_l2, starts.shape[1])
     cosine = None
     if p.cos:
-        u = g / chunk.gnorm.clamp_min(chunk.tiny)[:, None]
-        cosine = CosineMatchingHessian(chunk.gram, chunk.ops.jt(u), chunk.gnorm)
+        assert jtu is not None
+        cosine = CosineMatchingHessian(chunk.gram, jtu, chunk.gnorm)
     hessians = MatchingHessians(chunk.gram, cosine, n_l2)
     run = lanczos(
         hessians,
@@ -193,10 +200,17 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
 
 
 def _starts(
-    indices: Tensor, d: int, options: ScoreOptions, plan: Plan, dtype: torch.dtype
+    indices: Tensor,
+    d: int,
+    options: ScoreOptions,
+    plan: Plan,
+    dtype: torch.dtype,
+    toward: Tensor | None,
 ) -> tuple[Tensor, int]:
-    """Start vectors ``[B, m, d]``: L2 sequences first (the I²F probes when SLQ is needed),
-    then one cosine sequence. (For d = 1, ``probe_vectors`` gives the basis vector.)"""
+    """Start vectors ``[B, m, d]``: L2 sequences first (the I²F probes when SLQ is needed,
+    else one sequence: a random unit vector, plus ``toward`` ``[B, d]`` (Jᵀu, normalised)
+    when given, the random tenth keeping the start nonzero and in general position), then
+    one cosine sequence. (For d = 1, ``probe_vectors`` gives the basis vector.)"""
 
     def draw(n: int, purpose: int) -> Tensor:
         return probe_vectors(indices, d, n, seed=options.seed, purpose=purpose, dtype=dtype)
@@ -208,7 +222,17 @@ def _starts(
             exact = options.n_probes >= d
             parts.append(block_local(Z, options.blocks) if options.blocks > 1 and not exact else Z)
         else:
-            parts.append(draw(1, _START_L2))
+            z = draw(1, _START_L2) / d**0.5
+            if toward is not None:
+                t = toward.detach().to("cpu", dtype)[:, None]
+                z = (
+                    t
+                    / torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(
+                        torch.finfo(dtype).tiny
+                    )
+                    + 0.1 * z
+                )
+            parts.append(z)
     n_l2 = parts[0].shape[1] if parts else 0
     if plan.cos:
         parts.append(draw(1, _START_COS))
