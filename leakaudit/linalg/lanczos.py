@@ -229,9 +229,15 @@ class _Slots:
         before = (p - 1).clamp_min(0)
         b_prev = torch.where(p[:, None] > 0, self.beta[rows[:, None], seqs, before[:, None]], 0)
         w = w - b_prev[..., None] * self.Q[rows[:, None], seqs, before[:, None]]
-        J = int(p.max()) + 1
-        basis = self.Q[:, :, :J] if rows.numel() == self.Q.shape[0] else self.Q[rows, :, :J]
-        w = _reorthogonalise(w, basis)
+        J, B = int(p.max()) + 1, self.Q.shape[0]
+        if rows.numel() == B:
+            w = _reorthogonalise(w, self.Q[:, :, :J])
+        elif 2 * rows.numel() >= B:  # the whole basis (a view) beats copying most of it
+            W = w.new_zeros(B, *w.shape[1:])
+            W[rows] = w
+            w = _reorthogonalise(W, self.Q[:, :, :J])[rows]
+        else:
+            w = _reorthogonalise(w, self.Q[rows, :, :J])
         b = torch.linalg.vector_norm(w, dim=-1)
         self.residual[rows] = torch.where(alive[..., None], w, self.residual[rows])
         scale = torch.maximum(self.scale[rows], a.abs() + b)
