@@ -109,6 +109,28 @@ class LanczosRun:
         bound = beta_last.abs() * row_last.squeeze(-2).abs()
         return Ritz(values, vectors[..., 0, :], vectors, bound)
 
+    def select(self, rows: Tensor, *, basis: bool = True) -> LanczosRun:
+        """The run of the samples ``rows`` (``[b]`` int64); with ``basis=False`` its
+        basis is left out (``[b, m, 0, d]``: coefficients only, no copy of the vectors)."""
+        Q = self.basis[rows] if basis else self.basis[rows, :, :0]
+        return LanczosRun(
+            self.alpha[rows], self.beta[rows], Q, self.steps, self.length[rows],
+            self.residual[rows],
+        )  # fmt: skip
+
+    def truncated(self, steps: Tensor) -> LanczosRun:
+        """The run as it was when each sample had taken ``steps`` ``[B]`` steps
+        (coefficients only: the basis is left out); sequences keep their own, shorter,
+        lengths."""
+        length = torch.minimum(self.length, steps[:, None].clamp_min(0))
+        dead = torch.arange(self.steps, device=length.device) >= length[..., None]
+        alpha = torch.where(dead, self.alpha[..., :1].expand_as(self.alpha), self.alpha)
+        # β at the new last step is the residual norm the sequence had then: kept.
+        beta = torch.where(dead, 0, self.beta)
+        return LanczosRun(
+            alpha, beta, self.basis[:, :, :0], self.steps, length, self.residual[..., :0]
+        )
+
     def ritz_vectors(self, ritz: Ritz, which: Tensor) -> Tensor:
         """Ritz vectors y = Q s for the column ``which`` ``[B, m]`` of each sequence."""
         s = torch.gather(
@@ -124,70 +146,132 @@ def lanczos(
     *,
     converged: Callable[[LanczosRun], Tensor] | None = None,
     check_every: int = 8,
+    width: int | None = None,
+    on_done: Callable[[Tensor], None] | None = None,
 ) -> LanczosRun:
-    """Run batched Lanczos from ``start``.
+    """Run batched Lanczos from ``start``, at most ``width`` samples at a time.
 
     Args:
         matvec: ``[B, m, d] -> [B, m, d]``, a symmetric operator per sequence: a batched
             operator with ``restrict`` (then only the running samples are computed) or a
-            plain callable (applied to every sample at every step).
+            plain callable (applied to every sample at every step, zero rows for the
+            samples not running).
         start: ``[B, m, d]`` start vectors (normalised here; must be nonzero).
         max_iter: steps at most (capped at d, where the Krylov space is full).
-        converged: called every ``check_every`` steps with the run so far; returns a
-            ``[B]`` bool tensor, True for the samples that are done. Those samples stop
-            (all their sequences) and keep their results from that step on.
+        converged: called with the run of the samples that reach a check (every
+            ``check_every`` of *their own* steps: :meth:`LanczosRun.select`, coefficients
+            only); returns a bool tensor, ``[b]`` (True: the sample is done, all its
+            sequences stop) or ``[b, m]`` (True: that sequence is done and stops). A
+            stopped sequence keeps its results; a sample stops with its last sequence.
         check_every: steps between calls of ``converged``.
+        width: samples running at once (default: all B). The others wait; when a sample
+            stops, the next waiting one takes its slot, so the batched product stays full
+            while slow samples finish and one slow sample costs only its own steps.
+        on_done: called with a ``[B]`` bool mask of the samples that stopped at a step
+            (converged, broken down, or at ``max_iter``), as they stop.
 
     A sequence whose Krylov space becomes invariant (β ≈ 0) stops growing too. A stopped
     sequence's later Lanczos vectors are zero and its tridiagonal is padded with α_1 on
     the diagonal and zero coupling, which leaves its Ritz values, residual estimates and
-    quadrature as they were when it stopped (see :meth:`LanczosRun.ritz`).
+    quadrature as they were when it stopped (see :meth:`LanczosRun.ritz`). Each sample's
+    run depends on its own operator and start only: not on ``width`` nor on which
+    samples share its steps (up to the rounding of the batched product).
     """
-    B, m, d = start.shape
-    k = min(max_iter, d)
-    dtype = start.dtype
-    Q = start.new_zeros(B, m, k, d)
-    alpha = start.new_zeros(B, m, k)
-    beta = start.new_zeros(B, m, k)
-    q = start / torch.linalg.vector_norm(start, dim=-1, keepdim=True)
-    alive = torch.ones(B, m, dtype=torch.bool, device=start.device)
-    length = torch.zeros(B, m, dtype=torch.int64, device=start.device)
-    scale, residual = start.new_zeros(B, m), torch.zeros_like(start)
-    breakdown_tol = 100 * torch.finfo(dtype).eps
-    steps = 0
-    for j in range(k):
-        Q[:, :, j] = q
-        length += alive.to(torch.int64)
-        w = apply_active(matvec, q, alive.any(-1))
-        a = torch.where(alive, (w * q).sum(-1), torch.zeros_like(scale))
-        w = _orthogonalise(w, a, Q, beta, j)
-        b = torch.linalg.vector_norm(w, dim=-1)
-        residual = torch.where(alive[..., None], w, residual)
-        scale = torch.maximum(scale, a.abs() + b)
-        alive = alive & (b > breakdown_tol * scale.clamp_min(torch.finfo(dtype).tiny))
-        alpha[..., j] = a
-        # A sequence that stopped for convergence keeps its last β: its residual norm.
-        beta[..., j] = torch.where(alive, b, torch.zeros_like(b))
-        q = torch.where(alive[..., None], w / b.clamp_min(torch.finfo(dtype).tiny)[..., None], 0)
-        steps = j + 1
-        if converged is not None and steps % check_every == 0 and steps < k:
-            done = converged(_finish(alpha, beta, Q, steps, length, residual))
-            alive = alive & ~done[:, None]
-            q = torch.where(alive[..., None], q, 0)
-        if not bool(alive.any()):
+    B, _, d = start.shape
+    state = _Slots(start, min(max_iter, d), B if width is None else max(1, min(width, B)))
+    while True:
+        rows = state.running.nonzero()[:, 0]
+        if not rows.numel():
             break
-    return _finish(alpha, beta, Q, steps, length, residual)
+        state.step(matvec, rows)
+        finished = state.running & ((state.pos >= state.k) | ~state.alive.any(-1))
+        check = state.running & ~finished & (state.pos % check_every == 0)
+        if converged is not None and bool(check.any()):
+            at = check.nonzero()[:, 0]
+            done = converged(state.run().select(at, basis=False))
+            state.alive[at] &= ~(done[:, None] if done.ndim == 1 else done)
+            finished |= state.running & ~state.alive.any(-1)
+        state.stop(finished)
+        if on_done is not None and bool(finished.any()):
+            on_done(finished)
+    return state.run()
 
 
-def _orthogonalise(w: Tensor, a: Tensor, Q: Tensor, beta: Tensor, j: int) -> Tensor:
-    """w − α q_j − β_{j−1} q_{j−1}, then reorthogonalised against q_1..q_j (twice)."""
-    w = w - a[..., None] * Q[:, :, j]
-    if j > 0:
-        w = w - beta[..., j - 1, None] * Q[:, :, j - 1]
-    basis = Q[:, :, : j + 1]
-    for _ in range(2):  # "twice is enough" (Parlett)
-        # Batched matmuls on the basis view (einsum copied it: ~2.6× slower on CPU).
-        coeff = torch.matmul(basis, w[..., None])  # [B, m, j+1, 1]
+class _Slots:
+    """The state of :func:`lanczos`: every sample's basis and coefficients, its own step
+    count ``pos``, and which samples run now (``running``) or still wait."""
+
+    def __init__(self, start: Tensor, k: int, width: int) -> None:
+        B, m, d = start.shape
+        self.k, self.width = k, width
+        self.Q = start.new_zeros(B, m, k, d)
+        self.alpha, self.beta = start.new_zeros(B, m, k), start.new_zeros(B, m, k)
+        self.q = start / torch.linalg.vector_norm(start, dim=-1, keepdim=True)
+        self.alive = torch.ones(B, m, dtype=torch.bool, device=start.device)
+        self.length = torch.zeros(B, m, dtype=torch.int64, device=start.device)
+        self.pos = torch.zeros(B, dtype=torch.int64, device=start.device)
+        self.scale, self.residual = start.new_zeros(B, m), torch.zeros_like(start)
+        self.running = torch.arange(B, device=start.device) < width
+        self.waiting = ~self.running
+        self.tol = 100 * torch.finfo(start.dtype).eps
+
+    def step(self, matvec: Operator, rows: Tensor) -> None:
+        """One Lanczos step for the running samples ``rows``, each at its own step."""
+        tiny = torch.finfo(self.q.dtype).tiny
+        seqs = torch.arange(self.q.shape[1], device=rows.device)
+        p, alive, q = self.pos[rows], self.alive[rows], self.q[rows]
+        self.Q[rows[:, None], seqs, p[:, None]] = q
+        self.length[rows] += alive.to(torch.int64)
+        V = torch.where(self.running[:, None, None], self.q, 0)
+        w = apply_active(matvec, V, self.running, self.alive)[rows]
+        a = torch.where(alive, (w * q).sum(-1), 0)
+        w = w - a[..., None] * q
+        before = (p - 1).clamp_min(0)
+        b_prev = torch.where(p[:, None] > 0, self.beta[rows[:, None], seqs, before[:, None]], 0)
+        w = w - b_prev[..., None] * self.Q[rows[:, None], seqs, before[:, None]]
+        J, B = int(p.max()) + 1, self.Q.shape[0]
+        if rows.numel() == B:
+            w = _reorthogonalise(w, self.Q[:, :, :J])
+        elif 2 * rows.numel() >= B:  # the whole basis (a view) beats copying most of it
+            W = w.new_zeros(B, *w.shape[1:])
+            W[rows] = w
+            w = _reorthogonalise(W, self.Q[:, :, :J])[rows]
+        else:
+            w = _reorthogonalise(w, self.Q[rows, :, :J])
+        b = torch.linalg.vector_norm(w, dim=-1)
+        self.residual[rows] = torch.where(alive[..., None], w, self.residual[rows])
+        scale = torch.maximum(self.scale[rows], a.abs() + b)
+        self.scale[rows] = scale
+        alive = alive & (b > self.tol * scale.clamp_min(tiny))
+        self.alpha[rows[:, None], seqs, p[:, None]] = a
+        # A sequence that stopped for convergence keeps its last β: its residual norm.
+        self.beta[rows[:, None], seqs, p[:, None]] = torch.where(alive, b, 0)
+        self.q[rows] = torch.where(alive[..., None], w / b.clamp_min(tiny)[..., None], 0)
+        self.alive[rows] = alive
+        self.pos[rows] += 1
+
+    def stop(self, finished: Tensor) -> None:
+        """Freeze the samples of ``finished`` (``[B]`` bool) and start waiting ones."""
+        self.alive &= ~finished[:, None]
+        self.q = torch.where(self.alive[..., None], self.q, 0)
+        self.running &= ~finished
+        free = self.width - int(self.running.sum())
+        if free > 0 and bool(self.waiting.any()):
+            nxt = self.waiting.nonzero()[:free, 0]
+            self.running[nxt], self.waiting[nxt] = True, False
+
+    def run(self) -> LanczosRun:
+        return _finish(
+            self.alpha, self.beta, self.Q, int(self.pos.max()), self.length, self.residual
+        )
+
+
+def _reorthogonalise(w: Tensor, basis: Tensor) -> Tensor:
+    """w reorthogonalised against the Lanczos vectors ``basis`` ``[b, m, j, d]`` (zero
+    columns past a sequence's own step are harmless), twice ("twice is enough", Parlett)."""
+    for _ in range(2):
+        # Batched matmuls on the basis (einsum copied it: ~2.6× slower on CPU).
+        coeff = torch.matmul(basis, w[..., None])  # [b, m, j, 1]
         w = w - torch.matmul(coeff.transpose(-1, -2), basis)[..., 0, :]
     return w
 

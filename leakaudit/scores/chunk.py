@@ -54,8 +54,8 @@ Scores = dict[str, Tensor]
 
 
 class Progress:
-    """Reports a chunk's samples as they finish: each when its Lanczos run freezes, the
-    rest (samples frozen by breakdown, or runs without Lanczos) when the chunk is done.
+    """Reports a chunk's samples as they finish: each when its Lanczos run stops, the
+    rest (runs without Lanczos) when the chunk is done.
 
     Args:
         callback: ``callback(n)`` with the number of samples finished since the last call.
@@ -97,6 +97,7 @@ class _Chunk:
     scores: Scores
     diag: Scores
     progress: Progress = field(default_factory=lambda: Progress(None, 0))
+    width: int | None = None
 
     @classmethod
     def start(
@@ -132,6 +133,7 @@ def score_chunk(
     options: ScoreOptions,
     plan: Plan,
     progress: Callable[[int], None] | None = None,
+    width: int | None = None,
 ) -> tuple[Scores, Scores]:
     """Selected scores and diagnostics for one chunk.
 
@@ -142,12 +144,14 @@ def score_chunk(
         plan: the work the selected scores need.
         progress: ``progress(n)`` as samples finish (see :class:`Progress`); the calls
             add up to B by the time this returns.
+        width: samples whose Lanczos runs go on at once (default: all); a sample that
+            stops hands its slot to the next (:func:`~leakaudit.linalg.lanczos.lanczos`).
 
     Returns:
         ``(scores, diagnostics)``, name → ``[B]`` tensors on the chunk's device.
     """
     chunk = _Chunk.start(ops, indices, options, plan)
-    chunk.progress = Progress(progress, len(indices))
+    chunk.progress, chunk.width = Progress(progress, len(indices)), width
     if dense.applies(options, plan, ops.dim):
         chunk.scores, chunk.diag = dense.dense_scores(ops, options, plan)
     elif plan.lanczos:
@@ -166,43 +170,47 @@ def _spectrum(chunk: _Chunk) -> _Spectrum:
     """Run Lanczos on the matching Hessians; every sample stops on its own convergence."""
     o, p, g = chunk.options, chunk.plan, chunk.ops.grads
     d = chunk.ops.dim
-    starts, n_l2 = _starts(chunk.indices, d, o, p, g.dtype)
+    # Jᵀu, u = g*/‖g*‖: the cosine operator's rank-one part, and the direction the L2
+    # sequence starts near when only its top end is needed (Rayleigh quotient
+    # ‖JJᵀu‖²/‖Jᵀu‖²: large; a start near the top slows the bottom end down).
+    top_only = p.l2 and not (p.slq or p.l2_min)
+    jtu = None
+    if p.cos or top_only:
+        jtu = chunk.ops.jt(g / chunk.gnorm.clamp_min(chunk.tiny)[:, None])
+    starts, n_l2 = _starts(chunk.indices, d, o, p, g.dtype, jtu if top_only else None)
     l2, cos = slice(0, n_l2), slice(n_l2, starts.shape[1])
     cosine = None
     if p.cos:
-        u = g / chunk.gnorm.clamp_min(chunk.tiny)[:, None]
-        cosine = CosineMatchingHessian(chunk.gram, chunk.ops.jt(u), chunk.gnorm)
+        assert jtu is not None
+        cosine = CosineMatchingHessian(chunk.gram, jtu, chunk.gnorm)
     hessians = MatchingHessians(chunk.gram, cosine, n_l2)
-    tracker = _Reporting(Convergence(o, p, l2, cos, d), chunk.progress)
     run = lanczos(
         hessians,
         starts.to(g.device),
         o.max_iter,
-        converged=tracker,
+        converged=Convergence(o, p, l2, cos, d),
         check_every=o.check_every,
+        width=chunk.width,
+        on_done=chunk.progress.finished,
     )
     ritz = run.ritz()
     chunk.diag["lanczos_steps"] = run.length.max(-1).values
+    chunk.diag["lanczos_vectors"] = run.length.sum(-1)
     return _Spectrum(hessians, run, ritz, l2, cos, _extremes(ritz, p, l2, cos))
 
 
-class _Reporting:
-    """A convergence test that also reports the samples it lets stop."""
-
-    def __init__(self, test: Callable[[LanczosRun], Tensor], progress: Progress) -> None:
-        self.test, self.progress = test, progress
-
-    def __call__(self, run: LanczosRun) -> Tensor:
-        done = self.test(run)
-        self.progress.finished(done)
-        return done
-
-
 def _starts(
-    indices: Tensor, d: int, options: ScoreOptions, plan: Plan, dtype: torch.dtype
+    indices: Tensor,
+    d: int,
+    options: ScoreOptions,
+    plan: Plan,
+    dtype: torch.dtype,
+    toward: Tensor | None,
 ) -> tuple[Tensor, int]:
-    """Start vectors ``[B, m, d]``: L2 sequences first (the I²F probes when SLQ is needed),
-    then one cosine sequence. (For d = 1, ``probe_vectors`` gives the basis vector.)"""
+    """Start vectors ``[B, m, d]``: L2 sequences first (the I²F probes when SLQ is needed,
+    else one sequence: a random unit vector, plus ``toward`` ``[B, d]`` (Jᵀu, normalised)
+    when given, the random tenth keeping the start nonzero and in general position), then
+    one cosine sequence. (For d = 1, ``probe_vectors`` gives the basis vector.)"""
 
     def draw(n: int, purpose: int) -> Tensor:
         return probe_vectors(indices, d, n, seed=options.seed, purpose=purpose, dtype=dtype)
@@ -214,7 +222,17 @@ def _starts(
             exact = options.n_probes >= d
             parts.append(block_local(Z, options.blocks) if options.blocks > 1 and not exact else Z)
         else:
-            parts.append(draw(1, _START_L2))
+            z = draw(1, _START_L2) / d**0.5
+            if toward is not None:
+                t = toward.detach().to("cpu", dtype)[:, None]
+                z = (
+                    t
+                    / torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(
+                        torch.finfo(dtype).tiny
+                    )
+                    + 0.1 * z
+                )
+            parts.append(z)
     n_l2 = parts[0].shape[1] if parts else 0
     if plan.cos:
         parts.append(draw(1, _START_COS))

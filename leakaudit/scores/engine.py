@@ -215,7 +215,7 @@ def _score_all(
         X = X.to(device, options.dtype)
         Y = Y.to(device)
         ops = prepared.func_ops(X, Y) if backend == "func" else prepared.autograd_ops(X, Y)
-        scores, diag = score_chunk(ops, idx, options, plan, progress)
+        scores, diag = score_chunk(ops, idx, options, plan, progress, options.lanczos_width)
         part = _to_result(idx, Y, scores, diag, backend, device)
         part.products, part.product_seconds = ops.products.n, ops.products.seconds
         parts.append(part)

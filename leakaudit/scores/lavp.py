@@ -137,6 +137,11 @@ class MatchingHessians(BatchedOperator):
         cosine = self.cosine.restrict(idx) if self.cosine is not None else None
         return MatchingHessians(self.gram.restrict(idx), cosine, self.n_l2)
 
+    def columns(self, cols: Tensor) -> MatchingHessians:
+        """The operators of the sequences ``cols`` (``[m]`` bool; the L2 ones come first)."""
+        cosine = self.cosine if bool(cols[self.n_l2 :].any()) else None
+        return MatchingHessians(self.gram, cosine, int(cols[: self.n_l2].sum()))
+
 
 def extreme(ritz: Ritz, seqs: slice, end: str) -> tuple[Tensor, Tensor, Tensor]:
     """Best Ritz value over the sequences ``seqs`` at one end of the spectrum.

@@ -99,6 +99,10 @@ class ScoreOptions:
             sample's Jacobian J (P × d) is formed from d J·v products and every score is
             read off dense d × d eigendecompositions (:mod:`leakaudit.scores.dense`);
             larger inputs use Lanczos. 0 disables the dense path.
+        lanczos_width: samples of a chunk whose Lanczos runs step together (their
+            products batched); ``None``: the whole chunk. With fewer than the chunk, a
+            sample that stops hands its slot to the next one waiting, so the batch stays
+            full while slow samples finish; the scores do not depend on it (to rounding).
     """
 
     scores: tuple[str, ...] = ALL_SCORES
@@ -118,11 +122,12 @@ class ScoreOptions:
     backend: Backend = "auto"
     loss: LossFn | None = None
     model_mode: ModelMode = "eval"
-    check_every: int = 8
+    check_every: int = 4
     blocks: int = 1
     local_steps: int = 1
     local_lr: float = 0.1
     dense_max_dim: int = 256
+    lanczos_width: int | None = None
 
     def __post_init__(self) -> None:
         """Check every option; the config's ``scores`` section is checked by these too.
@@ -156,6 +161,11 @@ class ScoreOptions:
             0 <= self.seed <= MAX_SEED,
             "seed",
             f"must be an integer in [0, 2**63 - 1], got {self.seed}",
+        )
+        _require(
+            self.lanczos_width is None or self.lanczos_width >= 1,
+            "lanczos_width",
+            f"must be >= 1, got {self.lanczos_width}",
         )
         _require(
             self.chunk_size is None or self.chunk_size >= 1,
