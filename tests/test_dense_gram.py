@@ -1,5 +1,6 @@
 """The dense path's Jacobians: J·v by reverse over reverse (``jv_many``) against the
-jacrev truth, the Gram formed group by group against one pass, and no forward mode."""
+jacrev truth, the Gram formed group by group against one pass, and what the demo scan
+does not load (forward mode, scikit-learn)."""
 
 import subprocess
 import sys
@@ -73,24 +74,25 @@ def test_gram_in_groups_equals_one_pass(name: str, monkeypatch: pytest.MonkeyPat
     torch.testing.assert_close(w1, torch.einsum("bpd,bp->bd", J, U))
 
 
-def test_dense_scan_needs_no_forward_mode() -> None:
-    """The dense path forms J without jvp: torch's forward-mode decompositions (a
-    one-time TorchScript set-up of ~0.4 s) are never loaded by a dense-path scan."""
+def test_demo_scan_loads_neither_forward_mode_nor_scikit_learn() -> None:
+    """The demo's dense path forms J without jvp, so torch's forward-mode decompositions
+    (a one-time TorchScript set-up of ~0.4 s) are never loaded, and the digits are read
+    without importing scikit-learn (~0.15 s)."""
     code = textwrap.dedent(
         """
-        import sys, torch
-        from tests.ground_truth import make_case
-        from leakaudit.scores.engine import score_samples
-        from leakaudit.scores.options import ScoreOptions
-        case = make_case("lenet-1ch", n=2)
-        res = score_samples(case.model, (case.X, case.Y),
-                            ScoreOptions(device="cpu", scores=("grad_norm", "i2f")))
-        assert bool((res.diagnostics["lanczos_steps"] == 0).all())
-        print("torch._decomp.decompositions_for_jvp" in sys.modules)
+        import sys
+        from leakaudit import api
+        from leakaudit.demo import demo_config
+        config = demo_config()
+        config.data.per_class = 1
+        report = api.scan(config)
+        assert report.summary["num_samples"] == 10
+        assert all(s.diagnostics["lanczos_steps"] == 0 for s in report.samples)
+        print([m for m in ("torch._decomp.decompositions_for_jvp", "sklearn") if m in sys.modules])
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out.stderr
+    assert out.stdout.strip() == "[]", out.stderr
 
 
 def test_dense_scores_do_not_depend_on_the_group_size(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,3 +103,17 @@ def test_dense_scores_do_not_depend_on_the_group_size(monkeypatch: pytest.Monkey
     grouped = score_samples(case.model, (case.X, case.Y), opts)
     for key, value in whole.scores.items():
         torch.testing.assert_close(grouped.scores[key], value, rtol=1e-12, atol=0, msg=key)
+
+
+def test_digits_are_scikit_learns() -> None:
+    from sklearn.datasets import load_digits
+
+    from leakaudit.io.sources import digits_source
+
+    want = load_digits()
+    source = digits_source()
+    assert len(source.ids) == len(want.target) == 1797
+    assert torch.equal(source.labels, torch.as_tensor(want.target, dtype=torch.int64))
+    for i in (0, 1, 900, 1796):
+        expected = torch.tensor(want.images[i] / 16.0, dtype=torch.float32)[None]
+        assert torch.equal(source.read(i), expected)
