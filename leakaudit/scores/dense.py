@@ -1,9 +1,11 @@
 """Exact scores for small inputs: the Jacobian formed densely, the spectra by eigh.
 
 When the input dimension d is small (``ScoreOptions.dense_max_dim``), each sample's
-Jacobian J = ∂g/∂x (P × d) costs d J·v products — fewer than one Lanczos run of the
-iterative path, which needs a J·v and a Jᵀ·u per step and sequence. From J (kept in the
-chunk's dtype; the d × d matrices below are formed from it and diagonalised in float64):
+Jacobian J = ∂g/∂x (P × d) costs d J·v products (``jv_many``: reverse over reverse for a
+plain gradient) — fewer than one Lanczos run of the iterative path, which needs a J·v and
+a Jᵀ·u per step and sequence. J is formed a few samples at a time (:func:`gram`) in the
+chunk's dtype and reduced at once to the d × d and d-sized quantities below, which are
+formed and diagonalised in float64:
 
 * A = JᵀJ, H₂ = 2A and H_c = (A − w wᵀ)/‖g*‖² with w = Jᵀu, u = g*/‖g*‖ (Hong et al.
   2023, the operators of :mod:`leakaudit.scores.lavp`), diagonalised by ``eigh``;
