@@ -74,20 +74,24 @@ def test_gram_in_groups_equals_one_pass(name: str, monkeypatch: pytest.MonkeyPat
     torch.testing.assert_close(w1, torch.einsum("bpd,bp->bd", J, U))
 
 
-def test_demo_scan_loads_neither_forward_mode_nor_scikit_learn() -> None:
-    """The demo's dense path forms J without jvp, so torch's forward-mode decompositions
+def test_digits_dense_scan_loads_neither_forward_mode_nor_scikit_learn() -> None:
+    """The dense path (the demo's) forms J without jvp, so torch's forward-mode decompositions
     (a one-time TorchScript set-up of ~0.4 s) are never loaded, and the digits are read
     without importing scikit-learn (~0.15 s)."""
     code = textwrap.dedent(
         """
-        import sys
-        from leakaudit import api
-        from leakaudit.demo import demo_config
-        config = demo_config()
-        config.data.per_class = 1
-        report = api.scan(config)
-        assert report.summary["num_samples"] == 10
-        assert all(s.diagnostics["lanczos_steps"] == 0 for s in report.samples)
+        import sys, torch
+        from leakaudit.io.sources import digits_source
+        from leakaudit.models import build_model
+        from leakaudit.scores.engine import score_samples
+        from leakaudit.scores.options import ScoreOptions
+        source = digits_source()
+        X = torch.stack([source.read(i) for i in range(4)])
+        torch.manual_seed(0)
+        model = build_model("lenet", num_classes=10, in_channels=1, image_size=8, kwargs={})
+        opts = ScoreOptions(device="cpu", scores=("grad_norm", "i2f"))
+        res = score_samples(model, (X, source.labels[:4]), opts)
+        assert bool((res.diagnostics["lanczos_steps"] == 0).all())  # the dense path
         print([m for m in ("torch._decomp.decompositions_for_jvp", "sklearn") if m in sys.modules])
         """
     )
