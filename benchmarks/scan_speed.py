@@ -23,6 +23,7 @@ changes no number, the new report's ``grad_norm`` and ranking must equal the old
 Usage::
 
     python benchmarks/scan_speed.py --threads 1 --rounds 3
+    python benchmarks/scan_speed.py --threads 2 --rounds 3 --only demo
     python benchmarks/scan_speed.py --quick --old .   # smoke test: this tree against itself
 """
 
@@ -182,6 +183,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=48, help="ImageFolder size")
     ap.add_argument("--target", type=float, default=5.0, help="scan-time ratio to PASS")
     ap.add_argument("--quick", action="store_true", help="1 round, 8 images, 10 demo digits")
+    ap.add_argument("--only", choices=("demo", "imagefolder"), help="run one case only")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args()
     rounds, n_images = (1, 8) if args.quick else (args.rounds, args.images)
@@ -197,6 +199,7 @@ def main() -> None:
         rows = [
             bench_case(name, case, old, rounds, args.threads, tmp)
             for name, case in (("demo", demo), ("imagefolder", folder))
+            if args.only in (None, name)
         ]
     print_rows(rows, args.target, args.threads, rounds)
     if args.json:

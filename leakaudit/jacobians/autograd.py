@@ -105,6 +105,10 @@ class AutogradOperators:
                 [torch.stack([s.jv(v).detach() for v in Vs]) for s, Vs in zip(self._samples, V)]
             )
 
+    def jv_many(self, V: Tensor) -> Tensor:
+        """J V for many vectors per sample: :meth:`jv`."""
+        return self.jv(V)
+
     def jnorm2(self, V: Tensor) -> Tensor:
         with self._count.add(V.shape[0], V.shape[1]), torch.enable_grad():
             return torch.stack(

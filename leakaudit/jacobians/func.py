@@ -4,6 +4,11 @@ J v is forward-over-reverse (``jvp`` of ``grad``), Jᵀ u is reverse-over-revers
 (``vjp`` of ``grad``). The inner ``vmap`` runs over the m vectors of one sample so the
 sample's primal forward/backward pass is computed once per product; the outer ``vmap``
 runs over the samples of a chunk.
+
+For a plain gradient g = ∇_θ ℓ (:class:`PlainGradient`), J = ∂²ℓ/∂θ∂x and mixed partials
+commute, so J c = ∇_θ ⟨c, ∇_x ℓ⟩ is also reverse-over-reverse: ``jv_many`` forms many
+J·v that way (the dense path's d basis vectors). It needs no forward mode, whose first
+use in a process costs torch a one-time ~0.4 s of TorchScript set-up.
 """
 
 from __future__ import annotations
@@ -20,10 +25,9 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 FlatGrad = Callable[[Tensor, Tensor], Tensor]
 
 
-def make_flat_grad(
-    model: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor], loss_fn: LossFn
-) -> FlatGrad:
-    """Return ``g(x, y)``: the flat parameter gradient of one sample's loss, ``[P]``.
+class PlainGradient:
+    """``g(x, y)``: the flat parameter gradient of one sample's loss, ``[P]`` (a
+    :data:`FlatGrad`), with its Jacobian's rows by reverse over reverse (:meth:`rows`).
 
     Args:
         model: the network; called through ``functional_call`` with ``params``.
@@ -31,17 +35,40 @@ def make_flat_grad(
         buffers: buffers (BatchNorm statistics), name → tensor.
         loss_fn: ``loss(logits [1, C], y [1]) -> scalar``.
     """
-    names = tuple(params)
 
-    def flat_grad(x: Tensor, y: Tensor) -> Tensor:
-        def loss_of(p: dict[str, Tensor]) -> Tensor:
-            out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
-            return loss_fn(out, y.unsqueeze(0))
+    def __init__(
+        self,
+        model: nn.Module,
+        params: dict[str, Tensor],
+        buffers: dict[str, Tensor],
+        loss_fn: LossFn,
+    ) -> None:
+        self.model, self.params, self.buffers, self.loss_fn = model, params, buffers, loss_fn
 
-        g = grad(loss_of)(params)
-        return torch.cat([g[n].reshape(-1) for n in names])
+    def _loss(self, p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        out = functional_call(self.model, (p, self.buffers), (x.unsqueeze(0),))
+        return self.loss_fn(out, y.unsqueeze(0))
 
-    return flat_grad
+    def _flat(self, g: dict[str, Tensor]) -> Tensor:
+        return torch.cat([g[n].reshape(-1) for n in self.params])
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        return self._flat(grad(self._loss)(self.params, x, y))
+
+    def rows(self, x: Tensor, y: Tensor, C: Tensor) -> Tensor:
+        """J c = ∇_θ ⟨c, ∇_x ℓ⟩ for the m vectors ``C`` ``[m, d]`` of one sample: ``[m, P]``
+        (one double backward, then a vjp per vector)."""
+        input_grad = grad(self._loss, argnums=1)
+        pullback = vjp(lambda p: input_grad(p, x, y), self.params)[1]
+        return vmap(lambda c: self._flat(pullback(c.reshape(x.shape))[0]))(C)
+
+
+def make_flat_grad(
+    model: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor], loss_fn: LossFn
+) -> FlatGrad:
+    """Return ``g(x, y)``: the flat parameter gradient of one sample's loss, ``[P]``, as a
+    :class:`PlainGradient` (arguments as there)."""
+    return PlainGradient(model, params, buffers, loss_fn)
 
 
 class FuncOperators:
@@ -115,6 +142,14 @@ class FuncOperators:
         """J V for ``V`` ``[B, m, d]``: ``[B, m, P]``."""
         with self._count.add(V.shape[0], V.shape[1]):
             return vmap(self._jv_one)(self._X, self._Y, V)
+
+    def jv_many(self, V: Tensor) -> Tensor:
+        """J V for ``V`` ``[B, m, d]`` with many vectors per sample: ``[B, m, P]``, by
+        reverse over reverse for a :class:`PlainGradient` (module docstring), else :meth:`jv`."""
+        if not isinstance(self._g, PlainGradient):
+            return self.jv(V)
+        with self._count.add(V.shape[0], V.shape[1]):
+            return vmap(self._g.rows)(self._X, self._Y, V)
 
     def jnorm2(self, V: Tensor) -> Tensor:
         def one(x: Tensor, y: Tensor, Vs: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ J = ∂g/∂x is P × d for each sample (SPEC.md). It is never formed: a
 * ``gram(V)``    JᵀJ V for m vectors per sample, ``[B, m, d] → [B, m, d]``;
 * ``jt(U)``      Jᵀ U, ``[B, P] → [B, d]``;
 * ``jv(V)``      J V for m vectors per sample, ``[B, m, d] → [B, m, P]``;
+* ``jv_many(V)`` the same, computed the cheapest exact way for many vectors (m ≈ d);
 * ``jnorm2(V)``  ‖J v‖² for m vectors per sample, ``[B, m, d] → [B, m]``;
 * ``dim``        d;
 * ``products``   how many single-sample products (one J·v or one Jᵀ·u each) were
@@ -67,6 +68,10 @@ class SampleOperators(Protocol):
 
     def jv(self, V: Tensor) -> Tensor:
         """J V: ``V`` is ``[B, m, d]``; returns ``[B, m, P]``."""
+        ...
+
+    def jv_many(self, V: Tensor) -> Tensor:
+        """J V for many vectors per sample (the dense path's basis): as :meth:`jv`."""
         ...
 
     def jnorm2(self, V: Tensor) -> Tensor:

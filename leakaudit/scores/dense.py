@@ -1,9 +1,11 @@
 """Exact scores for small inputs: the Jacobian formed densely, the spectra by eigh.
 
 When the input dimension d is small (``ScoreOptions.dense_max_dim``), each sample's
-Jacobian J = ∂g/∂x (P × d) costs d J·v products — fewer than one Lanczos run of the
-iterative path, which needs a J·v and a Jᵀ·u per step and sequence. From J (kept in the
-chunk's dtype; the d × d matrices below are formed from it and diagonalised in float64):
+Jacobian J = ∂g/∂x (P × d) costs d J·v products (``jv_many``: reverse over reverse for a
+plain gradient) — fewer than one Lanczos run of the iterative path, which needs a J·v and
+a Jᵀ·u per step and sequence. J is formed a few samples at a time (:func:`gram`) in the
+chunk's dtype and reduced at once to the d × d and d-sized quantities below, which are
+formed and diagonalised in float64:
 
 * A = JᵀJ, H₂ = 2A and H_c = (A − w wᵀ)/‖g*‖² with w = Jᵀu, u = g*/‖g*‖ (Hong et al.
   2023, the operators of :mod:`leakaudit.scores.lavp`), diagonalised by ``eigh``;
@@ -41,6 +43,9 @@ from leakaudit.scores.plan import Plan
 _TANGENTS_PER_VECTOR = 6
 
 
+#: Bytes of Jacobians formed at once on the CPU (:func:`gram`).
+WORKING_SET = 16 * 2**20
+
 #: Plans that need only λ_max (``lavp_*_max``, ``i2f_lb``) take a few dozen Lanczos
 #: products per sample: the dense path pays off for them only up to this fraction of
 #: ``dense_max_dim`` (measured in docs/performance.md).
@@ -58,19 +63,42 @@ def applies(options: ScoreOptions, plan: Plan, d: int) -> bool:
 
 def jacobian(ops: SampleOperators, memory_budget: int) -> Tensor:
     """Every sample's Jᵀ ``[B, d, P]`` (row i = J eᵢ) from the d standard basis vectors,
-    d J·v products per sample, pushed in blocks sized so that their tangents fit
-    ``memory_budget``."""
+    d J·v products per sample (``jv_many``), pushed in blocks sized so that their
+    tangents fit ``memory_budget``."""
     g, d = ops.grads, ops.dim
     B, P = g.shape
     per_vector = _TANGENTS_PER_VECTOR * B * P * g.element_size()
     block = int(max(1, min(d, memory_budget // max(per_vector, 1))))
     if block == d:
-        return ops.jv(torch.eye(d, dtype=g.dtype, device=g.device).expand(B, -1, -1))
+        return ops.jv_many(torch.eye(d, dtype=g.dtype, device=g.device).expand(B, -1, -1))
     eye = torch.eye(d, dtype=g.dtype, device=g.device)
     Jt = g.new_empty(B, d, P)
     for start in range(0, d, block):
-        Jt[:, start : start + block] = ops.jv(eye[start : start + block].expand(B, -1, -1))
+        Jt[:, start : start + block] = ops.jv_many(eye[start : start + block].expand(B, -1, -1))
     return Jt
+
+
+def gram(
+    ops: SampleOperators, memory_budget: int, images: tuple[Tensor | None, ...] = ()
+) -> tuple[Tensor, list[Tensor | None]]:
+    """A = JᵀJ ``[B, d, d]`` and Jᵀ U for each ``U`` ``[B, P]`` of ``images`` (``[B, d]``;
+    None stays None), all float64, without keeping every sample's J: on the CPU the
+    samples go through in groups whose Jacobians fill about :data:`WORKING_SET` bytes,
+    so the P-sized work reuses the same memory (on a loaded 2-core machine, forming the
+    demo's 100 Jacobians at once spent half its time faulting in fresh pages)."""
+    g, d = ops.grads, ops.dim
+    B, P = g.shape
+    group = B if g.device.type != "cpu" else max(1, WORKING_SET // (d * P * g.element_size()))
+    A = g.new_empty(B, d, d, dtype=torch.float64)
+    out = [None if U is None else g.new_empty(B, d, dtype=torch.float64) for U in images]
+    for start in range(0, B, group):
+        idx = torch.arange(start, min(B, start + group), device=g.device)
+        Jt = jacobian(ops if len(idx) == B else ops.restrict(idx), memory_budget)
+        A[idx] = torch.bmm(Jt, Jt.transpose(1, 2)).double()
+        for U, o in zip(images, out):
+            if U is not None and o is not None:
+                o[idx] = _apply(Jt, U[idx])
+    return A, out
 
 
 @dataclass
@@ -105,26 +133,26 @@ def dense_scores(ops: SampleOperators, options: ScoreOptions, plan: Plan) -> tup
         Lanczos path's.
     """
     g = ops.grads
-    Jt = jacobian(ops, options.memory_budget)  # the P-sized work stays in the chunk's dtype
     gnorm = torch.linalg.vector_norm(g, dim=1)
+    u = g / gnorm.clamp_min(torch.finfo(g.dtype).tiny)[:, None] if plan.cos else None
+    i2f = plan.l2 and (plan.trace or plan.slq)
+    bias = options.defense.bias(g) if i2f else None
+    A, (w, jt_bias) = gram(ops, options.memory_budget, (u, bias))
     scores: Scores = {N.GRAD_NORM: gnorm}
     diag: Scores = {"converged": torch.ones(g.shape[0], dtype=torch.bool, device=g.device)}
     diag["lanczos_steps"] = torch.zeros(g.shape[0], dtype=torch.long, device=g.device)
-    A = torch.bmm(Jt, Jt.transpose(1, 2)).double()
-    gram = _Eig.of(A) if plan.l2 else None
-    if gram is not None:
-        _lavp(scores, diag, options, "l2", gram, plan.l2_min)
-    if plan.cos:
-        u = g / gnorm.clamp_min(torch.finfo(g.dtype).tiny)[:, None]
-        w = _apply(Jt, u)
+    eig = _Eig.of(A) if plan.l2 else None
+    if eig is not None:
+        _lavp(scores, diag, options, "l2", eig, plan.l2_min)
+    if plan.cos and w is not None:
         g2 = gnorm.double().pow(2)
         g2 = torch.where(g2 > 0, g2, torch.ones_like(g2))  # g* = 0: NaN below, not eigh's
         H_c = (A - w[:, :, None] * w[:, None, :]) / g2[:, None, None]
         _lavp(scores, diag, options, "cos", _Eig.of(H_c), plan.cos_min)
         no_cosine_without_gradient(scores, diag, gnorm <= torch.finfo(g.dtype).tiny)
     geometric_mean(scores, diag, options)
-    if gram is not None and (plan.trace or plan.slq):
-        _i2f(scores, diag, options, plan, Jt, g, gram)
+    if eig is not None and i2f:
+        _i2f(scores, diag, options, plan, jt_bias, g, eig)
     return _cast(scores, g.dtype), _cast(diag, g.dtype)
 
 
@@ -144,15 +172,14 @@ def _i2f(
     diag: Scores,
     options: ScoreOptions,
     plan: Plan,
-    Jt: Tensor,
+    jt_bias: Tensor | None,
     g: Tensor,
     gram: _Eig,
 ) -> None:
-    """I²F and its lower bound, exactly, from Jᵀ ``[B, d, P]`` and the eigh of JᵀJ."""
+    """I²F and its lower bound, exactly, from Jᵀb ``[B, d]`` (None: no bias) and the eigh
+    of JᵀJ."""
     lam = gram.values[:, -1].clamp_min(torch.finfo(g.dtype).tiny)
     noise_var = options.defense.noise_variance(g).double()
-    bias = options.defense.bias(g)
-    jt_bias = _apply(Jt, bias) if bias is not None else None
     trace = gram.H.diagonal(dim1=1, dim2=2).sum(-1)  # ‖J‖²_F
     zero = torch.zeros_like(trace)
     diag["trace_jtj"], diag["trace_jtj_se"] = trace, zero

@@ -21,6 +21,7 @@ from leakaudit.jacobians.autograd import AutogradOperators, module_forward
 from leakaudit.jacobians.func import FuncOperators, make_flat_grad
 from leakaudit.jacobians.protocol import SampleOperators
 from leakaudit.jacobians.updates import make_flat_update
+from leakaudit.scores import dense
 from leakaudit.scores.chunk import score_chunk
 from leakaudit.scores.data import chunks, iter_samples
 from leakaudit.scores.losses import stable_cross_entropy
@@ -208,7 +209,7 @@ def _score_all(
     X1 = first[1][None].to(device, options.dtype)
     Y1 = first[2].reshape(1).to(device)
     size = _chunk_size(prepared, X1, Y1, options, plan)
-    backend = _choose_backend(prepared, X1, Y1, options.backend, plan)
+    backend = _choose_backend(prepared, X1, Y1, options, plan)
     parts: list[ScoreResult] = []
     for idx, X, Y in chunks(samples, size):
         prepared.check_labels(idx, Y)
@@ -257,23 +258,29 @@ def planned_chunk_size(model: nn.Module, data: Data, options: ScoreOptions) -> i
             model.train()
 
 
-def _choose_backend(prepared: _Model, X1: Tensor, Y1: Tensor, requested: str, plan: Plan) -> str:
+def _choose_backend(
+    prepared: _Model, X1: Tensor, Y1: Tensor, options: ScoreOptions, plan: Plan
+) -> str:
     """The Jacobian backend for the whole scan, chosen once by what the model supports.
 
     TorchScript models go through autograd. With ``"auto"``, the first sample (``X1``
     ``[1, ...]``) is put through what the scan needs under ``torch.func`` — its gradient,
-    and one J·v and Jᵀu when a Lanczos run is planned: if the model cannot be
+    and one J·v and Jᵀu when a Lanczos run is planned (one ``jv_many`` when the dense
+    path serves the plan instead): if the model cannot be
     transformed, a :class:`FallbackWarning` is issued and autograd is used. Errors
     raised later while scoring are never rerouted: they are bugs or real failures.
     """
     if prepared.scripted:
         return "autograd"
-    if requested != "auto":
-        return requested
+    if options.backend != "auto":
+        return options.backend
     try:
         ops = prepared.func_ops(X1, Y1)
-        if plan.lanczos:
-            ops.gram(torch.ones(1, 1, ops.dim, dtype=X1.dtype, device=X1.device))
+        ones = torch.ones(1, 1, ops.dim, dtype=X1.dtype, device=X1.device)
+        if plan.lanczos and dense.applies(options, plan, ops.dim):
+            ops.jv_many(ones)
+        elif plan.lanczos:
+            ops.gram(ones)
     except (RuntimeError, NotImplementedError, TypeError) as exc:
         if "out of memory" in str(exc):
             raise
