@@ -598,7 +598,7 @@ def validate(
     config = _with_batch_size(_as_config(config, None)[0], batch_size)
     dev, options = _attack_device(attacks, budget, device), score_options(config)
     _attacks_invert_gradients(options)
-    with process_group(dev):  # under torchrun: the ranks share the attacks
+    with process_group(_group_device(dev, options)):  # under torchrun: ranks share attacks
         inputs, table = _inputs_and_scores(config, options, scores, scan_progress)
         _check_has_score(table, risk_score)
         return _attack_sharded(
@@ -670,8 +670,20 @@ def _attack_device(attacks: Sequence[str], budget: str, device: str) -> torch.de
     return resolve_device(device)
 
 
-def _attacks_invert_gradients(options: ScoreOptions) -> None:
-    """Refuse scores of a multi-step update where attacks on one gradient judge them."""
+def _group_device(attack: torch.device, options: ScoreOptions) -> torch.device:
+    """The device a torchrun rank joins its group with: CUDA when the attacks or the
+    scoring run there, so that each rank takes its own ``LOCAL_RANK`` GPU."""
+    return attack if attack.type == "cuda" else resolve_device(options.device)
+
+
+def _attacks_invert_gradients(options: ScoreOptions, batch_size: int | None = None) -> None:
+    """Refuse scores of a multi-step update where attacks on one gradient judge them, and
+    (``batch_size`` given: calibrate) batch scores where attacks on single samples would."""
+    if batch_size is not None:
+        raise ConfigError(
+            "scores.batch_size: calibrate attacks single samples' gradients, so it calibrates "
+            "per-sample scores: remove batch_size (validate --batch-size attacks batches)"
+        )
     if options.local_steps != 1:
         raise ConfigError(
             f"scores.local_steps: the attacks invert one gradient, so validate and calibrate "
@@ -728,12 +740,21 @@ def _check_batch_size(config: ScanConfig, report: Any, size: int) -> None:
         raise ConfigError(f"--batch-size {batch}: larger than the {size} samples of the data")
     if not isinstance(report, Mapping):
         return
-    scanned = ((report.get("config") or {}).get("scores") or {}).get("batch_size")
-    if (scanned or 1) != (batch or 1):
+    scanned = (report.get("config") or {}).get("scores") or {}
+    if (scanned.get("batch_size") or 1) != (batch or 1):
         raise InputError(
-            f"--report: the scan scored batches of {scanned or 1}, not {batch or 1}: "
-            "rescan with the same --batch-size, or omit --report to score now"
+            f"--report: the scan scored batches of {scanned.get('batch_size') or 1}, not "
+            f"{batch or 1}: rescan with the same --batch-size, or omit --report to score now"
         )
+    if batch is None:
+        return
+    mine = config.scores  # the loader's batches must be the ones the scan scored
+    for key in ("batch_shuffle", "seed", "drop_last"):
+        if key in scanned and scanned[key] != getattr(mine, key):
+            raise InputError(
+                f"--report: the scan formed its batches with scores.{key} = {scanned[key]}, "
+                f"not {getattr(mine, key)}: use the scan's settings, or omit --report"
+            )
 
 
 def _check_report_model(config: ScanConfig, report: Mapping[str, Any], sha: str | None) -> None:
@@ -812,8 +833,8 @@ def calibrate(
     _check_folds(n_samples, folds)
     dev = _attack_device(attacks, budget, device)  # before any work
     options = score_options(config)
-    _attacks_invert_gradients(options)
-    with process_group(dev):  # under torchrun: the ranks share the attacks
+    _attacks_invert_gradients(options, batch_size=config.scores.batch_size)
+    with process_group(_group_device(dev, options)):  # under torchrun: ranks share attacks
         inputs = load_inputs(config)
         subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
         full = _scored(inputs, replace(options, scores=ALL_SCORES), subset, scan_progress)

@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 import torch
+from torch import Tensor
 from typer.testing import CliRunner
 
 import leakaudit
@@ -22,7 +23,7 @@ from leakaudit.config import with_overrides
 from leakaudit.demo import DEMO_CHECKPOINT, demo_config
 from leakaudit.distributed.exchange import Payload, PayloadError, decode, encode
 from leakaudit.distributed.rows import payload_rows, rows_payload
-from leakaudit.errors import ConfigError
+from leakaudit.errors import ConfigError, RuntimeFailure
 from leakaudit.report.formats import FormatName
 from leakaudit.scores.options import ScoreResult
 from leakaudit.validation.run import AttackUnit, UnitResult, run_here, validate
@@ -94,6 +95,30 @@ def test_a_bad_payload_is_refused(spoil: Any) -> None:
     assert bad != blob
     with pytest.raises(PayloadError):
         decode(torch.frombuffer(bytearray(bad), dtype=torch.uint8))
+
+
+def _raw(header: str, body: bytes = b"") -> Tensor:
+    """A payload made by hand: its header's length, the header, the body."""
+    data = len(header.encode()).to_bytes(8, "little") + header.encode() + body
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize(
+    "header, body",
+    [
+        ('{"meta": {}, "tensors": [7]}', b""),  # an entry that is not an object
+        ('{"meta": [], "tensors": []}', b""),  # meta not an object
+        ('{"meta": {}, "tensors": [{"name": "x", "dtype": "int64", "shape": [Infinity], '
+         '"offset": 0}]}', b""),  # an infinite shape
+        ("[" * 100_000 + "]" * 100_000, b""),  # nesting deeper than the parser's stack
+        ('{"meta": {}, "tensors": [{"name": "b", "dtype": "bool", "shape": [2], '
+         '"offset": 0}]}', b"\x01\x07"),  # a boolean that is neither 0 nor 1
+    ],
+)
+def test_a_hostile_payload_is_a_payload_error_not_a_crash(header: str, body: bytes) -> None:
+    with pytest.raises(PayloadError) as caught:
+        decode(_raw(header, body))
+    assert isinstance(caught.value, RuntimeFailure)  # exit 3: the job failed, not the input
 
 
 #: torch.distributed's collectives that pickle: what they receive is unpickled.

@@ -129,7 +129,7 @@ def test_api_batches_of_one_give_the_per_sample_psnr(tmp_path: Path) -> None:
     ones = leakaudit.validate(cfg, report, batch_size=1, **fast)
     assert ones.indices.tolist() == alone.indices.tolist()
     assert torch.equal(ones.quality["dlg"]["psnr"], alone.quality["dlg"]["psnr"])
-    assert ones.config["batches"]["batch_size"] == 1
+    assert ones.config["batch_threat"]["batch_size"] == 1
     with pytest.raises(leakaudit.InputError, match="batches of 1, not 2"):
         leakaudit.validate(cfg, report, batch_size=2, **fast)
 
@@ -155,6 +155,13 @@ def test_cli_validate_batch_size_writes_batches_and_refuses_bad_sizes(tmp_path: 
         mean = sum(s["attacks"]["ig"]["psnr"] for s in rows) / 4
         assert group["attacks"]["ig"]["psnr_mean"] == pytest.approx(mean)
     assert {r["diagnostics"]["batch"] for r in json.loads(scan_json.read_text())["samples"]}
+    # A report whose loader was seeded otherwise than the configuration's scored other
+    # batches than the ones validate would attack: refused, not silently mismatched.
+    other = json.loads(scan_json.read_text())
+    other["config"]["scores"]["seed"] = 5
+    cfg = with_overrides(leakaudit.demo_config(), {"data.per_class": 2, "scores.batch_size": 4})
+    with pytest.raises(leakaudit.InputError, match=r"scores\.seed = 5, not 0"):
+        leakaudit.validate(cfg, other, attacks=["dlg"], budget="fast", n_samples=4)
     bad = ["validate", "--demo", "--per-class", "2", "--no-progress", "--batch-size"]
     assert_refused(CliRunner().invoke(app, [*bad, "0"]), "--batch-size 0")
     assert_refused(CliRunner().invoke(app, [*bad, "21"]), "--batch-size 21", "20 samples")
@@ -181,3 +188,13 @@ def test_batch_rows_are_the_loaders_whole_batches() -> None:
     assert positions[rows].tolist() == loader[3] + loader[0]
     with pytest.raises(ValueError, match="larger than the 22 samples"):
         batch_rows(positions, risk, Batching(23), 22, n_samples=9, indices=None, seed=0)
+
+
+def test_a_calibration_and_batch_scores_do_not_mix(tmp_path: Path) -> None:
+    # calibrate attacks single samples, so its map reads per-sample scores: a batch scan
+    # may not use one, and calibrate refuses to calibrate batch scores it never attacked.
+    batched = with_overrides(leakaudit.demo_config(), {"scores.batch_size": 4})
+    with pytest.raises(leakaudit.ConfigError, match="calibrate attacks single samples"):
+        leakaudit.api.calibrate(batched, n_samples=16, attacks=["dlg"], budget="fast")
+    with pytest.raises(leakaudit.ConfigError, match="a calibration maps the scores of one"):
+        with_overrides(batched, {"scores.calibration": str(tmp_path / "calibration.json")})

@@ -55,9 +55,12 @@ class MonotoneMap:
         Split-conformal order statistics (Vovk, Gammerman and Shafer 2005; Lei et al. 2018,
         "Distribution-free predictive inference for regression"): with n residuals and
         α = 1 − coverage, the ⌊(n+1)α/2⌋-th and ⌈(n+1)(1−α/2)⌉-th smallest (clamped to
-        the smallest and largest). A new exchangeable residual falls inside with
-        probability ≥ ``coverage`` (at n = 16 and 80%: the whole range, 15/17 ≈ 0.88);
-        interpolated quantiles fall short at small n (0.71 at n = 16).
+        the smallest and largest). A new residual exchangeable with these falls inside
+        with probability ≥ ``coverage`` (at n = 16 and 80%: the whole range, 15/17 ≈
+        0.88), except below n = 9 where the whole range gives (n − 1)/(n + 1).
+        Residuals of cross-validation folds around a map refitted on all the data make
+        this approximate (docs/calibration.md). Interpolated quantiles fall short at
+        small n (0.71 at n = 16).
         """
         r = np.sort(np.asarray(residuals, dtype=np.float64))
         r = r[np.isfinite(r)]

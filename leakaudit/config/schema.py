@@ -192,7 +192,14 @@ class ScoresConfig:
         self._check_local_steps()
 
     def _check_local_steps(self) -> None:
-        """Multi-step updates need torch.func, and a calibration maps one gradient's scores."""
+        """Multi-step updates need torch.func, and a calibration maps one gradient's scores
+        (one sample's: not a batch's)."""
+        require(
+            self.batch_size is None or self.calibration is None,
+            "batch_size",
+            "a calibration maps the scores of one sample's gradient (calibrate attacks single "
+            "samples): drop scores.calibration / --calibration, or scan without --batch-size",
+        )
         if self.local_steps == 1:
             return
         require(

@@ -45,7 +45,7 @@ scores:
   select: auto             # auto: only what the ranking, gate and calibration read; all;
                            # or a list, e.g. [grad_norm, lavp_l2_max, i2f] (docs/scores.md)
   risk_score: {DEFAULT_RISK_SCORE}       # the score that ranks samples
-  directions: {{}}           # e.g. {{lavp_gm: higher_is_riskier}} overrides SPEC's direction
+  directions: {{}}           # e.g. {{lavp_gm: higher_is_riskier}} flips the shipped one
   gm_end: max              # spectrum end used by lavp_gm: max | min
   n_probes: 8              # random probes of the I²F trace estimators
   max_iter: 80             # Lanczos steps per operator

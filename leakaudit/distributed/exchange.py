@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from leakaudit.errors import RuntimeFailure
+
 #: The dtypes a payload may carry, by name.
 DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
@@ -35,8 +37,9 @@ _NAMES = {v: k for k, v in DTYPES.items()}
 _LENGTH = 8  # bytes of the header's length, little-endian
 
 
-class PayloadError(ValueError):
-    """Bytes from another rank that are not a well-formed payload."""
+class PayloadError(RuntimeFailure):
+    """Bytes from another rank that are not a well-formed payload (a runtime failure of
+    the job, exit 3: the user's input is not at fault)."""
 
 
 @dataclasses.dataclass
@@ -74,13 +77,17 @@ def decode(blob: Tensor) -> Payload:
     size = int.from_bytes(data[:_LENGTH], "little")
     if len(data) < _LENGTH or size > len(data) - _LENGTH:
         raise PayloadError("payload shorter than its header")
-    try:
+    try:  # any malformed header (types, infinities, nesting) is the sender's fault
         header = json.loads(data[_LENGTH : _LENGTH + size].decode("utf-8"))
         meta, entries = header["meta"], header["tensors"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise PayloadError(f"payload header is not valid: {exc}") from None
-    body = data[_LENGTH + size :]
-    tensors = {str(e["name"]): _tensor(e, body) for e in entries}
+        if not isinstance(meta, dict) or not isinstance(entries, list):
+            raise TypeError("meta must be an object and tensors a list")
+        body = data[_LENGTH + size :]
+        tensors = {str(e["name"]): _tensor(e, body) for e in entries}
+    except PayloadError:
+        raise
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+        raise PayloadError(f"payload header is not valid: {exc!r}"[:300]) from None
     return Payload(meta, tensors)
 
 
@@ -99,6 +106,8 @@ def _tensor(entry: Any, body: bytes) -> Tensor:
     if count == 0:
         return torch.empty(shape, dtype=dtype)
     raw = bytearray(body[offset : offset + nbytes])
+    if dtype == torch.bool and any(b > 1 for b in raw):
+        raise PayloadError(f"payload tensor {entry.get('name')!r}: booleans other than 0/1")
     return torch.frombuffer(raw, dtype=dtype).reshape(shape)
 
 

@@ -61,10 +61,13 @@ def batch_rows(
     else:
         numbers = list(whole)
         worst = torch.stack([_riskiest(risk[whole[k]]) for k in numbers])
+        if not bool(torch.isfinite(worst).any()):
+            raise ValueError("no batch has a finite risk score to stratify by")
         picks = stratified_indices(worst, -(-n_samples // size), seed)
         chosen = [numbers[int(p)] for p in picks]
     rows = [r for k in chosen for r in whole[k]]
-    return torch.tensor(rows, dtype=torch.long), torch.tensor(chosen).repeat_interleave(size)
+    batches = torch.tensor(chosen, dtype=torch.long).repeat_interleave(size)
+    return torch.tensor(rows, dtype=torch.long), batches
 
 
 def _riskiest(risk: Tensor) -> Tensor:

@@ -116,8 +116,8 @@ class AttackSettings:
 
     def describe(self, selection: dict[str, Any]) -> dict[str, Any]:
         """The result's ``config``: these settings and how the samples were ``selection``
-        (and, for batch gradients, ``batches``: B, the labels given, the pairing)."""
-        batches = {} if self.group is None else {"batches": _batch_threat(self.group)}
+        (and, for batch gradients, ``batch_threat``: B, the labels given, the pairing)."""
+        batches = {} if self.group is None else {"batch_threat": _batch_threat(self.group)}
         return {
             "attacks": list(self.attacks),
             "budget": self.budget,
