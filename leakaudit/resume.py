@@ -324,6 +324,8 @@ def select_rows(result: ScoreResult, rows: Tensor) -> ScoreResult:
         backend=result.backend,
         device=result.device,
         seconds=result.seconds,
+        products=result.products,  # the work that made these rows (reordered or chosen)
+        product_seconds=result.product_seconds,
     )
 
 

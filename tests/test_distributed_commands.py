@@ -268,3 +268,17 @@ def test_a_batch_scan_refuses_partial_results(flags: list[str], tmp_path: Path) 
     cfg = with_overrides(demo_config(), {"scores.batch_size": 4})
     with pytest.raises(ConfigError, match="keeps no partial results"):
         scan(cfg, partial_path=tmp_path / "r.json.partial.pt")
+
+
+def test_a_sharded_result_keeps_the_work_it_took() -> None:
+    # Merging and reordering rows keeps the engine's product counters (they were dropped).
+    from leakaudit.api import score_options
+    from leakaudit.distributed.subsets import score_positions
+    from leakaudit.scores.engine import score_samples
+
+    cfg = with_overrides(demo_config(), {"data.first": 6, "scores.select": ["grad_norm", "i2f"]})
+    inputs, options = load_inputs(cfg), score_options(cfg)
+    sharded = score_positions(inputs.model, inputs.dataset, range(6), options)
+    alone = score_samples(inputs.model, inputs.dataset, options)
+    assert sharded.products == alone.products > 0
+    assert torch.equal(sharded.scores["i2f"], alone.scores["i2f"])

@@ -141,8 +141,10 @@ def test_cli_validate_batch_size_writes_batches_and_refuses_bad_sizes(tmp_path: 
     assert CliRunner().invoke(app, [*scan, "--json", str(scan_json)]).exit_code in (0, 1)
     args = ["validate", "--report", str(scan_json), "--batch-size", "4", "--attacks", "dlg,ig",
             "--budget", "fast", "--n-samples", "8", "--seed", "3", "--no-progress"]  # fmt: skip
-    result = CliRunner().invoke(app, [*args, "--json", str(out)])
+    page = tmp_path / "val.html"
+    result = CliRunner().invoke(app, [*args, "--json", str(out), "--html", str(page)])
     assert result.exit_code == 0, result.output
+    assert "gradient of each client batch of 4" in page.read_text()  # the page states B
     doc = json.loads(out.read_text())
     assert schema_errors(doc, load_schema("validation")) == []
     val = doc["validation"]

@@ -128,6 +128,12 @@ def render_validation_html(result: ValidationResult, n_show: int = 4) -> str:
         f"(budget {result.config.get('budget')}), ordered by {result.risk_score} "
         f"({result.directions.get(result.risk_score, '').replace('_', ' ')})"
     )
+    threat = result.config.get("batch_threat")
+    if threat:  # the server saw batch gradients: say so, and how pairs were made
+        facts += (
+            f"; the server saw the gradient of each client batch of {threat['batch_size']} "
+            f"(labels: {threat['labels']}; pairing: {threat['pairing']})"
+        )
     body = [
         "<h1>leakaudit validate</h1>",
         f"<p>{esc(facts)}</p>",
