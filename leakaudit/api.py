@@ -64,7 +64,8 @@ from leakaudit.report.paths import relativize, report_file
 from leakaudit.report.png import image_png
 from leakaudit.report.redact import Redactor, redact_key
 from leakaudit.resume import fingerprint, sample_digest, weights_digest
-from leakaudit.scores.batches import score_batches
+from leakaudit.scores.batches import BatchScores, score_batches
+from leakaudit.scores.batching import Batching
 from leakaudit.scores.engine import resolve_device, score_samples
 from leakaudit.scores.names import ALL_SCORES, GRAD_NORM
 from leakaudit.scores.options import ScoreOptions, ScoreResult
@@ -314,13 +315,7 @@ def _score_scan(
         return _Scored(
             sharded.result, sharded.resumed, content, inputs.ids, None, sharded.section
         )
-    members = batching.batches(len(inputs.ids))
-    advance = _counting(progress, sum(len(m) for m in members))
-    sharding = ShardedBatches()
-    with process_group(resolve_device(options.device)):  # one group for every run
-        scored = score_batches(
-            inputs.model, inputs.dataset, batching, options, progress=advance, score=sharding
-        )
+    scored, sharding = _score_batched(inputs, batching, options, progress)
     rows = scored.per_sample()
     positions = rows.indices.tolist()
     content = [sample_digest(*inputs.dataset[i]).hex() for i in positions]
@@ -333,6 +328,21 @@ def _score_scan(
     }
     ids = [inputs.ids[i] for i in positions]
     return _Scored(rows, 0, content, ids, summary, sharding.section())
+
+
+def _score_batched(
+    inputs: Inputs, batching: Batching, options: ScoreOptions, progress: ProgressFn | None
+) -> tuple[BatchScores, ShardedBatches]:
+    """The batch scan's scores of every batch the loader forms (sharded over the ranks of
+    a torchrun job), and the sharding's record; progress counts the batched samples."""
+    members = batching.batches(len(inputs.ids))
+    advance = _counting(progress, sum(len(m) for m in members))
+    sharding = ShardedBatches()
+    with process_group(resolve_device(options.device)):  # one group for every run
+        scored = score_batches(
+            inputs.model, inputs.dataset, batching, options, progress=advance, score=sharding
+        )
+    return scored, sharding
 
 
 def _warnings(config: ScanConfig) -> list[str]:
@@ -788,12 +798,7 @@ def _score_table(
             data = inputs.dataset
             scores = score_positions(inputs.model, data, every, options, progress=progress)
         else:  # the batch scan's rows: each sample's I²F block, its batch's other scores
-            advance = _counting(progress, len(inputs.ids))
-            batched = score_batches(
-                inputs.model, inputs.dataset, batching, options, progress=advance,
-                score=ShardedBatches(),
-            )  # fmt: skip
-            scores = batched.per_sample()
+            scores = _score_batched(inputs, batching, options, progress)[0].per_sample()
     return scores_from_result(scores, inputs.ids, config.scores.risk_score)
 
 
