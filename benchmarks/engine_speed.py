@@ -123,6 +123,7 @@ def bench_model(
         "ref_per_s": n_ref / ref_s,
         "ours_per_s": n / ours_s,
         "ratio": (n / ours_s) / (n_ref / ref_s),
+        "spread": spread(times, n, n_ref),
         "lam_max_rel_diff": float(((lam_ours - lam_ref).abs() / lam_ref).max()),
         "i2f_lb_rel_diff_median": float(((lb_ours - lb_ref).abs() / lb_ref).median()),
         "i2f_lb_rel_se_median": float((ours.diagnostics["i2f_lb_se"][:n_ref] / lb_ours).median()),
@@ -173,6 +174,21 @@ def _rounds(
         if max_seconds is not None and time.perf_counter() - begin > max_seconds:
             break
     return times, last, loads
+
+
+def spread(times: dict[str, list[float]], n: int, n_ref: int) -> dict[str, list[float]]:
+    """The range (min, max) over the rounds of each rate, and of each round's ratio to the
+    reference measured in that same round."""
+    out: dict[str, list[float]] = {}
+    ref_rates = [n_ref / t for t in times["ref"]]
+    out["ref_per_s"] = [min(ref_rates), max(ref_rates)]
+    for key in ("ours", "full"):
+        if key in times:
+            rates = [n / t for t in times[key]]
+            ratios = [r / q for r, q in zip(rates, ref_rates)]
+            out[f"{key}_per_s"] = [min(rates), max(rates)]
+            out[f"{key}_ratio"] = [min(ratios), max(ratios)]
+    return out
 
 
 def reference_run(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, n_ref: int) -> list:
@@ -291,12 +307,26 @@ def print_speed(rows: list[dict]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        full = f"{r['full_per_s']:.3g} ({r['full_ratio']:.2f}×)" if "full_per_s" in r else "—"
+        sp = r["spread"]
+        full = (
+            f"{r['full_per_s']:.3g} [{_range(sp['full_per_s'], '.3g')}] "
+            f"({r['full_ratio']:.2f}× [{_range(sp['full_ratio'], '.2f')}])"
+            if "full_per_s" in r
+            else "—"
+        )
         print(
-            f"| {r['model']} | {r['device']} | {r['ref_per_s']:.3g} | {r['ours_per_s']:.3g} "
-            f"| **{r['ratio']:.1f}×** | {full} | {r['lam_max_rel_diff']:.1e} "
+            f"| {r['model']} | {r['device']} "
+            f"| {r['ref_per_s']:.3g} [{_range(sp['ref_per_s'], '.3g')}] "
+            f"| {r['ours_per_s']:.3g} [{_range(sp['ours_per_s'], '.3g')}] "
+            f"| **{r['ratio']:.1f}×** [{_range(sp['ours_ratio'], '.1f')}] | {full} "
+            f"| {r['lam_max_rel_diff']:.1e} "
             f"| {r['i2f_lb_rel_diff_median']:.3f} | {r['i2f_lb_rel_se_median']:.3f} |"
         )
+    print("Medians over the rounds; [min–max] over the rounds (a ratio's range: per round).")
+
+
+def _range(pair: list[float], fmt: str) -> str:
+    return f"{pair[0]:{fmt}}–{pair[1]:{fmt}}"
 
 
 def print_targets(rows: list[dict]) -> None:
@@ -309,7 +339,9 @@ def print_targets(rows: list[dict]) -> None:
             checks.append(("full score set ≥ 1× the reference", r["full_ratio"], 1.0))
         for what, value, target in checks:
             verdict = "PASS" if value >= target else "FAIL"
-            print(f"{r['model']}: {what}: {value:.2f}× {verdict}")
+            key = "ours_ratio" if target == 10.0 else "full_ratio"
+            lo, hi = r["spread"][key]
+            print(f"{r['model']}: {what}: {value:.2f}× {verdict} (rounds {lo:.2f}–{hi:.2f}×)")
 
 
 def print_cost(rows: list[dict]) -> None:

@@ -33,6 +33,11 @@ def test_engine_speed_benchmark_smoke(tmp_path: Path) -> None:
     # The reference and leakaudit agree on λ_max (the figures compare equal work).
     assert row["lam_max_rel_diff"] < 1e-3
     assert row["ratio"] == row["ours_per_s"] / row["ref_per_s"]
+    # Each figure's spread over the rounds brackets its median.
+    for key, median in (("ours_per_s", "ours_per_s"), ("full_ratio", "full_ratio")):
+        lo, hi = row["spread"][key]
+        assert lo <= row[median] <= hi
+    assert "rounds" in proc.stdout and "[" in proc.stdout
     assert row["full_converged"] == 1.0
     # Machine-independent cost: products were counted, and the active set never adds any.
     assert row["full_cost"]["products"] > row["ours_cost"]["products"] > 0

@@ -94,8 +94,8 @@ class _Model:
         )
         self.n_outputs: int | None = None
 
-    def func_ops(self, X: Tensor, Y: Tensor) -> SampleOperators:
-        return FuncOperators(self.flat_grad, X, Y)
+    def func_ops(self, X: Tensor, Y: Tensor, *, linearise: bool = False) -> SampleOperators:
+        return FuncOperators(self.flat_grad, X, Y, linearise=linearise)
 
     def autograd_ops(self, X: Tensor, Y: Tensor) -> SampleOperators:
         if self.local_steps > 1:
@@ -210,12 +210,18 @@ def _score_all(
     Y1 = first[2].reshape(1).to(device)
     size = _chunk_size(prepared, X1, Y1, options, plan)
     backend = _choose_backend(prepared, X1, Y1, options, plan)
+    # Lanczos products walk the chunk's linearisation: build it first, gradients with it.
+    linearise = plan.lanczos and not dense.applies(options, plan, int(X1[0].numel()))
     parts: list[ScoreResult] = []
     for idx, X, Y in chunks(samples, size):
         prepared.check_labels(idx, Y)
         X = X.to(device, options.dtype)
         Y = Y.to(device)
-        ops = prepared.func_ops(X, Y) if backend == "func" else prepared.autograd_ops(X, Y)
+        ops = (
+            prepared.func_ops(X, Y, linearise=linearise)
+            if backend == "func"
+            else prepared.autograd_ops(X, Y)
+        )
         scores, diag = score_chunk(ops, idx, options, plan, progress, options.lanczos_width)
         part = _to_result(idx, Y, scores, diag, backend, device)
         part.products, part.product_seconds = ops.products.n, ops.products.seconds

@@ -122,7 +122,7 @@ class ScoreOptions:
     backend: Backend = "auto"
     loss: LossFn | None = None
     model_mode: ModelMode = "eval"
-    check_every: int = 4
+    check_every: int = 2
     blocks: int = 1
     local_steps: int = 1
     local_lr: float = 0.1

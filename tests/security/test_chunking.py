@@ -66,10 +66,15 @@ def test_dp_bias_solve_does_not_depend_on_the_chunk_size() -> None:
     )
     a = score_samples(case.model, (case.X, case.Y), ScoreOptions(chunk_size=1, **base))
     b = score_samples(case.model, (case.X, case.Y), ScoreOptions(chunk_size=5, **base))
-    # The same CG steps per sample; what remains is float64 rounding of the batched
-    # products (~1e-16), which CG amplifies to ~1e-7 — far below its own tolerance (1e-3).
+    # The same Lanczos steps per sample; what remains is float64 rounding of the batched
+    # products (~1e-16), which CG on these ill-conditioned systems (κ up to 1e3) amplifies:
+    # the hardest sample's final CG residual differs in its 3rd digit (7.0e-4 vs 7.2e-4,
+    # both under CG's 1e-3), its score by ~2e-6 — far below what another sample's data or
+    # a different system would change (≥ 1e-3).
     assert torch.equal(a.diagnostics["lanczos_steps"], b.diagnostics["lanczos_steps"])
-    assert torch.allclose(a.scores["i2f"], b.scores["i2f"], rtol=1e-6, atol=0)
+    assert torch.allclose(a.scores["i2f"], b.scores["i2f"], rtol=1e-5, atol=0)
+    for run in (a, b):
+        assert bool((run.diagnostics["cg_residual"] < 1e-3).all())
 
 
 def test_lanczos_freezes_each_sample_at_its_own_convergence() -> None:
