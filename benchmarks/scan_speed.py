@@ -144,6 +144,10 @@ def bench_case(name: str, args: list[str], old: Path, rounds: int, threads: int,
         "same_ranking": same_ranking(runs["old"][-1]["report"], new_report),
         "load_min": min(loads),
         "load_max": max(loads),
+        # Spread over the rounds: each round's scan times, and its old/new ratio.
+        "old_scan_rounds": [x["scan"] for x in runs["old"]],
+        "new_scan_rounds": [x["scan"] for x in runs["new"]],
+        "scan_ratio_rounds": [o["scan"] / n["scan"] for o, n in zip(runs["old"], runs["new"])],
     }
 
 
@@ -163,6 +167,13 @@ def print_rows(rows: list[dict], target: float, threads: int, rounds: int) -> No
             f"| {r['old_wall_s']:.2f} | {r['new_wall_s']:.2f} | {r['wall_ratio']:.1f}× "
             f"| {'yes' if r['same_ranking'] else 'NO'} "
             f"| {r['load_min']:.2f}–{r['load_max']:.2f} | {verdict} (≥ {target:g}× scan) |"
+        )
+    print("Spread over the rounds (min–max; a ratio's: each round's old/new):")
+    for r in rows:
+        o, n, q = r["old_scan_rounds"], r["new_scan_rounds"], r["scan_ratio_rounds"]
+        print(
+            f"  {r['case']}: old scan {min(o):.2f}–{max(o):.2f} s, new scan "
+            f"{min(n):.2f}–{max(n):.2f} s, scan ratio {min(q):.1f}–{max(q):.1f}×"
         )
 
 

@@ -101,10 +101,12 @@ def sample_digest(x: Any, y: Any) -> bytes:
 
 
 class DigestingDataset(Dataset[Any]):
-    """``dataset``, remembering the :func:`sample_digest` of every sample read."""
+    """``dataset``, remembering the :func:`sample_digest` of every sample read; with
+    ``hashing=False`` it hashes nothing and :meth:`take` gives zero rows (for results
+    whose digests are never read: a batch scan's, whose report hashes its samples)."""
 
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
+    def __init__(self, dataset: Any, *, hashing: bool = True) -> None:
+        self.dataset, self.hashing = dataset, hashing
         self.digests: dict[int, bytes] = {}
 
     def __len__(self) -> int:
@@ -112,11 +114,14 @@ class DigestingDataset(Dataset[Any]):
 
     def __getitem__(self, index: int) -> Any:
         x, y = self.dataset[index]
-        self.digests[int(index)] = sample_digest(x, y)
+        if self.hashing:
+            self.digests[int(index)] = sample_digest(x, y)
         return x, y
 
     def take(self, indices: Tensor) -> Tensor:
         """``[b, 32]`` uint8 digests of the samples at ``indices`` (read before)."""
+        if not self.hashing:
+            return torch.zeros(len(indices), _DIGEST, dtype=torch.uint8)
         rows = [self.digests.pop(int(i)) for i in indices.tolist()]
         data = b"".join(rows)
         return torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(len(rows), _DIGEST)
@@ -204,30 +209,45 @@ class PartialResults:
         if path is not None:
             check_partial_path(path)
         self.path, self.fingerprint, self.total = path, fingerprint, total
-        self.result = done
-        self.digests = (
+        # Chunks are kept as a list and joined once when read: appending to one growing
+        # result would copy everything so far at every chunk (quadratic in the chunks).
+        self._parts: list[ScoreResult] = [] if done is None else [done]
+        self._digests: list[Tensor] = [
             digests if digests is not None else torch.empty(0, _DIGEST, dtype=torch.uint8)
-        )
+        ]
+        self.count = 0 if done is None else int(done.indices.numel())
 
     @property
-    def count(self) -> int:
-        """Samples finished (records keyed by their dataset indices)."""
-        return 0 if self.result is None else int(self.result.indices.numel())
+    def result(self) -> ScoreResult | None:
+        """Every result so far as one (``None`` before the first)."""
+        if len(self._parts) > 1:
+            self._parts = [concat_results(self._parts)]
+        return self._parts[0] if self._parts else None
+
+    @property
+    def digests(self) -> Tensor:
+        """``[count, 32]`` uint8 digests of the samples of :attr:`result`, in its order."""
+        if len(self._digests) > 1:
+            self._digests = [torch.cat(self._digests)]
+        return self._digests[0]
 
     def add(self, part: ScoreResult, digests: Tensor) -> None:
         """Append one chunk's results and their samples' ``[b, 32]`` digests, and write
-        the sidecar atomically."""
-        self.result = part if self.result is None else concat_results([self.result, part])
-        self.digests = torch.cat([self.digests, digests])
+        the sidecar atomically (when there is one)."""
+        self._parts.append(part)
+        self._digests.append(digests)
+        self.count += int(part.indices.numel())
         if self.path is not None:
             buf = io.BytesIO()
+            result = self.result
+            assert result is not None
             torch.save(
                 {
                     "format": FORMAT,
                     "fingerprint": self.fingerprint,
                     "total": self.total,
                     "digests": self.digests,
-                    "result": _pack(self.result),
+                    "result": _pack(result),
                 },
                 buf,
             )

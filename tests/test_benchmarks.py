@@ -58,6 +58,9 @@ def test_scan_speed_benchmark_smoke(tmp_path: Path) -> None:
     for row in rows.values():
         assert row["same_ranking"] is True
         assert row["scan_ratio"] == row["old_scan_s"] / row["new_scan_s"]
+        ratios = row["scan_ratio_rounds"]
+        assert len(ratios) == len(row["new_scan_rounds"]) >= 1
+        assert min(row["new_scan_rounds"]) <= row["new_scan_s"] <= max(row["new_scan_rounds"])
         assert row["verdict"] in ("PASS", "FAIL") and row["verdict"] in proc.stdout
     assert rows["imagefolder"]["computed_new"] == ["grad_norm"]
 

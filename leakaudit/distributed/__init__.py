@@ -179,6 +179,7 @@ def score_sharded(
     progress: ProgressFn | None = None,
     resume_path: str | Path | None = None,
     partial_path: str | Path | None = None,
+    digests: bool = True,
 ) -> Sharded:
     """Score ``dataset`` over the ranks of the job (one rank outside torchrun).
 
@@ -189,6 +190,9 @@ def score_sharded(
         resume_path: the sidecar whose partial files (of any world size) to continue.
         partial_path: the sidecar this job's ranks checkpoint to (default:
             ``resume_path``); without either, nothing is saved.
+        digests: hash every sample read (:func:`~leakaudit.resume.sample_digest`); with
+            ``False`` (only without ``resume_path``/``partial_path``) the result's
+            digests are zero rows, for callers that never read them.
 
     Returns:
         The same merged :class:`Sharded` on every rank.
@@ -203,10 +207,14 @@ def score_sharded(
         if resume_path is None and sidecar is not None and world.main:
             remove_partials(sidecar)  # stale records of another run must not mix in
         _barrier(world)
-        mine = _score_shard(model, dataset, ids, options, key, world, counter, resume_path, sidecar)
+        if not digests and sidecar is not None:
+            raise ValueError("partial results need the samples' digests")
+        mine = _score_shard(
+            model, dataset, ids, options, key, world, counter, resume_path, sidecar, digests
+        )
         counter.wait_all(progress)  # every rank says it is done; rank 0 shows the count
-        digests = {"digests": mine.partial.digests}
-        sent = rows_payload(mine.partial.result, digests, _stats(mine, world))
+        hashes = {"digests": mine.partial.digests}
+        sent = rows_payload(mine.partial.result, hashes, _stats(mine, world))
         shards = [payload_rows(p) for p in all_gather_payloads(sent, world.size)]
     return _merge([(r, t["digests"], s) for r, t, s in shards], world, device)
 
@@ -221,6 +229,7 @@ def _score_shard(
     counter: _Counter,
     resume_path: str | Path | None,
     sidecar: str | Path | None,
+    digests: bool,
 ) -> _Shard:
     """Score this rank's shard, continuing the partial results of ``resume_path``."""
     total = len(ids)
@@ -238,7 +247,7 @@ def _score_shard(
     remaining = [p for p in positions if p not in finished]
     if not remaining:
         return _Shard(partial, resumed, None, 0.0)
-    data = DigestingDataset(dataset)
+    data = DigestingDataset(dataset, hashing=digests)
     die = _die_after(world)
 
     def save(part: ScoreResult) -> None:
