@@ -64,7 +64,12 @@ def test_batch_scan_hashes_each_sample_once(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(api, "sample_digest", counting)
     cfg = with_overrides(
         demo_config(),
-        {"data.per_class": 1, "scores.select": ["grad_norm"], "scores.batch_size": 4, "gate.rules": []},
+        {
+            "data.per_class": 1,
+            "scores.select": ["grad_norm"],
+            "scores.batch_size": 4,
+            "gate.rules": [],
+        },
     )
     report = scan(cfg)
     assert len(report.samples) == 10
