@@ -686,18 +686,22 @@ def _group_device(attack: torch.device, options: ScoreOptions) -> torch.device:
     return attack if attack.type == "cuda" else resolve_device(options.device)
 
 
-def _attacks_invert_gradients(options: ScoreOptions, batch_size: int | None = None) -> None:
-    """Refuse scores of a multi-step update where attacks on one gradient judge them, and
-    (``batch_size`` given: calibrate) batch scores where attacks on single samples would."""
-    if batch_size is not None:
-        raise ConfigError(
-            "scores.batch_size: calibrate attacks single samples' gradients, so it calibrates "
-            "per-sample scores: remove batch_size (validate --batch-size attacks batches)"
-        )
+def _attacks_invert_gradients(options: ScoreOptions) -> None:
+    """Refuse scores of a multi-step update where attacks on one gradient judge them."""
     if options.local_steps != 1:
         raise ConfigError(
             f"scores.local_steps: the attacks invert one gradient, so validate and calibrate "
             f"score it too: set local_steps to 1 (got {options.local_steps})"
+        )
+
+
+def _calibrates_per_sample(batch_size: int | None) -> None:
+    """Refuse a batch size in calibrate: its attacks invert single samples' gradients, so
+    it calibrates per-sample scores."""
+    if batch_size is not None:
+        raise ConfigError(
+            "scores.batch_size: calibrate attacks single samples' gradients, so it calibrates "
+            "per-sample scores: remove batch_size (validate --batch-size attacks batches)"
         )
 
 
@@ -838,7 +842,8 @@ def calibrate(
     _check_folds(n_samples, folds)
     dev = _attack_device(attacks, budget, device)  # before any work
     options = score_options(config)
-    _attacks_invert_gradients(options, batch_size=config.scores.batch_size)
+    _calibrates_per_sample(config.scores.batch_size)
+    _attacks_invert_gradients(options)
     with process_group(_group_device(dev, options)):  # under torchrun: ranks share attacks
         inputs = load_inputs(config)
         subset = _calibration_subset(inputs, options, n_samples, folds, seed).tolist()
