@@ -26,9 +26,8 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 FlatGrad = Callable[[Tensor, Tensor], Tensor]
 
 
-class PlainGradient:
-    """``g(x, y)``: the flat parameter gradient of one sample's loss, ``[P]`` (a
-    :data:`FlatGrad`), with its Jacobian's rows by reverse over reverse (:meth:`rows`).
+class SampleLoss:
+    """One sample's loss as a function of the parameters, ``loss(p, x, y)``.
 
     Args:
         model: the network; called through ``functional_call`` with ``params``.
@@ -49,6 +48,12 @@ class PlainGradient:
     def _loss(self, p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         out = functional_call(self.model, (p, self.buffers), (x.unsqueeze(0),))
         return self.loss_fn(out, y.unsqueeze(0))
+
+
+class PlainGradient(SampleLoss):
+    """``g(x, y)``: the flat parameter gradient of one sample's loss, ``[P]`` (a
+    :data:`FlatGrad`), with its Jacobian's rows by reverse over reverse (:meth:`rows`).
+    Arguments as for :class:`SampleLoss`."""
 
     def _flat(self, g: dict[str, Tensor]) -> Tensor:
         return torch.cat([g[n].reshape(-1) for n in self.params])

@@ -22,20 +22,15 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad
+from torch.func import grad
 
-from leakaudit.jacobians.func import FlatGrad, LossFn
+from leakaudit.jacobians.func import LossFn, SampleLoss
 
 
-def make_flat_update(
-    model: nn.Module,
-    params: dict[str, Tensor],
-    buffers: dict[str, Tensor],
-    loss_fn: LossFn,
-    steps: int,
-    lr: float,
-) -> FlatGrad:
-    """Return ``u(x, y)``: the flat sum of the E local steps' gradients, ``[P]``.
+class LocalUpdate(SampleLoss):
+    """``u(x, y)``: the flat sum of the E local steps' gradients, ``[P]`` (a
+    :data:`FlatGrad`), also per parameter tensor (:meth:`parts`, which the retained
+    linearisation differentiates).
 
     Args:
         model: the network; called through ``functional_call``.
@@ -45,12 +40,6 @@ def make_flat_update(
         steps: E ≥ 1.
         lr: η > 0.
     """
-    return LocalUpdate(model, params, buffers, loss_fn, steps, lr)
-
-
-class LocalUpdate:
-    """``u(x, y)`` of :func:`make_flat_update` (a :data:`FlatGrad`), also per parameter
-    tensor (:meth:`parts`, which the retained linearisation differentiates)."""
 
     def __init__(
         self,
@@ -61,20 +50,15 @@ class LocalUpdate:
         steps: int,
         lr: float,
     ) -> None:
-        self.model, self.params, self.buffers, self.loss_fn = model, params, buffers, loss_fn
+        super().__init__(model, params, buffers, loss_fn)
         self.steps, self.lr = steps, lr
 
     def parts(self, x: Tensor, y: Tensor) -> tuple[Tensor, ...]:
         """Σ_k ∇_θ ℓ(f_{θ_k}(x), y) per parameter tensor, in the order of ``params``."""
-
-        def loss_of(p: dict[str, Tensor]) -> Tensor:
-            out = functional_call(self.model, (p, self.buffers), (x.unsqueeze(0),))
-            return self.loss_fn(out, y.unsqueeze(0))
-
         names = tuple(self.params)
         p, total = self.params, None
         for _ in range(self.steps):
-            g = grad(loss_of)(p)
+            g = grad(self._loss)(p, x, y)
             total = g if total is None else {n: total[n] + g[n] for n in names}
             p = {n: p[n] - self.lr * g[n] for n in names}
         assert total is not None
@@ -82,3 +66,8 @@ class LocalUpdate:
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         return torch.cat([t.reshape(-1) for t in self.parts(x, y)])
+
+
+#: ``make_flat_update(model, params, buffers, loss_fn, steps, lr)``: the client's update
+#: map as a :data:`FlatGrad` (:class:`LocalUpdate`).
+make_flat_update = LocalUpdate
