@@ -215,7 +215,11 @@ class PartialResults:
         self._digests: list[Tensor] = [
             digests if digests is not None else torch.empty(0, _DIGEST, dtype=torch.uint8)
         ]
-        self.count = 0 if done is None else int(done.indices.numel())
+
+    @property
+    def count(self) -> int:
+        """Samples finished (records keyed by their dataset indices)."""
+        return sum(int(p.indices.numel()) for p in self._parts)
 
     @property
     def result(self) -> ScoreResult | None:
@@ -236,7 +240,6 @@ class PartialResults:
         the sidecar atomically (when there is one)."""
         self._parts.append(part)
         self._digests.append(digests)
-        self.count += int(part.indices.numel())
         if self.path is not None:
             buf = io.BytesIO()
             result = self.result

@@ -199,6 +199,8 @@ def score_sharded(
     """
     world = current_world()
     sidecar = partial_path if partial_path is not None else resume_path
+    if not digests and sidecar is not None:  # before any rank joins the group
+        raise ValueError("partial results need the samples' digests")
     if resume_path is None and world.restart > 0 and sidecar is not None:
         resume_path = sidecar  # a rank restarted by torchrun continues its job
     device = resolve_device(options.device)
@@ -207,8 +209,6 @@ def score_sharded(
         if resume_path is None and sidecar is not None and world.main:
             remove_partials(sidecar)  # stale records of another run must not mix in
         _barrier(world)
-        if not digests and sidecar is not None:
-            raise ValueError("partial results need the samples' digests")
         mine = _score_shard(
             model, dataset, ids, options, key, world, counter, resume_path, sidecar, digests
         )

@@ -27,7 +27,9 @@ FlatGrad = Callable[[Tensor, Tensor], Tensor]
 
 
 class SampleLoss:
-    """One sample's loss as a function of the parameters, ``loss(p, x, y)``.
+    """One sample's loss as a function of the parameters, ``loss(p, x, y)``, and a map
+    derived from it: ``parts(x, y)`` per parameter tensor (subclasses), called flat as
+    ``self(x, y)`` ``[P]`` (a :data:`FlatGrad`).
 
     Args:
         model: the network; called through ``functional_call`` with ``params``.
@@ -49,6 +51,13 @@ class SampleLoss:
         out = functional_call(self.model, (p, self.buffers), (x.unsqueeze(0),))
         return self.loss_fn(out, y.unsqueeze(0))
 
+    def parts(self, x: Tensor, y: Tensor) -> tuple[Tensor, ...]:
+        """The map per parameter tensor, in the order of ``params``."""
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        return torch.cat([t.reshape(-1) for t in self.parts(x, y)])
+
 
 class PlainGradient(SampleLoss):
     """``g(x, y)``: the flat parameter gradient of one sample's loss, ``[P]`` (a
@@ -57,9 +66,6 @@ class PlainGradient(SampleLoss):
 
     def _flat(self, g: dict[str, Tensor]) -> Tensor:
         return torch.cat([g[n].reshape(-1) for n in self.params])
-
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        return self._flat(grad(self._loss)(self.params, x, y))
 
     def parts(self, x: Tensor, y: Tensor) -> tuple[Tensor, ...]:
         """The gradient per parameter tensor, in the order of the flat g."""
@@ -128,6 +134,10 @@ class _Linearised:
         if U.shape[1] == 1:
             return self.jt(U[:, 0])[:, None]
         return vmap(self.jt, in_dims=1, out_dims=1)(U)
+
+    def gram(self, V: Tensor) -> Tensor:
+        """JᵀJ V: ``[b, m, d] -> [b, m, d]``."""
+        return self.jtm(self.jv(V))
 
 
 class _Graphs:
@@ -229,8 +239,7 @@ class FuncOperators:
 
     def gram(self, V: Tensor) -> Tensor:
         with self._count.add(V.shape[0], V.shape[1], 2):
-            graph, pos = self._graphs.get(self._rows)
-            return _padded(lambda W: graph.jtm(graph.jv(W)), V, pos, graph.size)
+            return self._through("gram", V)
 
     def jt(self, U: Tensor) -> Tensor:
         with self._count.add(U.shape[0]):
